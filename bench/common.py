@@ -1,0 +1,51 @@
+"""Shared helpers for benchmark scripts: machine facts and result files.
+
+Example:
+    >>> from bench.common import write_result
+    >>> write_result("lake", {"ratio": 0.95})   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info() -> dict[str, object]:
+    """Cores, memory and software versions, so a result can be read against its machine."""
+    mem_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    import pyspark
+
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_bytes / 2**30, 1),
+        "python": platform.python_version(),
+        "pyspark": pyspark.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def write_result(name: str, payload: dict[str, object]) -> Path:
+    """Write ``bench/results/<name>.json`` with the machine facts and print it."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    doc = {"benchmark": name, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "machine": machine_info(), **payload}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    print(json.dumps(doc, indent=2, default=str))
+    return path
+
+
+class Timer:
+    """Context manager measuring wall seconds: ``with Timer() as t: ...; t.seconds``."""
+
+    def __enter__(self) -> "Timer":
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._start

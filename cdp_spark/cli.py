@@ -1,0 +1,301 @@
+"""The `cdp` command line: run the pipeline, inspect tables and runs, check config, make demo data.
+
+Exit codes schedulers can trust: 0 success, 1 a stage or lake operation failed, 2 bad configuration or usage.
+
+Example:
+    $ cdp run daily --as-of 2026-11-01 --conf conf/cdp.yaml
+    $ cdp runs --json
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cdp_spark.config import CdpConfig, ConfigError, load_config, load_config_with_sources
+from cdp_spark.lake import LakeError
+from cdp_spark.pipeline import StageFailed, UnknownStageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="cdp-spark: Customer Data Platform on Spark + Delta.")
+config_app = typer.Typer(no_args_is_help=True, help="Configuration commands.")
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfOption = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml")
+JsonOption = typer.Option(False, "--json", help="machine-readable JSON on stdout")
+
+
+@contextlib.contextmanager
+def _exit_codes() -> Iterator[None]:
+    """Map failures to exit codes with a one-line message on stderr (details are in the ledger and logs)."""
+    try:
+        yield
+    except ConfigError as exc:
+        err.print(f"[red]configuration error[/red]\n{exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except UnknownStageError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except StageFailed as exc:
+        err.print(f"[red]failed:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except LakeError as exc:
+        err.print(f"[red]lake error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _config(conf: str) -> CdpConfig:
+    return load_config(conf)
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+def _as_of(value: Optional[str]) -> dt.date:
+    if value is None:
+        return dt.datetime.now(dt.timezone.utc).date()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date; expected YYYY-MM-DD", param_hint="--as-of") from None
+
+
+@app.command()
+def run(
+    job: str = typer.Argument(..., help="a stage name, or 'daily' for the whole pipeline"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="business date YYYY-MM-DD (default: today, UTC)"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run one stage or the daily pipeline for an as-of date."""
+    from cdp_spark.pipeline import plan, run_job
+    from cdp_spark.runtime import Runtime
+
+    with _exit_codes():
+        config = _config(conf)
+        day = _as_of(as_of)
+        plan(config, job)  # fail fast on an unknown stage, before starting Spark
+        with err.status(f"running {job} for {day} ..."):
+            rt = Runtime.start(config)
+            report = run_job(rt.spark, rt.config, rt.lake, job, day)
+        if as_json:
+            _print_json(report.to_dict())
+        else:
+            out.print(f"[green]{job} {report.status}[/green] for {day} (run {report.run_id}); "
+                      f"stages: {', '.join(report.stages) or 'none registered yet'}")
+
+
+@app.command()
+def tables(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
+    """Every existing table: name, version, rows, files and size."""
+    from cdp_spark.runtime import metadata_lake
+
+    with _exit_codes():
+        infos = metadata_lake(_config(conf)).tables()
+        if as_json:
+            _print_json([i.__dict__ for i in infos])
+            return
+        table = Table("table", "version", "rows", "files", "size", "partitioned by")
+        for i in infos:
+            table.add_row(i.name, str(i.version), f"{i.rows:,}", str(i.files), _size(i.size_bytes), ", ".join(i.partition_by))
+        out.print(table if infos else "no tables yet: run `cdp demo` or `cdp run daily`")
+
+
+@app.command()
+def history(
+    table_name: str = typer.Argument(..., metavar="TABLE", help="logical name, e.g. ops.job_runs"),
+    limit: int = typer.Option(20, help="how many commits"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The commits of one table, newest first."""
+    from cdp_spark.runtime import metadata_lake
+
+    with _exit_codes():
+        commits = metadata_lake(_config(conf)).history(table_name, limit)
+        if as_json:
+            _print_json(commits)
+            return
+        table = Table("version", "time (UTC)", "operation", "cdp operation", "parameters")
+        for c in commits:
+            when = dt.datetime.fromtimestamp(c["timestamp"] / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            table.add_row(str(c["version"]), when, c.get("operation", ""), c.get("cdp.operation", ""),
+                          json.dumps(c.get("operationParameters", {}))[:60])
+        out.print(table)
+
+
+@app.command()
+def runs(
+    limit: int = typer.Option(30, help="how many rows"),
+    job: Optional[str] = typer.Option(None, help="only this job or stage"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The job ledger: recent runs and stages, with stale runs flagged."""
+    from cdp_spark.ops.ledger import Ledger
+    from cdp_spark.runtime import metadata_lake
+
+    with _exit_codes():
+        config = _config(conf)
+        rows = Ledger(metadata_lake(config), stale_after_minutes=config.pipeline.stale_after_minutes).runs(
+            limit=limit, job=job
+        )
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table("run_id", "step", "as_of", "status", "started (UTC)", "seconds", "rows out", "error")
+        colors = {"succeeded": "green", "failed": "red", "stale": "yellow", "running": "cyan"}
+        for r in rows:
+            seconds = (r["ended_at"] - r["started_at"]).total_seconds() if r["ended_at"] else None
+            table.add_row(
+                r["run_id"], r["step"], str(r["as_of"]), f"[{colors.get(r['status'], 'white')}]{r['status']}[/]",
+                r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), f"{seconds:.1f}" if seconds is not None else "",
+                f"{sum(r['rows_out'].values()):,}", (r["error"] or "")[:80],
+            )
+        out.print(table if rows else "no runs yet")
+
+
+@config_app.command("check")
+def config_check(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
+    """Validate the configuration and print it resolved, with secrets redacted."""
+    with _exit_codes():
+        loaded = load_config_with_sources(conf)
+        data = loaded.redacted()
+        if as_json:
+            _print_json(data)
+        else:
+            import yaml
+
+            out.print(f"[green]{conf}: valid[/green]")
+            out.print(yaml.safe_dump(data, sort_keys=False), highlight=False)
+
+
+@app.command()
+def capabilities(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
+    """Start Spark and report what it can do: Java, Spark version, Delta and GraphFrames JVM classes."""
+    from cdp_spark.spark import capabilities as detect
+    from cdp_spark.spark import check_java
+    from cdp_spark.spark import session
+
+    with _exit_codes():
+        config = _config(conf)
+        java = check_java()
+        spark = session(config)
+        caps = {"java": java, **detect(spark).describe()}
+        caps["lake_backend"] = "delta-spark" if config.lake.backend == "delta-spark" or (
+            config.lake.backend == "auto" and caps["delta_jvm"]) else "embedded"
+        if as_json:
+            _print_json(caps)
+        else:
+            for key, value in caps.items():
+                out.print(f"{key:16} {value}")
+
+
+@app.command()
+def generate(
+    people: Optional[int] = typer.Option(None, help="people in the demo retailer (default from config)"),
+    days: Optional[int] = typer.Option(None, help="days of history"),
+    seed: Optional[int] = typer.Option(None, help="random seed; same seed, same data"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default <lake.root>/demo)"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Generate the deterministic demo retailer's source files."""
+    from cdp_spark.runtime import Runtime
+
+    with _exit_codes():
+        config = _with_demo_overrides(_config(conf), people, days, seed, out_dir)
+        with err.status("generating demo data ..."):
+            rt = Runtime.start(config)
+            summary = _generate(rt)
+        _show_summary(summary.to_dict(), as_json)
+
+
+@app.command()
+def demo(
+    people: Optional[int] = typer.Option(None, help="people in the demo retailer (default from config)"),
+    days: Optional[int] = typer.Option(None, help="days of history"),
+    seed: Optional[int] = typer.Option(None, help="random seed"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Generate demo data, run the daily pipeline on it, and summarise the tables."""
+    from cdp_spark.pipeline import run_job
+    from cdp_spark.runtime import Runtime
+
+    with _exit_codes():
+        config = _with_demo_overrides(_config(conf), people, days, seed, None)
+        rt = Runtime.start(config)
+        with err.status("generating demo data ..."):
+            summary = _generate(rt)
+        with err.status(f"running the daily pipeline for {config.demo.end_date} ..."):
+            report = run_job(rt.spark, rt.config, rt.lake, "daily", config.demo.end_date)
+        infos = rt.lake.tables()
+        if as_json:
+            _print_json({"demo": summary.to_dict(), "run": report.to_dict(), "tables": [i.__dict__ for i in infos]})
+            return
+        out.print(f"[green]demo data[/green]: {summary.landing_dir} ({sum(summary.counts.values()):,} rows)")
+        out.print(f"[green]daily run {report.status}[/green] as of {report.as_of} (run {report.run_id})")
+        table = Table("table", "version", "rows", "files", "size")
+        for i in infos:
+            table.add_row(i.name, str(i.version), f"{i.rows:,}", str(i.files), _size(i.size_bytes))
+        out.print(table)
+
+
+def _with_demo_overrides(config: CdpConfig, people, days, seed, out_dir) -> CdpConfig:  # type: ignore[no-untyped-def]
+    updates = {k: v for k, v in {"people": people, "days": days, "seed": seed}.items() if v is not None}
+    if out_dir is not None:
+        updates["out_dir"] = str(out_dir)
+    demo_cfg = config.demo.model_validate({**config.demo.model_dump(), **updates})
+    return config.model_copy(update={"demo": demo_cfg})
+
+
+def _generate(rt):  # type: ignore[no-untyped-def]
+    from cdp_spark.demo import generate as make
+
+    d = rt.config.demo
+    return make(rt.spark, rt.config.demo_dir, people=d.people, days=d.days, seed=d.seed, end_date=d.end_date)
+
+
+def _show_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table("output", "rows")
+    for name, rows in summary["counts"].items():
+        table.add_row(name, f"{rows:,}")
+    out.print(f"demo data in {summary['out_dir']}")
+    out.print(table)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the process exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app(args=argv, prog_name="cdp")
+    except SystemExit as exc:  # click's standalone mode always exits; keep its code
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

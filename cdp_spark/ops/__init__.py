@@ -1,0 +1,1 @@
+"""Operational tables and services: the job ledger."""

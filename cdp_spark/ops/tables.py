@@ -1,0 +1,31 @@
+"""Tables owned by operations: the job ledger."""
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+from cdp_spark.lake.registry import Column, TableSpec
+
+JOB_RUNS = TableSpec(
+    name="ops.job_runs",
+    description="One row per job run and per stage of a run: status, timing, parameters, rows in/out, error.",
+    columns=[
+        Column("run_id", T.StringType(), "run identifier shared by the job row and its stage rows"),
+        Column("step", T.StringType(), "'job' for the run itself, else the stage name"),
+        Column("job", T.StringType(), "what was run: daily, or a single stage name"),
+        Column("as_of", T.DateType(), "the business date the run computes"),
+        Column("status", T.StringType(), "running, succeeded, failed or skipped"),
+        Column("started_at", T.TimestampType(), "UTC start time"),
+        Column("ended_at", T.TimestampType(), "UTC end time; null while running"),
+        Column("heartbeat_at", T.TimestampType(), "last time the process reported progress"),
+        Column("host", T.StringType(), "host name of the driver"),
+        Column("pid", T.IntegerType(), "driver process id, used to detect killed runs"),
+        Column("params", T.StringType(), "JSON of the run's parameters (never secrets)"),
+        Column("rows_in", T.MapType(T.StringType(), T.LongType()), "rows read, per table or source"),
+        Column("rows_out", T.MapType(T.StringType(), T.LongType()), "rows written, per table"),
+        Column("metrics", T.StringType(), "JSON of other stage metrics"),
+        Column("error", T.StringType(), "error type and message of a failed step (no PII)"),
+    ],
+    keys=("run_id", "step"),
+)
+
+TABLES = [JOB_RUNS]

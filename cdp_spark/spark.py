@@ -1,0 +1,195 @@
+"""Spark sessions: an embedded local session tuned for one machine, or the cluster's own.
+
+Example:
+    >>> from cdp_spark.config import load_config
+    >>> from cdp_spark.spark import session
+    >>> spark = session(load_config("conf/cdp.yaml"))   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import SparkSession
+
+    from cdp_spark.config import CdpConfig
+
+MIN_JAVA = 17
+
+
+class JavaNotFoundError(RuntimeError):
+    """Raised when no usable Java runtime is found for local Spark."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the running Spark can do. Detected once per session, never guessed."""
+
+    delta_jvm: bool
+    graphframes_jvm: bool
+    spark_version: str
+    master: str
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "spark_version": self.spark_version,
+            "master": self.master,
+            "delta_jvm": self.delta_jvm,
+            "graphframes_jvm": self.graphframes_jvm,
+        }
+
+
+def running_under_cluster() -> bool:
+    """True on Databricks or under spark-submit, where master and resources are not ours to set."""
+    # spark-submit starts the Python driver with a JVM gateway already running and passes its port.
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT") or os.environ.get("DATABRICKS_RUNTIME_VERSION"))
+
+
+def check_java() -> int:
+    """Return the Java major version, or raise with instructions when Java is missing or too old."""
+    java = shutil.which("java", path=_java_path())
+    if java is None:
+        raise JavaNotFoundError(
+            "Java was not found. Spark needs Java 17 or newer: install it (Debian/Ubuntu: "
+            "`apt-get install openjdk-17-jre-headless`, macOS: `brew install openjdk@17`) "
+            "or set JAVA_HOME to an existing JDK."
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    version = _parse_java_version(out.stderr or out.stdout)
+    if version < MIN_JAVA:
+        raise JavaNotFoundError(
+            f"Java {version} found at {java}, but Spark 4 needs Java {MIN_JAVA} or newer. "
+            "Install a newer JDK and point JAVA_HOME at it."
+        )
+    return version
+
+
+def _java_path() -> str:
+    home = os.environ.get("JAVA_HOME")
+    parts = [os.path.join(home, "bin")] if home else []
+    return os.pathsep.join(parts + [os.environ.get("PATH", "")])
+
+
+def _parse_java_version(text: str) -> int:
+    # `java -version` prints e.g. 'openjdk version "17.0.15"' or 'java version "1.8.0_392"'.
+    import re
+
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
+    if not match:
+        return 0
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def embedded_conf(
+    *,
+    cores: int | None = None,
+    shuffle_partitions: int | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The Spark settings of the embedded (local) mode.
+
+    Example:
+        >>> embedded_conf(cores=2)["spark.sql.session.timeZone"]
+        'UTC'
+    """
+    cores = cores or os.cpu_count() or 2
+    conf = {
+        "spark.master": f"local[{cores}]",
+        "spark.sql.session.timeZone": "UTC",
+        # Small local jobs: a couple of partitions per core beats the cluster default of 200.
+        "spark.sql.shuffle.partitions": str(shuffle_partitions or max(2, 2 * cores)),
+        "spark.default.parallelism": str(max(2, 2 * cores)),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        # arrow-rs misreads Spark's INT96 default, and delta-rs reads what Spark writes.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.host": "127.0.0.1",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # No _SUCCESS markers inside Delta table folders: the lake commits files itself.
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+        "spark.hadoop.parquet.enable.summary-metadata": "false",
+        "spark.sql.sources.partitionOverwriteMode": "static",
+    }
+    conf.update(extra or {})
+    return conf
+
+
+def build_session(
+    app_name: str, conf: Mapping[str, str], checkpoint_dir: str | None, log_level: str = "WARN"
+) -> "SparkSession":
+    """Create (or reuse) a SparkSession with the given settings and checkpoint directory."""
+    # Python workers must run this interpreter, or they fail to import pyarrow and pandas.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(log_level)
+    if checkpoint_dir:
+        if "://" not in checkpoint_dir:
+            checkpoint_dir = os.path.abspath(checkpoint_dir)
+            os.makedirs(checkpoint_dir, exist_ok=True)
+        spark.sparkContext.setCheckpointDir(checkpoint_dir)
+    return spark
+
+
+def session(config: "CdpConfig") -> "SparkSession":
+    """Return the SparkSession for this config: embedded local mode, or the cluster's session.
+
+    Example:
+        >>> spark = session(load_config("conf/cdp.yaml"))   # doctest: +SKIP
+        >>> capabilities(spark).delta_jvm                     # doctest: +SKIP
+        False
+    """
+    engine = config.engine
+    checkpoint_dir = config.lake.checkpoint_dir
+    mode = engine.mode
+    if mode == "auto":
+        mode = "cluster" if running_under_cluster() else "embedded"
+    if mode == "cluster":
+        # Master, resources and packages come from spark-submit or Databricks; only set semantics.
+        conf = {
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+            **engine.spark_conf,
+        }
+        return build_session(engine.app_name, conf, checkpoint_dir, engine.log_level)
+    check_java()
+    conf = embedded_conf(cores=engine.cores, shuffle_partitions=engine.shuffle_partitions, extra=engine.spark_conf)
+    return build_session(engine.app_name, conf, checkpoint_dir, engine.log_level)
+
+
+def _jvm_class_loadable(spark: "SparkSession", name: str) -> bool:
+    try:
+        jvm = spark.sparkContext._jvm  # noqa: SLF001 - py4j is the only way to probe the classpath
+        loader = jvm.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName(name, False, loader)
+        return True
+    except Exception:  # py4j wraps ClassNotFoundException; Spark Connect has no _jvm
+        return False
+
+
+def capabilities(spark: "SparkSession") -> Capabilities:
+    """Detect whether Delta's and GraphFrames' JVM classes are loadable in this session.
+
+    Example:
+        >>> capabilities(spark).describe()   # doctest: +SKIP
+        {'spark_version': '4.2.0', 'master': 'local[2]', 'delta_jvm': False, 'graphframes_jvm': False}
+    """
+    return Capabilities(
+        delta_jvm=_jvm_class_loadable(spark, "io.delta.tables.DeltaTable"),
+        graphframes_jvm=_jvm_class_loadable(spark, "org.graphframes.GraphFrame"),
+        spark_version=spark.version,
+        master=spark.sparkContext.master,
+    )

@@ -1,0 +1,120 @@
+"""Typed config loading: errors name file, key path, value and expectation; secrets are redacted."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from cdp_spark.config import CdpConfig, ConfigError, load_config, load_config_with_sources
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class IdType(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: PositiveInt = 5
+
+
+class IdentityDomain(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id_types: dict[str, IdType] = Field(default_factory=dict)
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    format: str
+
+
+class WithDomains(CdpConfig):
+    """A config with two domains, like the stages add: one file and one folder of files."""
+
+    identity: IdentityDomain = Field(default_factory=IdentityDomain)
+    sources: list[Source] = Field(default_factory=list)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_repository_config_is_valid():
+    config = load_config(REPO / "conf" / "cdp.yaml")
+    assert config.lake.backend == "auto"
+    assert config.pipeline.stages[0] == "ingest"
+    assert config.lake.checkpoint_dir.endswith("/_system/checkpoints")
+
+
+def test_bad_value_names_file_key_value_and_expectation(tmp_path):
+    main = write(tmp_path / "cdp.yaml", "engine:\n  cores: -1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(main)
+    assert str(err.value) == f"{main}: engine.cores: got -1, expected a value greater than 0"
+
+
+def test_unknown_key_is_an_error(tmp_path):
+    main = write(tmp_path / "cdp.yaml", "lake:\n  rooot: /tmp/x\n")
+    with pytest.raises(ConfigError, match=r"cdp.yaml: lake.rooot: unknown key"):
+        load_config(main)
+
+
+def test_domain_file_errors_point_into_that_file(tmp_path):
+    write(tmp_path / "identity.yaml", "id_types:\n  email:\n    limit: -1\n")
+    main = write(tmp_path / "cdp.yaml", "files:\n  identity: identity.yaml\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(main, model=WithDomains)
+    assert str(err.value) == f"{tmp_path / 'identity.yaml'}: id_types.email.limit: got -1, expected a value greater than 0"
+
+
+def test_domain_folder_loads_one_item_per_file_and_blames_the_right_file(tmp_path):
+    write(tmp_path / "sources" / "a_web.yaml", "name: web\nformat: json\n")
+    write(tmp_path / "sources" / "b_crm.yaml", "name: crm\nformt: csv\n")
+    main = write(tmp_path / "cdp.yaml", "files:\n  sources: sources\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(main, model=WithDomains)
+    text = str(err.value)
+    assert f"{tmp_path / 'sources' / 'b_crm.yaml'}: formt: unknown key" in text
+    assert f"{tmp_path / 'sources' / 'b_crm.yaml'}: format: required key is missing" in text
+    write(tmp_path / "sources" / "b_crm.yaml", "name: crm\nformat: csv\n")
+    assert [s.name for s in load_config(main, model=WithDomains).sources] == ["web", "crm"]
+
+
+def test_unknown_domain_and_missing_file_are_errors(tmp_path):
+    main = write(tmp_path / "cdp.yaml", "files:\n  identiti: identity.yaml\n")
+    with pytest.raises(ConfigError, match="files.identiti: unknown domain"):
+        load_config(main, model=WithDomains)
+    main = write(tmp_path / "cdp.yaml", "files:\n  identity: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="files.identity: .*nowhere.yaml does not exist"):
+        load_config(main, model=WithDomains)
+
+
+def test_env_interpolation_and_redaction(tmp_path, monkeypatch):
+    monkeypatch.setenv("CDP_TEST_KEY", "s3cr3t-value")
+    monkeypatch.delenv("CDP_TEST_ROOT", raising=False)
+    main = write(
+        tmp_path / "cdp.yaml",
+        "lake:\n  root: ${CDP_TEST_ROOT:-/data/lake}\n  storage_options:\n    AWS_SECRET_ACCESS_KEY: ${CDP_TEST_KEY}\n"
+        "engine:\n  spark_conf:\n    spark.hadoop.fs.s3a.secret.key: ${CDP_TEST_KEY}\n",
+    )
+    loaded = load_config_with_sources(main)
+    assert loaded.config.lake.root == "/data/lake"
+    assert loaded.config.lake.storage_options["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value"
+    shown = loaded.redacted()
+    assert "s3cr3t-value" not in repr(shown)
+    assert shown["engine"]["spark_conf"]["spark.hadoop.fs.s3a.secret.key"] == "***"
+    assert shown["lake"]["root"] == "/data/lake"  # a default is a setting, not a secret
+
+
+def test_missing_env_var_names_file_and_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("CDP_TEST_MISSING", raising=False)
+    main = write(tmp_path / "cdp.yaml", "lake:\n  root: ${CDP_TEST_MISSING}\n")
+    with pytest.raises(ConfigError, match=r"cdp.yaml: lake.root: environment variable CDP_TEST_MISSING is not set"):
+        load_config(main)
+
+
+def test_invalid_yaml_reports_line_and_column(tmp_path):
+    main = write(tmp_path / "cdp.yaml", "lake:\n  root: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"cdp.yaml: line \d+, column \d+: invalid YAML"):
+        load_config(main)
