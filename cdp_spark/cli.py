@@ -166,6 +166,53 @@ def runs(
         out.print(table if rows else "no runs yet")
 
 
+@app.command()
+def keys(
+    source: str = typer.Argument(..., help="source name from conf/sources"),
+    unmapped: bool = typer.Option(False, "--unmapped", help="only keys not mapped to the catalogue"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Raw keys seen in a source: predicted type, first/last seen, times seen, approx. distinct, mapped."""
+    from cdp_spark.ingest.report import raw_keys
+    from cdp_spark.runtime import Runtime
+
+    with _exit_codes():
+        rt = Runtime.start(_config(conf))
+        rows = raw_keys(rt.lake, source, unmapped_only=unmapped)
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table("key", "type", "first seen", "last seen", "times seen", "~distinct", "mapped")
+        for r in rows:
+            table.add_row(r["key"], r["predicted_type"], str(r["first_seen"])[:19], str(r["last_seen"])[:19],
+                          f"{r['times_seen']:,}", f"{r['approx_distinct']:,}", "yes" if r["mapped"] else "[yellow]no[/]")
+        out.print(table if rows else f"no keys recorded for source {source!r} yet")
+
+
+@app.command()
+def quarantine(
+    source: Optional[str] = typer.Option(None, "--source", "-s", help="only this source"),
+    samples: int = typer.Option(2, help="sample records per reason (PII masked)"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Quarantined records: reasons with counts and masked samples."""
+    from cdp_spark.ingest.report import quarantine_summary
+    from cdp_spark.runtime import Runtime
+
+    with _exit_codes():
+        rt = Runtime.start(_config(conf))
+        rows = quarantine_summary(rt.lake, source, samples=samples)
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table("source", "reason", "records", "sample (masked)")
+        for r in rows:
+            table.add_row(r["source"], r["reason"], f"{r['records']:,}", "\n".join(r["samples"]))
+        out.print(table if rows else "nothing in quarantine")
+
+
 @config_app.command("check")
 def config_check(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Validate the configuration and print it resolved, with secrets redacted."""
@@ -285,6 +332,52 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return str(n)
+
+
+collect_app = typer.Typer(no_args_is_help=True, help="Real-time collection: the collector and its stream.")
+app.add_typer(collect_app, name="collect")
+
+
+@collect_app.command("serve")
+def collect_serve(
+    host: Optional[str] = typer.Option(None, help="bind address (default collector.host)"),
+    port: Optional[int] = typer.Option(None, help="port (default collector.port)"),
+    workers: Optional[int] = typer.Option(None, help="uvicorn worker processes (default collector.workers)"),
+    conf: str = ConfOption,
+) -> None:
+    """Run the Segment-compatible HTTP collector (blocking)."""
+    from cdp_spark.collect.app import serve
+
+    with _exit_codes():
+        serve(_config(conf), host=host, port=port, workers=workers, conf_path=conf)
+
+
+@collect_app.command("stream")
+def collect_stream(
+    available_now: bool = typer.Option(False, "--available-now", help="process what has landed, then stop"),
+    source: Optional[list[str]] = typer.Option(None, "--source", "-s", help="only these collector sources"),
+    timeout: Optional[float] = typer.Option(None, help="stop after this many seconds (continuous mode)"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Stream the landing zone into bronze exactly once (recorded in the ledger as collect_stream)."""
+    from cdp_spark.collect.stream import StreamError, run_with_ledger
+    from cdp_spark.runtime import Runtime
+
+    with _exit_codes():
+        rt = Runtime.start(_config(conf))
+        try:
+            metrics = run_with_ledger(rt.spark, rt.config, rt.lake, available_now=available_now, timeout=timeout,
+                                      sources=source or None)
+        except StreamError as exc:
+            err.print(f"[red]stream failed:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        if as_json:
+            _print_json(metrics)
+            return
+        for name, m in metrics["sources"].items():
+            out.print(f"{name}: {m['batches']} batch(es), read {m['read_lines']:,}, accepted {m['accepted']:,}, "
+                      f"quarantined {m['quarantined']:,}, duplicates {m['duplicates']:,}")
 
 
 def main(argv: list[str] | None = None) -> int:

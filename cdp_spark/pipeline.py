@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 DAILY = "daily"
 
 # Stage name -> "module:function". A stage is listed here once its issue has landed.
-STAGES: dict[str, str] = {}
+STAGES: dict[str, str] = {"ingest": "cdp_spark.ingest.stage:run", "identity": "cdp_spark.identity.stage:run"}
 
 
 @dataclass
@@ -65,7 +65,9 @@ class RunReport:
             "as_of": self.as_of.isoformat(),
             "status": self.status,
             "stages": self.stages,
+            "rows_in": {s: r.rows_in for s, r in self.results.items()},
             "rows_out": {s: r.rows_out for s, r in self.results.items()},
+            "metrics": {s: r.metrics for s, r in self.results.items()},
             "error": self.error,
         }
 

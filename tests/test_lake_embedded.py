@@ -237,3 +237,20 @@ def test_table_with_column_mapping_is_refused(lake):
         f.write(json.dumps({"metaData": meta}) + "\n")
     with pytest.raises(UnsupportedTableError, match="column mapping"):
         lake.read("test.profiles")
+
+
+def test_partition_values_with_special_characters_roundtrip(spark, tmp_path):
+    from pyspark.sql import types as T
+
+    from cdp_spark.lake import Column, TableRegistry, TableSpec
+
+    spec = TableSpec("test.tagged", "string partitions", [Column("id", T.LongType(), "key"),
+                                                           Column("tag", T.StringType(), "partition")],
+                     keys=("id",), partition_by=("tag",))
+    lake = EmbeddedLake(spark, str(tmp_path / "lake"), TableRegistry([spec]))
+    rows = [(1, "a b"), (2, "x:y"), (3, "100%"), (4, None), (5, "é/ü"), (6, "__HIVE")]
+    lake.append("test.tagged", spark.createDataFrame(rows, spec.schema))
+    assert sorted(tuple(r) for r in lake.read("test.tagged").collect()) == sorted(rows, key=lambda r: r[0])
+    assert sorted((r["id"], r["tag"]) for r in independent_rows(lake, "test.tagged")) == sorted(rows)
+    lake.delete("test.tagged", "id = 2")
+    assert sorted(r.id for r in lake.read("test.tagged").where("tag IS NULL OR tag = '100%'").collect()) == [3, 4]

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from cdp_spark.config.models import CdpConfig
+from cdp_spark.config.models import CORE_SECTIONS, CdpConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 REDACTED = "***"
@@ -63,7 +63,7 @@ def load_config_with_sources(path: str | os.PathLike[str], *, model: type[CdpCon
     files = raw.get("files") or {}
     if not isinstance(files, dict):
         raise ConfigError(f"{main}: files: expected a mapping of domain name to file, got {files!r}")
-    domain_fields = set(model.model_fields) - set(CdpConfig.model_fields)
+    domain_fields = set(model.model_fields) - set(CORE_SECTIONS)
     for domain, rel in files.items():
         if domain not in domain_fields:
             known = ", ".join(sorted(domain_fields)) or "none yet"

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
-
-class Strict(BaseModel):
-    """Base for all config models: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from cdp_spark.collect.config import CollectorConfig
+from cdp_spark.config.base import Strict
+from cdp_spark.identity.config import IdentityConfig
+from cdp_spark.ingest.sources import Catalogue, CatalogueScope, RouteRule, Source
 
 
 class EngineConfig(Strict):
@@ -60,6 +59,10 @@ class DemoConfig(Strict):
     out_dir: str | None = Field(None, description="defaults to <lake.root>/demo")
 
 
+# Sections of cdp.yaml itself; every other CdpConfig field is a domain loadable from `files:`.
+CORE_SECTIONS = ("engine", "lake", "pipeline", "demo", "files")
+
+
 class CdpConfig(Strict):
     """The whole resolved configuration: `conf/cdp.yaml` plus the domain files it references.
 
@@ -72,6 +75,18 @@ class CdpConfig(Strict):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     files: dict[str, str] = Field(default_factory=dict, description="domain name -> file or folder, relative to cdp.yaml")
+    catalogue: Catalogue = Field(default_factory=Catalogue)
+    sources: list[Source] = Field(default_factory=list)
+    routes: list[RouteRule] = Field(default_factory=list)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    collector: CollectorConfig = Field(default_factory=CollectorConfig)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _with_catalogue(cls, data: Any, handler: Any) -> Any:
+        # Sources' mappings are checked against the catalogue in the same validation pass.
+        with CatalogueScope(data.get("catalogue") if isinstance(data, dict) else None):
+            return handler(data)
 
     @property
     def demo_dir(self) -> str:

@@ -205,6 +205,10 @@ class Lake(ABC):
         """The latest snapshot, or the one as of a version or timestamp."""
 
     @abstractmethod
+    def read_path(self, path: str, *, version: int | None = None) -> "DataFrame":
+        """A Delta table outside the registry (e.g. a source), by its path or URI."""
+
+    @abstractmethod
     def append(self, name: str, df: "DataFrame", *, txn: Txn | None = None, evolve: bool = False) -> WriteResult:
         """Blind append. Concurrent appends both succeed."""
 

@@ -51,6 +51,10 @@ class DeltaSparkLake(Lake):
             reader = reader.option("versionAsOf", version)
         return reader.load(self.path(name))
 
+    def read_path(self, path: str, *, version: int | None = None) -> "DataFrame":
+        reader = self.spark.read.format("delta")
+        return (reader.option("versionAsOf", version) if version is not None else reader).load(path)
+
     def append(self, name: str, df: "DataFrame", *, txn: Txn | None = None, evolve: bool = False) -> WriteResult:
         self.create_if_missing(name)
         if self.committed(name, txn):

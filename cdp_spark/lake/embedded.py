@@ -78,7 +78,15 @@ class EmbeddedLake(Lake):
             dt.load_as_version(timestamp)
         elif version is not None:
             dt.load_as_version(version)
-        self._check_readable(name, dt)
+        return self._read_snapshot(name, dt, self.path(name))
+
+    def read_path(self, path: str, *, version: int | None = None) -> "DataFrame":
+        dt = DeltaTable(path, version=version, storage_options=self.storage_options)
+        return self._read_snapshot(path, dt, path.rstrip("/"))
+
+    def _read_snapshot(self, label: str, dt: DeltaTable, base: str) -> "DataFrame":
+        """Hand Spark the snapshot's file list; `base` is the table's root URI."""
+        self._check_readable(label, dt)
         from pyspark.sql import types as T
 
         schema = T.StructType.fromJson(json.loads(dt.schema().to_json()))
@@ -87,14 +95,14 @@ class EmbeddedLake(Lake):
         if actions.num_rows == 0:
             return self.spark.createDataFrame([], schema)
         paths = [unquote(p) for p in actions.column("path").to_pylist()]
-        uris = [self._uri(name, p) for p in paths]
+        uris = [f"{base}/{p}" for p in paths]
         columns = schema.fieldNames()
         if not partitions:
             return self.spark.read.schema(schema).parquet(*uris).select(*columns)
         values = actions.column("partition").to_pylist()
         if all(_hive_consistent(p, v, partitions) for p, v in zip(paths, values)):
             # The fast path: exactly how Spark reads plain partitioned Parquet, with pruning on partition filters.
-            reader = self.spark.read.schema(schema).option("basePath", self._uri(name, ""))
+            reader = self.spark.read.schema(schema).option("basePath", base)
             return reader.parquet(*uris).select(*columns)
         return self._read_by_file_join(schema, partitions, uris, paths, values).select(*columns)
 

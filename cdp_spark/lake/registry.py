@@ -21,7 +21,7 @@ from cdp_spark.lake.errors import UnknownTableError
 PiiClass = Literal["pii", "sensitive"]
 
 # Modules whose TABLES lists make up the default registry, in pipeline order. Later stages append themselves here.
-TABLE_MODULES = ("cdp_spark.ops.tables",)
+TABLE_MODULES = ("cdp_spark.ops.tables", "cdp_spark.ingest.tables", "cdp_spark.identity.tables")
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ class Ledger:
         heartbeat = row.get("heartbeat_at") or row["started_at"]
         if heartbeat.tzinfo is None:
             heartbeat = heartbeat.replace(tzinfo=timezone.utc)
-        if row.get("host") == socket.gethostname() and row.get("pid") and not _alive(int(row["pid"])):
+        if row.get("host") == socket.gethostname() and row.get("pid") and not process_alive(int(row["pid"])):
             return "stale"
         if _now() - heartbeat > self.stale_after:
             return "stale"
@@ -169,7 +169,13 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (used to tell a crashed writer from a slow one).
+
+    Example:
+        >>> process_alive(os.getpid())
+        True
+    """
     if pid == os.getpid():
         return True
     try:

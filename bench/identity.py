@@ -1,0 +1,138 @@
+"""Benchmark: native connected components (large-star/small-star) vs scipy and naive min-label propagation.
+
+Graphs: (a) a demo-like identity graph: people with a customer id, 1-3 emails, a phone and 2-6 cookies, each
+record a star to its highest-priority identifier, ids hashed to 64 bits like the stage; (b) an adversarial chain
+with shuffled ids. Baselines in the same process: scipy.sparse.csgraph.connected_components on the collected edges
+(single-machine lower bound) and naive min-label propagation in Spark (on a shorter chain: it needs
+diameter-many rounds). The issue asks for 1M/10M-edge graphs and a 1M-node chain; the sizes actually run are
+arguments and are recorded in the JSON.
+
+Usage:
+    python -m bench.identity --edges 1000000 --chain 100000 --minlabel-chain 2000
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from bench.common import Timer, write_result
+
+
+def identity_graph(spark, edges_target: int):  # type: ignore[no-untyped-def]
+    """About ``edges_target`` star edges: ~10 links per person."""
+    from pyspark.sql import functions as F
+
+    people = max(1, edges_target // 10)
+    p = spark.range(people).withColumnRenamed("id", "person")
+    hub = F.xxhash64(F.lit("customer_id"), F.col("person"))
+    k = spark.range(10).withColumnRenamed("id", "k")
+    # per person: 2 emails, 1 phone, 4 cookies, 2 devices, and 1 link that hits a random other person's cookie
+    # (so components vary in size, like shared devices do in real data)
+    e = p.crossJoin(k).select(
+        hub.alias("src"),
+        F.when(F.col("k") < 9, F.xxhash64(F.lit("x"), F.col("person"), F.col("k")))
+         .otherwise(F.xxhash64(F.lit("x"), (F.xxhash64("person") % people + people) % people, F.lit(3))).alias("dst"))
+    return e
+
+
+def scipy_cc(src: np.ndarray, dst: np.ndarray) -> tuple[int, float]:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    with Timer() as t:
+        ids, inv = np.unique(np.concatenate([src, dst]), return_inverse=True)
+        n = len(ids)
+        m = coo_matrix((np.ones(len(src), dtype=np.int8), (inv[: len(src)], inv[len(src):])), shape=(n, n))
+        count, _ = connected_components(m, directed=False)
+    return int(count), t.seconds
+
+
+def min_label(edges, max_rounds: int = 100000) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Naive min-label propagation: every round each node takes the smallest label among itself and neighbours."""
+    from pyspark.sql import functions as F
+
+    both = edges.select("src", "dst").unionByName(edges.select(F.col("dst").alias("src"), F.col("src").alias("dst")))
+    labels = both.select(F.col("src").alias("id")).distinct().withColumn("label", F.col("id")).localCheckpoint()
+    rounds = 0
+    while rounds < max_rounds:
+        rounds += 1
+        nbr = both.join(labels.withColumnRenamed("id", "dst").withColumnRenamed("label", "nl"), "dst") \
+            .groupBy(F.col("src").alias("id")).agg(F.min("nl").alias("nl"))
+        new = labels.join(nbr, "id").select("id", F.least("label", "nl").alias("label")).localCheckpoint()
+        changed = new.join(labels.withColumnRenamed("label", "old"), "id").where("label != old").limit(1).count()
+        labels = new
+        if not changed:
+            break
+    return labels.select("label").distinct().count(), rounds
+
+
+def run_native(edges):  # type: ignore[no-untyped-def]
+    from cdp_spark.identity import CCStats, connected_components
+
+    stats = CCStats()
+    with Timer() as t:
+        cc = connected_components(edges, engine="native", stats=stats)
+        comps = cc.select("component").distinct().count()
+    return comps, stats.iterations, t.seconds
+
+
+def chain(spark, n: int):  # type: ignore[no-untyped-def]
+    from pyspark.sql import functions as F
+
+    # a path whose ids are scrambled (xxhash64 of the position), so id order says nothing about path order
+    return spark.range(n - 1).select(F.xxhash64("id").alias("src"), F.xxhash64(F.col("id") + 1).alias("dst"))
+
+
+def measure(name: str, edges, with_min_label: bool = False) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    edges = edges.localCheckpoint()
+    m = edges.count()
+    comps, iters, secs = run_native(edges)
+    pdf = edges.toPandas()
+    sc_comps, sc_secs = scipy_cc(pdf["src"].to_numpy(), pdf["dst"].to_numpy())
+    assert sc_comps == comps, (sc_comps, comps)
+    out: dict[str, object] = {"graph": name, "edges": m, "components": comps, "native_iterations": iters,
+                              "native_seconds": round(secs, 2), "scipy_seconds": round(sc_secs, 3),
+                              "native_over_scipy": round(secs / max(sc_secs, 1e-9), 1)}
+    if with_min_label:
+        with Timer() as t:
+            ml_comps, ml_rounds = min_label(edges)
+        assert ml_comps == comps
+        out.update(min_label_rounds=ml_rounds, min_label_seconds=round(t.seconds, 2),
+                   min_label_over_native=round(t.seconds / max(secs, 1e-9), 1))
+    print(out, flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--edges", type=int, nargs="+", default=[1_000_000, 2_000_000])
+    parser.add_argument("--chain", type=int, default=100_000)
+    parser.add_argument("--minlabel-chain", type=int, default=1_000)
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from cdp_spark.spark import build_session, embedded_conf
+
+    tmp = tempfile.mkdtemp(prefix="bench-identity-")
+    spark = build_session("bench-identity", embedded_conf(cores=args.cores, shuffle_partitions=2 * args.cores),
+                          os.path.join(tmp, "checkpoints"))
+    results = [measure(f"identity-{n}", identity_graph(spark, n)) for n in args.edges]
+    ch = measure(f"chain-{args.chain}", chain(spark, args.chain))
+    ch["iteration_bound_2log2n_plus_4"] = round(2 * math.log2(args.chain) + 4, 1)
+    short = measure(f"chain-{args.minlabel_chain}", chain(spark, args.minlabel_chain), with_min_label=True)
+    growth = None
+    if len(results) >= 2:
+        growth = round(float(results[1]["native_seconds"]) / float(results[0]["native_seconds"]), 2)  # type: ignore[arg-type]
+    write_result("identity", {
+        "note": "sizes run on a shared 2-core machine; the issue's 10M-edge graph and 1M-node chain were not run",
+        "graphs": results + [ch, short], "time_growth_when_edges_double": growth,
+    })
+
+
+if __name__ == "__main__":
+    main()

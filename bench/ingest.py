@@ -1,0 +1,110 @@
+"""Benchmark: the full ingest chain vs a bare `spark.read` -> Parquet write of the same landing files.
+
+Data: the demo generator's web (NDJSON) and orders (CSV) landing files when `cdp_spark.demo` is installed;
+otherwise a built-in Segment-like generator writing the same layout (the JSON says which). The issue asks for
+10M events; this shared 2-core machine runs 1M by default (`--events`), and the JSON records the real size.
+
+Usage:
+    python -m bench.ingest --events 1000000
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from bench.common import Timer, write_result
+
+
+def synth(spark, out: Path, events: int, days: int = 7) -> str:  # type: ignore[no-untyped-def]
+    """Segment-like web NDJSON (60%) and orders CSV (40%) under out/landing/{web,orders}/day=.../."""
+    from pyspark.sql import functions as F
+
+    web_n, orders_n = int(events * 0.6), events - int(events * 0.6)
+    base = F.lit(dt.datetime(2026, 10, 25)).cast("timestamp")
+    web = spark.range(web_n).select(
+        F.lit("track").alias("type"), F.element_at(F.array(*[F.lit(x) for x in ["Product Viewed", "Page Viewed", "Product Added"]]),
+                                                   (F.col("id") % 3 + 1).cast("int")).alias("event"),
+        F.concat(F.lit("m"), F.col("id")).alias("messageId"), F.concat(F.lit("a"), F.col("id") % 50000).alias("anonymousId"),
+        F.when(F.col("id") % 3 == 0, F.concat(F.lit("c"), F.col("id") % 20000)).alias("userId"),
+        F.date_format(base + F.make_interval(secs=(F.col("id") * 7919) % (days * 86400)), "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("timestamp"),
+        F.struct(F.struct(F.concat(F.lit("https://shop.example/p/"), F.col("id") % 500).alias("url")).alias("page")).alias("context"),
+        F.struct(F.concat(F.lit("P"), F.col("id") % 500).alias("product_id"), F.lit("shoes").alias("category")).alias("properties"),
+    ).withColumn("day", F.substring("timestamp", 1, 10))
+    web.repartition(days, "day").write.partitionBy("day").mode("overwrite").json(str(out / "landing" / "web"))
+    orders = spark.range(orders_n).select(
+        F.concat(F.lit("O"), F.col("id")).alias("order_id"), F.concat(F.lit("c"), F.col("id") % 20000).alias("customer_id"),
+        F.concat(F.lit("user"), F.col("id") % 20000, F.lit("@example.com")).alias("email"),
+        F.date_format(base + F.make_interval(secs=(F.col("id") * 104729) % (days * 86400)), "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("order_time"),
+        F.concat(F.lit("P"), F.col("id") % 500).alias("product_id"), (F.col("id") % 4 + 1).alias("quantity"),
+        F.round(F.rand(1) * 100, 2).alias("unit_price"),
+        F.element_at(F.array(F.lit("EUR"), F.lit("USD"), F.lit("GBP")), (F.col("id") % 3 + 1).cast("int")).alias("currency"),
+    ).withColumn("day", F.substring("order_time", 1, 10))
+    orders.repartition(days, "day").write.partitionBy("day").mode("overwrite").option("header", "true").csv(str(out / "landing" / "orders"))
+    (out / "reference").mkdir(parents=True, exist_ok=True)
+    (out / "reference" / "fx_rates.csv").write_text("currency,rate_to_eur\nEUR,1.0\nUSD,0.92\nGBP,1.17\n")
+    return "bench.ingest.synth (cdp_spark.demo not available)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from cdp_spark.config import CdpConfig
+    from cdp_spark.ingest import stage
+    from cdp_spark.ingest.sources import CatalogueScope
+    from cdp_spark.lake import default_registry
+    from cdp_spark.lake.embedded import EmbeddedLake
+    from cdp_spark.spark import build_session, embedded_conf
+
+    repo = Path(__file__).resolve().parents[1]
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    spark = build_session("bench-ingest", embedded_conf(), str(work / "ck"))
+    demo = work / "demo"
+    try:
+        from cdp_spark.demo import generate  # type: ignore[import-not-found]
+
+        generate(spark, str(demo), people=max(args.events // 500, 200), days=7)
+        generator = "cdp_spark.demo.generate"
+    except ImportError:
+        generator = synth(spark, demo, args.events)
+    catalogue = yaml.safe_load((repo / "conf" / "catalogue.yaml").read_text())
+    sources = [yaml.safe_load((repo / "conf" / "sources" / f"{n}.yaml").read_text()) for n in ("web", "orders")]
+    raw = {"lake": {"root": str(work / "lake")}, "demo": {"out_dir": str(demo)}, "catalogue": catalogue,
+           "sources": sources, "routes": yaml.safe_load((repo / "conf" / "routes.yaml").read_text())}
+    with CatalogueScope(catalogue):
+        config = CdpConfig.model_validate(raw)
+    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+
+    with Timer() as bare:
+        n_json = spark.read.json(str(demo / "landing" / "web")).count()  # noqa: F841 (schema pass, as ingest does)
+        spark.read.json(str(demo / "landing" / "web")).write.mode("overwrite").parquet(str(work / "bare" / "web"))
+        spark.read.option("header", "true").csv(str(demo / "landing" / "orders")).write.mode("overwrite").parquet(str(work / "bare" / "orders"))
+    rows = spark.read.parquet(str(work / "bare" / "web")).count() + spark.read.parquet(str(work / "bare" / "orders")).count()
+    with Timer() as full:
+        result = stage.run(spark, config, lake, dt.date(2026, 11, 1))
+    read = sum(s["read"] for s in result.metrics["sources"].values())
+    payload = {
+        "events": rows, "events_requested_by_issue": 10_000_000,
+        "note": f"{rows:,} events on a shared 2-core machine (tests ran concurrently); the issue's 10M size was not run",
+        "generator": generator,
+        "bare_seconds": round(bare.seconds, 2), "bare_rows_per_s": round(rows / bare.seconds),
+        "ingest_seconds": round(full.seconds, 2), "ingest_rows_per_s": round(read / full.seconds),
+        "ratio": round((read / full.seconds) / (rows / bare.seconds), 3), "target_ratio": 0.5,
+        "ingest_counts": {n: {k: s[k] for k in ("read", "accepted", "quarantined", "reconciled")}
+                          for n, s in result.metrics["sources"].items()},
+    }
+    write_result("ingest", payload)
+    spark.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

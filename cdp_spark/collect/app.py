@@ -1,0 +1,311 @@
+"""The Segment-compatible HTTP collector (FastAPI): auth, limits, validation, stamping, durable spool, ack.
+
+Endpoints: ``POST /v1/{track,identify,page,screen,group,alias,batch}`` (also ``/v1/t``, ``/v1/i``, ... as
+Segment's short forms), ``GET /health`` (process up) and ``GET /ready`` (landing zone writable).
+
+- Auth: HTTP Basic with the write key as user name (empty password), or ``writeKey`` in the JSON body.
+  Unknown or disabled key → 401; disabled source → 404.
+- Errors are JSON ``{"code": ..., "message": ...}``; messages never echo request data (no PII in responses/logs).
+- A batch with invalid messages is accepted (200): the invalid ones are dead-lettered to the landing zone with
+  their reason (``_cdp_reject``), and the stream sends them to ``bronze.quarantine``. Official clients drop a
+  whole batch on a 4xx, so only request-level problems (auth, JSON, size, count, rate) are refused.
+- 200 is sent only after the spool fsync'd the messages; a spool failure is a 503, so clients retry.
+
+Example:
+    >>> from fastapi.testclient import TestClient                              # doctest: +SKIP
+    >>> client = TestClient(create_app(collector_config, "/tmp/landing"))     # doctest: +SKIP
+    >>> client.post("/v1/track", json={...}, auth=("KEY", "")).json()         # doctest: +SKIP
+    {'success': True}
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+import zlib
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cdp_spark.collect.config import CollectorConfig, KeyInfo
+from cdp_spark.collect.messages import TYPES, problem, stamp
+from cdp_spark.collect.spool import Spool, recover
+
+log = logging.getLogger("cdp_spark.collect")
+STAMP_BYTES = 256  # messageId, receivedAt, timestamp, originalTimestamp, sentAt added by `stamp`
+SHORT = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias", "b": "batch"}
+
+
+class Refused(Exception):
+    """A request-level refusal: status, code, message (no data values) and extra headers."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+
+class RateLimiter:
+    """Token bucket per write key (per worker process)."""
+
+    def __init__(self, per_second: float, burst: int):
+        self.rate, self.burst = per_second, float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """0 when allowed, else seconds until a request would be."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+class Collector:
+    """The request pipeline, independent of the web framework's routing."""
+
+    def __init__(self, config: CollectorConfig, spool: Spool):
+        self.config = config
+        self.spool = spool
+        self.keys = config.key_index()
+        self.limiter = RateLimiter(config.rate_limit.per_second, config.rate_limit.burst)
+        self.stats = {"requests": 0, "accepted": 0, "dead_lettered": 0, "refused": 0}
+
+    # ---- request level ----
+    def basic_key(self, request: Request) -> str | None:
+        header = request.headers.get("authorization", "")
+        if not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            raise Refused(401, "invalid_auth", "Authorization must be HTTP Basic with the write key as user name")
+        try:
+            user = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            raise Refused(401, "invalid_auth", "malformed Basic credentials") from None
+        return user
+
+    def authorise(self, key: Any) -> KeyInfo:
+        if not isinstance(key, str) or not key:
+            raise Refused(401, "missing_write_key", "no write key: send HTTP Basic auth or writeKey in the body")
+        info = self.keys.get(key)
+        if info is None or not info.key_enabled:
+            raise Refused(401, "invalid_write_key", "unknown or disabled write key")
+        if not info.source_enabled:
+            raise Refused(404, "source_disabled", "the source of this write key is disabled")
+        return info
+
+    def rate(self, key: str) -> None:
+        wait = self.limiter.take(key)
+        if wait > 0:
+            raise Refused(429, "rate_limited", "too many requests for this write key",
+                          {"Retry-After": str(max(1, int(wait + 0.999)))})
+
+    async def body(self, request: Request, cap: int) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > cap:
+            raise Refused(413, "body_too_large", f"request body exceeds {cap} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                raise Refused(413, "body_too_large", f"request body exceeds {cap} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding in ("", "identity"):
+            return raw
+        if encoding not in ("gzip", "x-gzip", "deflate"):
+            raise Refused(415, "unsupported_encoding", "Content-Encoding must be gzip, deflate or identity")
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, auto-detected
+        try:
+            out = inflater.decompress(raw, cap + 1)  # the cap bounds memory: no zip bombs
+        except zlib.error:
+            raise Refused(400, "invalid_encoding", "the body is not valid gzip/deflate data") from None
+        if len(out) > cap or inflater.unconsumed_tail:
+            raise Refused(413, "body_too_large", f"decompressed body exceeds {cap} bytes")
+        return out
+
+    @staticmethod
+    def parse(raw: bytes) -> dict[str, Any]:
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise Refused(400, "invalid_json", "the body is not valid JSON") from None
+        if not isinstance(doc, dict):
+            raise Refused(400, "invalid_json", "the body must be a JSON object")
+        return doc
+
+    async def handle(self, request: Request, kind: str) -> JSONResponse:
+        self.stats["requests"] += 1
+        try:
+            return await self._handle(request, kind)
+        except Refused as r:
+            self.stats["refused"] += 1
+            log.info("refused %s request: %d %s", kind, r.status, r.code)
+            return error(r.status, r.code, r.message, r.headers)
+
+    async def _handle(self, request: Request, kind: str) -> JSONResponse:
+        limits = self.config.limits
+        header_key = self.basic_key(request)
+        if header_key is not None:
+            info = self.authorise(header_key)  # refuse unknown keys before reading the body
+            self.rate(header_key)
+        cap = limits.max_batch_bytes if kind == "batch" else limits.max_message_bytes
+        doc = self.parse(await self.body(request, cap))
+        if header_key is None:
+            key = doc.get("writeKey")
+            info = self.authorise(key)
+            self.rate(key)
+        received = dt.datetime.now(dt.timezone.utc)
+        good: list[bytes] = []
+        bad: list[bytes] = []
+        if kind == "batch":
+            batch = doc.get("batch")
+            if not isinstance(batch, list):
+                raise Refused(400, "invalid_batch", "the body needs a 'batch' array of messages")
+            if len(batch) > limits.max_batch_messages:
+                raise Refused(400, "too_many_messages", f"a batch holds at most {limits.max_batch_messages} messages")
+            sent_at = doc.get("sentAt")
+            for message in batch:
+                reason = problem(message)
+                if reason is None:
+                    line = _dump(stamp(message, received, batch_sent_at=sent_at))
+                    # the stamped fields add at most STAMP_BYTES to what the client sent
+                    if len(line) <= limits.max_message_bytes + STAMP_BYTES:
+                        good.append(line)
+                        continue
+                    reason = "message_too_large"
+                bad.append(_reject(message, reason, received))
+        else:
+            reason = problem(doc, kind)
+            if reason is not None:
+                raise Refused(400, "invalid_message", f"invalid {kind} message: {reason}")
+            good.append(_dump(stamp(doc, received, kind=kind)))
+        try:
+            await run_in_threadpool(self.spool.append, info.source, good + bad)
+        except OSError:
+            log.exception("landing spool write failed; request refused with 503 so the client retries")
+            raise Refused(503, "spool_unavailable", "the landing zone is unavailable; retry later") from None
+        self.stats["accepted"] += len(good)
+        self.stats["dead_lettered"] += len(bad)
+        if bad:
+            log.info("source %s: %d message(s) accepted, %d dead-lettered", info.source, len(good), len(bad))
+        return JSONResponse({"success": True})
+
+
+def _dump(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+
+
+def _reject(message: Any, reason: str, received: dt.datetime) -> bytes:
+    """A dead-letter line: the message itself plus `_cdp_reject` (or, for a non-object or an oversize message,
+    its first 4 KB of text in `_cdp_raw`)."""
+    from cdp_spark.collect.messages import iso
+
+    if isinstance(message, dict):
+        message = {k: v for k, v in message.items() if k != "writeKey"}  # a secret: never stored
+    if isinstance(message, dict) and reason != "message_too_large":
+        out = message
+    else:
+        out = {"_cdp_raw": _dump(message)[:4096].decode("utf-8", "replace")}
+    out["_cdp_reject"] = reason
+    out["receivedAt"] = iso(received)
+    return _dump(out)
+
+
+def create_app(config: CollectorConfig, landing: str, *, spool: Spool | None = None) -> FastAPI:
+    """The collector app writing to `landing` (or to a given spool, e.g. in tests)."""
+    own = spool is None
+    spool = spool or Spool(landing, rotate_bytes=config.spool.rotate_bytes, rotate_seconds=config.spool.rotate_seconds,
+                           fsync=config.spool.fsync, background=True)
+    collector = Collector(config, spool)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        recovered = recover(landing)
+        if recovered:
+            log.info("made %d in-progress landing file(s) of dead collectors visible", len(recovered))
+        yield
+        if own:
+            spool.close()
+
+    app = FastAPI(title="cdp-spark collector", version="1", lifespan=lifespan,
+                  description="Segment HTTP Tracking API compatible collector")
+    app.state.collector = collector
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - defensive
+        log.error("unexpected collector error: %s", type(exc).__name__)
+        return error(500, "internal_error", "internal error; retry later")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        if collector.spool.ready():
+            return JSONResponse({"status": "ready"})
+        return error(503, "not_ready", "the landing zone is not writable")
+
+    def route(kind: str):  # type: ignore[no-untyped-def]
+        async def endpoint(request: Request) -> JSONResponse:
+            return await collector.handle(request, kind)
+
+        endpoint.__name__ = f"ingest_{kind}"
+        return endpoint
+
+    for kind in (*TYPES, "batch"):
+        app.post(f"/v1/{kind}", summary=f"Segment {kind}")(route(kind))
+    for short, kind in SHORT.items():
+        app.post(f"/v1/{short}", include_in_schema=False)(route(kind))
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for `cdp collect serve` with several workers: config from ``CDP_CONF``."""
+    from cdp_spark.config import load_config
+
+    config = load_config(os.environ.get("CDP_CONF", "conf/cdp.yaml"))
+    collector: CollectorConfig = config.collector  # type: ignore[attr-defined]
+    return create_app(collector, collector.landing(config.lake.root))
+
+
+def serve(config: Any, *, host: str | None = None, port: int | None = None, workers: int | None = None,
+          conf_path: str | None = None) -> None:
+    """Run the collector with uvicorn (blocking)."""
+    import uvicorn
+
+    c: CollectorConfig = config.collector
+    workers = workers or c.workers
+    if conf_path:
+        os.environ["CDP_CONF"] = conf_path
+    if workers > 1:
+        uvicorn.run("cdp_spark.collect.app:app_from_env", factory=True, host=host or c.host, port=port or c.port,
+                    workers=workers, access_log=False, log_level="warning")
+    else:
+        uvicorn.run(create_app(c, c.landing(config.lake.root)), host=host or c.host, port=port or c.port,
+                    access_log=False, log_level="warning")

@@ -1,0 +1,103 @@
+"""Typed configuration of the collector and its streaming job (`conf/collector.yaml`, the `collector` domain).
+
+Example:
+    >>> c = CollectorConfig(sources={"web": {"keys": [{"key": "key-0001"}]}})
+    >>> c.key_index()["key-0001"].source
+    'web'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import Field, PositiveInt, SecretStr, model_validator
+
+from cdp_spark.config.base import Strict
+
+
+class WriteKey(Strict):
+    """One write key of a source. Rotate by adding the new key, moving clients, then disabling the old one."""
+
+    # SecretStr: never printed by `cdp config check`, repr() or logs, however the value was written.
+    key: SecretStr = Field(min_length=8, description="the write key (a secret: use ${ENV_VAR})")
+    enabled: bool = Field(True, description="a disabled key is refused with 401")
+
+
+class CollectorSource(Strict):
+    """A source (by name, from conf/sources/) fed by the collector, with its write keys."""
+
+    enabled: bool = Field(True, description="a disabled source is refused with 404")
+    keys: list[WriteKey] = Field(default_factory=list)
+
+
+class Limits(Strict):
+    """Request limits (Segment's defaults)."""
+
+    max_message_bytes: PositiveInt = 32 * 1024
+    max_batch_bytes: PositiveInt = 500 * 1024
+    max_batch_messages: PositiveInt = 2500
+    max_compression_ratio: PositiveInt = Field(
+        100, description="gzip bodies may inflate to at most max_batch_bytes (and never more than this ratio)")
+
+
+class RateLimit(Strict):
+    """Token bucket per write key and collector worker: `per_second` sustained requests, `burst` at once."""
+
+    per_second: float = Field(1000.0, gt=0)
+    burst: PositiveInt = 2000
+
+
+class SpoolConfig(Strict):
+    """The landing zone: NDJSON files, fsync'd before the ack, renamed into view when rotated."""
+
+    path: str = Field("{lake_root}/landing/collector", description="folder or path; may use {lake_root}")
+    rotate_bytes: PositiveInt = Field(8 * 1024 * 1024, description="rotate the open file at this size")
+    rotate_seconds: float = Field(2.0, gt=0, description="rotate the open file at this age")
+    fsync: bool = Field(True, description="fsync before acknowledging (turn off only for throwaway tests)")
+
+
+class StreamConfig(Strict):
+    """The Structured Streaming job reading the landing zone into bronze."""
+
+    source_format: str = Field("files", pattern="^(files|kafka)$", description="files (the landing zone) or kafka")
+    kafka_options: dict[str, str] = Field(default_factory=dict, description="spark-sql-kafka options (subscribe, ...)")
+    checkpoint: str | None = Field(None, description="defaults to <lake.checkpoint_dir>/collect_<source>")
+    trigger_seconds: float = Field(2.0, gt=0)
+    max_files_per_trigger: PositiveInt = 100
+    dedup_hours: PositiveInt = Field(24, description="messageIds already in bronze.events this recently are dropped")
+
+
+class CollectorConfig(Strict):
+    """The collector service and its stream."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8088, ge=0, le=65535)
+    workers: PositiveInt = 1
+    sources: dict[str, CollectorSource] = Field(default_factory=dict, description="source name -> keys")
+    limits: Limits = Field(default_factory=Limits)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> "CollectorConfig":
+        seen: dict[str, str] = {}
+        for name, src in self.sources.items():
+            for k in src.keys:
+                if k.key.get_secret_value() in seen and seen[k.key.get_secret_value()] != name:
+                    raise ValueError(f"a write key is used by both sources {seen[k.key]!r} and {name!r}")
+                seen[k.key.get_secret_value()] = name
+        return self
+
+    def key_index(self) -> dict[str, "KeyInfo"]:
+        """write key -> (source, key enabled, source enabled)."""
+        return {k.key.get_secret_value(): KeyInfo(name, k.enabled, src.enabled) for name, src in self.sources.items() for k in src.keys}
+
+    def landing(self, lake_root: str) -> str:
+        return self.spool.path.format(lake_root=lake_root.rstrip("/"))
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    source: str
+    key_enabled: bool
+    source_enabled: bool

@@ -1,0 +1,299 @@
+"""The collector's Structured Streaming job: landing zone → the batch ingestion chain → bronze, exactly once.
+
+One code path for batch and stream: the stream only decides *which landed files* make up micro-batch N (the file
+source and its checkpoint), then each micro-batch is read with `cdp_spark.ingest.readers.read_files` and written
+by the ingest stage's own processing (`chain.prepare` → expectations → routes → `bronze.events`,
+`bronze.profile_records`, `bronze.quarantine`, `bronze.raw_keys`), exactly as `cdp run ingest` would write them.
+
+Exactly once: every write of micro-batch N carries ``Txn("collect.<source>.<query id>", N)``. Spark replays an
+unfinished batch with the same id and the same files after a crash, so the writes that had already committed
+are skipped (`WriteResult.skipped`) and the rest happen once. The query id is persisted in the checkpoint, so a
+new checkpoint (a new query) never collides with an old one's tokens.
+
+Deduplication by ``messageId``: within a micro-batch, and against `bronze.events` rows of the same source
+received within `collector.stream.dedup_hours`. Dead-lettered messages (``_cdp_reject``) and malformed lines
+are quarantined with their reason, so ``read = accepted + quarantined + duplicates`` per batch.
+
+Example:
+    >>> metrics = run_stream(spark, config, lake, available_now=True)      # doctest: +SKIP
+    >>> metrics["sources"]["web"]["accepted"]                              # doctest: +SKIP
+    42
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cdp_spark.collect.config import CollectorConfig
+from cdp_spark.collect.spool import recover
+from cdp_spark.ingest import readers, stage
+from cdp_spark.ingest.sources import Source
+from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES
+from cdp_spark.lake import Txn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cdp_spark.config import CdpConfig
+    from cdp_spark.lake import Lake
+
+log = logging.getLogger(__name__)
+REJECT = "_cdp_reject"
+REJECT_RAW = "_cdp_raw"
+
+
+class StreamError(RuntimeError):
+    """The streaming job cannot run (configuration or environment); the message says why."""
+
+
+def source_config(config: "CdpConfig", name: str) -> Source:
+    for s in config.sources:
+        if s.name == name:
+            return s
+    raise StreamError(f"collector.sources.{name}: no source named {name!r} in conf/sources/ (add one, e.g. like web.yaml)")
+
+
+def checkpoint_path(config: "CdpConfig", name: str) -> str:
+    c: CollectorConfig = config.collector  # type: ignore[attr-defined]
+    base = c.stream.checkpoint or str(config.lake.checkpoint_dir)
+    return f"{base.rstrip('/')}/collect_{name}"
+
+
+def kafka_available(spark: SparkSession) -> bool:
+    from cdp_spark.spark import _jvm_class_loadable
+
+    return _jvm_class_loadable(spark, "org.apache.spark.sql.kafka010.KafkaSourceProvider")
+
+
+class BatchWriter:
+    """The foreachBatch function of one source: files of micro-batch N → bronze with Txn(..., N)."""
+
+    def __init__(self, spark: SparkSession, config: "CdpConfig", lake: "Lake", source: Source, checkpoint: str):
+        self.spark, self.config, self.lake, self.source, self.checkpoint = spark, config, lake, source, checkpoint
+        self.collector: CollectorConfig = config.collector  # type: ignore[attr-defined]
+        self.batches: list[dict[str, Any]] = []
+        self._query_id: str | None = None
+        self.lock = threading.Lock()
+
+    def query_id(self) -> str:
+        """The query id persisted in the checkpoint's metadata file (stable across restarts of this checkpoint)."""
+        if self._query_id is None:
+            meta = self.spark.read.text(f"{self.checkpoint}/metadata").first()
+            self._query_id = json.loads(meta[0])["id"] if meta else "unknown"
+        return self._query_id
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
+        if self.collector.stream.source_format == "kafka":
+            raw = kafka_raw(self.spark, batch)
+            files: list[str] = []
+        else:
+            files = sorted(r[0] for r in batch.select("file").distinct().collect())
+            if not files:
+                return
+            raw = readers.read_files(self.spark, self.source, files)
+        txn = Txn(f"collect.{self.source.name}.{self.query_id()}", int(batch_id))
+        stats = self.process(raw, txn, f"stream-{self.source.name}-{self.query_id()[:8]}-{batch_id}", files)
+        stats["batch_id"] = int(batch_id)
+        stats["duration_s"] = round(time.perf_counter() - started, 3)
+        with self.lock:
+            self.batches.append(stats)
+        log.info("source %s batch %d: read %d, accepted %d, quarantined %d, duplicates %d in %.2fs",
+                 self.source.name, batch_id, stats["read_lines"], stats["accepted"], stats["quarantined"],
+                 stats["duplicates"], stats["duration_s"])
+
+    def process(self, raw: DataFrame, txn: Txn, run_id: str, files: list[str]) -> dict[str, Any]:
+        """Dead letters to quarantine, dedup, then the ingest stage's own processing and file ledger."""
+        source, lake = self.source, self.lake
+        if REJECT in raw.columns:
+            reason = F.concat(F.lit("collector:"), F.col(REJECT))
+            raw = raw.withColumn("_error", F.coalesce(F.col("_error"), F.when(F.col(REJECT).isNotNull(), reason)))
+        raw = raw.drop(*[c for c in (REJECT, REJECT_RAW) if c in raw.columns])
+        raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            read_lines, oldest = self.count_and_oldest(raw)
+            received_at = F.lit(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp")
+            stats: dict[str, Any] = {"read": 0, "accepted": 0, "quarantined": 0, "warned": {}}
+            written, per_file = stage.process_batch(self.spark, self.config, lake, source, self.dedup(raw), txn, run_id,
+                                               received_at, stage.template_paths(self.config), stats)
+            kept = stats["read"]
+        finally:
+            raw.unpersist()
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        lag = round((now - oldest).total_seconds(), 3) if oldest is not None else None
+        if files:
+            self.record_files(files, per_file, txn, run_id)
+        out = {"read_lines": read_lines, "duplicates": read_lines - kept, "accepted": stats["accepted"],
+               "quarantined": stats["quarantined"], "written": written, "lag_s": lag}
+        out["reconciled"] = read_lines == out["accepted"] + out["quarantined"] + out["duplicates"]
+        return out
+
+    def dedup(self, raw: DataFrame) -> DataFrame:
+        """Drop repeated messageIds: within the batch, and those already in bronze.events within the horizon."""
+        if "messageId" not in raw.columns:
+            return raw
+        mid = F.col("messageId").cast("string")
+        keyed = raw.where(mid.isNotNull() & F.col("_error").isNull())
+        rest = raw.where(mid.isNull() | F.col("_error").isNotNull())
+        keyed = keyed.dropDuplicates(["messageId"])
+        if self.lake.exists(EVENTS.name):
+            since = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(hours=self.collector.stream.dedup_hours)
+            seen = (self.lake.read(EVENTS.name)
+                    .where((F.col("source") == self.source.name) & (F.col("received_at") >= F.lit(since)))
+                    .select(F.col("event_id").alias("_seen_id")))
+            keyed = keyed.join(seen, F.trim(mid) == F.col("_seen_id"), "left_anti")
+        return keyed.unionByName(rest)
+
+    @staticmethod
+    def count_and_oldest(raw: DataFrame) -> tuple[int, dt.datetime | None]:
+        """Lines in the batch, and the oldest acknowledgement time (receivedAt) among them, in one pass."""
+        oldest = (F.min(F.to_timestamp(F.col("receivedAt").cast("string"))) if "receivedAt" in raw.columns
+                  else F.lit(None).cast("timestamp"))
+        row = raw.agg(F.count(F.lit(1)), oldest).first()
+        return int(row[0]), row[1]
+
+    def record_files(self, files: list[str], per_file: dict[str, tuple[int, int, int]], txn: Txn, run_id: str) -> None:
+        """The landed files of the batch in bronze.ingested_files (same Txn), like the batch stage's file ledger."""
+        jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
+        hconf = self.spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        rows = []
+        for f in files:
+            p = jvm.org.apache.hadoop.fs.Path(f)
+            st = p.getFileSystem(hconf).getFileStatus(p)
+            mtime = dt.datetime.fromtimestamp(st.getModificationTime() / 1000, dt.timezone.utc).replace(tzinfo=None)
+            read, acc, quar = per_file.get(f, per_file.get(st.getPath().toString(), (0, 0, 0)))
+            rows.append((self.source.name, st.getPath().toString(), int(st.getLen()), mtime, 1, "ingested",
+                         read, acc, quar, run_id, now))
+        self.lake.append(INGESTED_FILES.name, self.spark.createDataFrame(rows, INGESTED_FILES.schema), txn=txn)
+
+
+def kafka_raw(spark: SparkSession, batch: DataFrame) -> DataFrame:
+    """A Kafka micro-batch in the chain's raw shape: one JSON message per record value."""
+    text = batch.select(
+        F.concat(F.lit("kafka:"), F.col("topic"), F.lit("/"), F.col("partition").cast("string")).alias("_file"),
+        F.col("offset").cast("long").alias("_line"), F.col("value").cast("string").alias("_raw"),
+        F.lit(None).cast("string").alias("_error"))
+    schema = spark.read.json(text.select("_raw").rdd.map(lambda r: r[0])).schema
+    fields = [f for f in schema.fields if f.name != "_corrupt_record"]
+    if not fields:
+        return text.withColumn("_error", F.lit("malformed_json"))
+    from pyspark.sql import types as T
+
+    parsed = F.from_json("_raw", T.StructType([*fields, T.StructField("_corrupt", T.StringType())]),
+                         {"columnNameOfCorruptRecord": "_corrupt", "mode": "PERMISSIVE"})
+    df = text.select("*", parsed.alias("_j"))
+    err = F.when(F.col("_j._corrupt").isNotNull() | F.col("_j").isNull(), F.lit("malformed_json"))
+    return df.select("_file", "_line", "_raw", err.alias("_error"), *[F.col("_j").getField(f.name).alias(f.name) for f in fields])
+
+
+def start_query(spark: SparkSession, config: "CdpConfig", lake: "Lake", name: str, *, available_now: bool,
+                checkpoint: str | None = None, writer: BatchWriter | None = None):  # type: ignore[no-untyped-def]
+    """Start the streaming query of one collector source; returns (query, writer)."""
+    c: CollectorConfig = config.collector  # type: ignore[attr-defined]
+    source = source_config(config, name)
+    checkpoint = checkpoint or checkpoint_path(config, name)
+    for spec in (EVENTS.name, INGESTED_FILES.name):
+        lake.create_if_missing(spec)
+    if c.stream.source_format == "kafka":
+        if not kafka_available(spark):
+            raise StreamError("collector.stream.source_format is kafka but the spark-sql-kafka connector is not on the "
+                              "classpath (spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:<spark version>)")
+        reader = spark.readStream.format("kafka").options(**c.stream.kafka_options)
+        if "maxOffsetsPerTrigger" not in c.stream.kafka_options:
+            reader = reader.option("maxOffsetsPerTrigger", str(c.stream.max_files_per_trigger * 10_000))
+        stream = reader.load()
+    else:
+        landing = f"{c.landing(config.lake.root)}/{name}"
+        if "://" not in landing:
+            os.makedirs(landing, exist_ok=True)
+            recover(c.landing(config.lake.root))  # in-progress files of dead collectors become visible
+        stream = (spark.readStream.format("text").option("maxFilesPerTrigger", c.stream.max_files_per_trigger)
+                  .option("pathGlobFilter", "*.json").load(landing)
+                  .select(F.col("_metadata.file_path").alias("file")))
+    writer = writer or BatchWriter(spark, config, lake, source, checkpoint)
+    trigger = {"availableNow": True} if available_now else {"processingTime": f"{c.stream.trigger_seconds} seconds"}
+    query = (stream.writeStream.queryName(f"collect_{name}").option("checkpointLocation", checkpoint)
+             .foreachBatch(writer).trigger(**trigger).start())
+    return query, writer
+
+
+def run_stream(spark: SparkSession, config: "CdpConfig", lake: "Lake", *, sources: list[str] | None = None,
+               available_now: bool = False, timeout: float | None = None,
+               stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Run the stream of every enabled collector source (or `sources`) and return metrics for the ledger.
+
+    `available_now` processes what has landed and stops; otherwise it runs until `timeout`, `stop()` or Ctrl-C.
+    """
+    c: CollectorConfig = config.collector  # type: ignore[attr-defined]
+    names = sources or [n for n, s in c.sources.items() if s.enabled]
+    if not names:
+        raise StreamError("collector.sources is empty: nothing to stream")
+    running = [start_query(spark, config, lake, n, available_now=available_now) for n in names]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while any(q.isActive for q, _ in running):
+            for q, _ in running:
+                try:
+                    q.awaitTermination(1)
+                except Exception:  # the query failed: reported below from q.exception()
+                    pass
+            if (deadline is not None and time.monotonic() > deadline) or (stop is not None and stop()):
+                break
+    finally:
+        for q, _ in running:
+            if q.isActive:
+                q.stop()
+    metrics: dict[str, Any] = {"sources": {}}
+    for (q, w), n in zip(running, names):
+        if q.exception() is not None:
+            first = str(q.exception()).splitlines()[0][:300]
+            for q2, _ in running:
+                if q2.isActive:
+                    q2.stop()
+            raise StreamError(f"stream of source {n} failed (restart it: the checkpoint replays the batch): {first}")
+        metrics["sources"][n] = summarise(w.batches, q.recentProgress)
+    return metrics
+
+
+def summarise(batches: list[dict[str, Any]], progress: list[Any]) -> dict[str, Any]:
+    """Totals and progress metrics (input rows/s, batch duration, lag) of a run."""
+    total = {k: sum(b[k] for b in batches) for k in ("read_lines", "accepted", "quarantined", "duplicates")}
+    durations = [b["duration_s"] for b in batches]
+    lags = [b["lag_s"] for b in batches if b.get("lag_s") is not None]
+    rates = [p.get("processedRowsPerSecond") for p in (json.loads(p.json) if hasattr(p, "json") else p for p in progress)]
+    rates = [r for r in rates if r]
+    return {**total, "batches": len(batches), "reconciled": all(b["reconciled"] for b in batches),
+            "max_batch_duration_s": max(durations, default=0.0),
+            "mean_batch_duration_s": round(sum(durations) / len(durations), 3) if durations else 0.0,
+            "max_lag_s": max(lags, default=None),
+            "input_rows_per_s": round(sum(rates) / len(rates), 1) if rates else None}
+
+
+def run_with_ledger(spark: SparkSession, config: "CdpConfig", lake: "Lake", *, available_now: bool = False,
+                    timeout: float | None = None, sources: list[str] | None = None) -> dict[str, Any]:
+    """`run_stream` recorded in `ops.job_runs` (job ``collect_stream``) with rows and progress metrics."""
+    from cdp_spark.ops.ledger import Ledger
+
+    ledger = Ledger(lake, stale_after_minutes=config.pipeline.stale_after_minutes)
+    entry = ledger.start("collect_stream", as_of=dt.datetime.now(dt.timezone.utc).date(),
+                         params={"available_now": available_now, "sources": sources or "all"})
+    try:
+        metrics = run_stream(spark, config, lake, sources=sources, available_now=available_now, timeout=timeout)
+    except BaseException as exc:
+        ledger.finish(entry, "failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        raise
+    rows_in = {f"collector.{n}": m["read_lines"] for n, m in metrics["sources"].items()}
+    rows_out: dict[str, int] = {}
+    for m in metrics["sources"].values():
+        rows_out["bronze.events+records"] = rows_out.get("bronze.events+records", 0) + m["accepted"]
+        rows_out["bronze.quarantine"] = rows_out.get("bronze.quarantine", 0) + m["quarantined"]
+    ledger.finish(entry, "succeeded", rows_in=rows_in, rows_out=rows_out, metrics=metrics)
+    return metrics

@@ -1,0 +1,149 @@
+"""`generate`: the deterministic demo retailer, from the hidden world to landing files and the ground truth.
+
+Layout under ``out_dir``::
+
+    landing/web/day=YYYY-MM-DD/events-00000.json     Segment-like NDJSON
+    landing/app/day=YYYY-MM-DD/events-00000.json     app NDJSON (device id, IDFA/GAID)
+    landing/crm/customers_YYYYMMDD.csv               CRM snapshot export
+    landing/orders/day=YYYY-MM-DD/orders-00000.csv   one row per order line
+    reference/products.csv, reference/fx_rates.csv
+    truth/identities/   (id_type, value, person_id)  hidden ground truth, never in landing/
+    truth/people/       per-person behaviour parameters (purchase rate, dropout, preferences)
+    truth/expected_quarantine.json                   deliberately broken records per source
+
+Example:
+    >>> summary = generate(spark, "/tmp/demo", people=200, days=10, seed=42, end_date=date(2026, 11, 1))  # doctest: +SKIP
+    >>> summary.counts["web_events"] > 0                                                                  # doctest: +SKIP
+    True
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cdp_spark.demo import render, writer
+from cdp_spark.demo.model import CATEGORIES, WorldSpec, build_world
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """Where the demo data went and how many rows each output holds.
+
+    ``expected_quarantine`` counts, per source, the records deliberately broken so that ingestion must
+    quarantine them (everything else is meant to be accepted, possibly with warnings).
+    """
+
+    out_dir: str
+    landing_dir: str
+    truth_dir: str
+    start_date: dt.date
+    end_date: dt.date
+    counts: dict[str, int]
+    expected_quarantine: dict[str, int] = field(default_factory=dict)
+    seed: int = 0
+    people: int = 0
+    days: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (dates as ISO text).
+
+        Example:
+            >>> DemoSummary("o", "o/landing", "o/truth", dt.date(2026, 1, 1), dt.date(2026, 1, 2), {"x": 1}).to_dict()["start_date"]
+            '2026-01-01'
+        """
+        out = asdict(self)
+        out["start_date"] = self.start_date.isoformat()
+        out["end_date"] = self.end_date.isoformat()
+        return out
+
+
+def _stats(df: DataFrame) -> tuple[int, int]:
+    row = df.agg(F.count("*").alias("n"), F.sum(F.col("_broken").cast("int")).alias("bad")).collect()[0]
+    return int(row["n"]), int(row["bad"] or 0)
+
+
+def generate(spark: SparkSession, out_dir: str, *, people: int, days: int, seed: int, end_date: dt.date) -> DemoSummary:
+    """Generate the demo retailer's source files and hidden truth under ``out_dir`` (replacing earlier output).
+
+    Same arguments, same bytes: every value is a hash of (seed, keys) and files are sorted and named stably.
+
+    Example:
+        >>> generate(spark, "/tmp/demo", people=300, days=10, seed=1, end_date=date(2026, 11, 1)).counts  # doctest: +SKIP
+    """
+    if people < 2 or days < 1:
+        raise ValueError(f"the demo needs people >= 2 and days >= 1, got people={people}, days={days}")
+    spec = WorldSpec(people=people, days=days, seed=seed, end_date=end_date)
+    out = writer.absolute(out_dir).rstrip("/")
+    landing, truth, reference, staging = (f"{out}/landing", f"{out}/truth", f"{out}/reference", f"{out}/_staging")
+    for folder in (landing, truth, reference, staging):
+        writer.remove(spark, folder)  # a re-generation replaces the old files; stale days would linger otherwise
+
+    world = build_world(spark, spec)
+    frames = {
+        "web": render.web_events(world.events, spec),
+        "app": render.app_events(world.events, spec),
+        "orders": render.orders(world.order_lines, spec),
+        "crm": render.crm(world.people, spec),
+    }
+    cached = {name: df.persist(StorageLevel.MEMORY_AND_DISK) for name, df in frames.items()}
+    try:
+        stats = {name: _stats(df) for name, df in cached.items()}
+        order = ["_epoch", "_id", "_copy"]
+        writer.write_text_by_day(spark, cached["web"], f"{landing}/web", staging, "events", "json", order)
+        writer.write_text_by_day(spark, cached["app"], f"{landing}/app", staging, "events", "json", order)
+        writer.write_csv_by_day(spark, cached["orders"], render.ORDER_COLUMNS, f"{landing}/orders", staging, "orders",
+                                ["order_time", "_id", "line_no"])
+        writer.write_csv(spark, cached["crm"], render.CRM_COLUMNS, f"{landing}/crm/customers_{end_date:%Y%m%d}.csv",
+                         staging, ["_id"])
+        products = world.products
+        writer.write_csv(spark, products, products.columns, f"{reference}/products.csv", staging, ["product_id"])
+        writer.write_csv(spark, render.fx_rates(spark), ["currency", "rate_to_eur"], f"{reference}/fx_rates.csv",
+                         staging, ["currency"])
+        identities = render.truth_identities(cached["web"], cached["app"], cached["orders"], cached["crm"])
+        identities = identities.persist(StorageLevel.MEMORY_AND_DISK)
+        n_truth = identities.count()
+        writer.write_parquet(spark, identities, f"{truth}/identities", staging, ["id_type", "value", "person_id"])
+        identities.unpersist()
+        writer.write_parquet(spark, _people_truth(world.people), f"{truth}/people", staging, ["person_id"])
+        expected = {name: bad for name, (_, bad) in stats.items()}
+        _write_text(spark, f"{truth}/expected_quarantine.json", json.dumps(expected, sort_keys=True) + "\n")
+    finally:
+        for df in cached.values():
+            df.unpersist()
+        world.sessions.unpersist()
+        writer.remove(spark, staging)
+    counts = {"web_events": stats["web"][0], "app_events": stats["app"][0], "order_lines": stats["orders"][0],
+              "crm_records": stats["crm"][0], "products": products.count(), "fx_rates": len(render.FX_TO_EUR),
+              "truth_identities": n_truth}
+    return DemoSummary(out_dir=out, landing_dir=landing, truth_dir=truth, start_date=spec.start_date,
+                       end_date=end_date, counts=counts, expected_quarantine=expected, seed=seed, people=people,
+                       days=days)
+
+
+def _people_truth(people: DataFrame) -> DataFrame:
+    """Per-person parameters of the behaviour model, for checking the CLV and propensity models."""
+    cats = F.array(*[F.lit(c) for c in CATEGORIES])
+    return people.select(
+        "person_id", "is_customer", "customer_id", "country", "visit_rate", "buy_rate", "dropout",
+        "lifetime_purchases", "shared_devices",
+        F.element_at(cats, F.col("fav_cat") + 1).alias("favourite_category"),
+        F.element_at(cats, F.col("second_cat") + 1).alias("second_category"),
+    )
+
+
+def _write_text(spark: SparkSession, path: str, text: str) -> None:
+    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    fs = p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+    stream = fs.create(p, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+    writer.drop_checksum(fs, jvm, p)

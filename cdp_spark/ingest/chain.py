@@ -1,0 +1,228 @@
+"""The ingestion chain, one code path for batch and streaming: a pure function of a raw DataFrame and config.
+
+Input: the source's columns plus ``_raw`` (the record as text), ``_file``, ``_line`` and ``_error`` (a structural
+problem found while reading, e.g. ``malformed_json``; null when the record parsed). Output of `prepare`: one row per
+input row with canonical catalogue columns, ``_reasons`` (non-empty = quarantine), ``_issues`` (values nulled with
+a reason), ``_warnings``, ``_fatal``, ``stream`` and ``_record_key``.
+
+Example:
+    >>> checked = prepare(spark, raw, source, config.catalogue, config.routes)       # doctest: +SKIP
+    >>> accepted, quarantined = split(checked)                                      # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from cdp_spark.ingest.enrichers import apply_enrichers, column
+from cdp_spark.ingest.expectations import violated
+from cdp_spark.ingest.normalise import normalise, parse_timestamp
+from cdp_spark.ingest.routes import route_column
+from cdp_spark.ingest.sources import Catalogue, RouteRule, Source
+
+META = ["_raw", "_file", "_line", "_error"]
+SPARK_TYPES = {"string": "string", "long": "bigint", "double": "double", "boolean": "boolean",
+               "timestamp": "timestamp", "date": "date"}
+EVENT_COLUMNS = ["page_url", "product_id", "category", "order_id", "price", "quantity", "currency", "revenue"]
+CONSENT_TYPE = T.ArrayType(T.StructType([
+    T.StructField("purpose", T.StringType()), T.StructField("channel", T.StringType()),
+    T.StructField("status", T.StringType()), T.StructField("timestamp", T.TimestampType()),
+]))
+
+
+def _reasons(pairs: Sequence[tuple[Column, str]]) -> Column:
+    if not pairs:
+        return F.array().cast("array<string>")
+    # array_except rather than filter(x -> x is not null): higher-order functions have no code generation, and
+    # would make every expression of the chain's projection run interpreted.
+    return F.array_except(F.array(*[F.when(cond, F.lit(reason)) for cond, reason in pairs]),
+                          F.array(F.lit(None).cast("string")))
+
+
+def non_null_map(pairs: Sequence[tuple[str, Column]]) -> Column:
+    """map<string,string> of the pairs whose value is not null (code-generated, unlike ``map_filter``).
+
+    Example:
+        >>> non_null_map([("email", F.col("email")), ("phone", F.col("phone"))])     # doctest: +SKIP
+    """
+    if not pairs:
+        return F.create_map().cast("map<string,string>")
+    entry = "struct<key:string,value:string>"
+    entries = [F.when(value.isNotNull(), F.struct(F.lit(key).alias("key"), value.cast("string").alias("value")))
+               for key, value in pairs]
+    return F.map_from_entries(F.array_except(F.array(*entries), F.array(F.lit(None).cast(entry))))
+
+
+def prepare(
+    spark: SparkSession,
+    raw: DataFrame,
+    source: Source,
+    catalogue: Catalogue,
+    routes: Sequence[RouteRule] = (),
+    *,
+    paths: dict[str, str] | None = None,
+) -> DataFrame:
+    """Enrich, map, normalise, check and route a raw DataFrame (see the module docstring for the contract).
+
+    Example:
+        >>> prepare(spark, raw, source, catalogue).select("email", "_reasons").show()   # doctest: +SKIP
+    """
+    df = raw
+    for name in META:
+        if name not in df.columns:
+            df = df.withColumn(name, F.lit(None).cast("long" if name == "_line" else "string"))
+    df = apply_enrichers(spark, df, source.enrichers, reporting_currency=catalogue.reporting_currency, paths=paths)
+
+    structural: list[tuple[Column, str]] = []  # the reading error (_error) is added as its own reason below
+    canonical: list[Column] = []
+    invalid: dict[str, Column] = {}
+    for field, src in source.mapping.items():
+        spec = catalogue.fields[field]
+        # A plain (possibly dotted) name is a column; anything else is a Spark SQL expression over the columns.
+        plain = all(part.isidentifier() for part in src.split("."))
+        value_in = column(df, src) if src in df.columns or plain else F.expr(src)
+        structural.append((F.length(value_in.cast("string")) > source.max_field_length, f"oversize:{field}"))
+        value, bad = normalise(value_in, spec.normaliser, spec.type, source.default_country)
+        canonical.append(value.cast(SPARK_TYPES[spec.type]).alias(field))
+        invalid[field] = bad
+    if source.timestamp is not None:
+        ts_in = column(df, source.timestamp.field)
+        ts = parse_timestamp(ts_in, source.timestamp.formats, source.timestamp.timezone)
+        canonical.append(ts.alias("_event_time"))
+        invalid["event_time"] = ts_in.isNotNull() & ts.isNull()
+    else:
+        canonical.append(F.lit(None).cast("timestamp").alias("_event_time"))
+    consent = consent_column(df, source, catalogue)
+    properties = properties_column(df, source)
+
+    mapped = df.select(
+        *[F.col(m) for m in META], *canonical, consent.alias("_consent"), properties.alias("_properties"),
+        _reasons(structural).alias("_structural"),
+        _reasons([(flag, f"invalid:{name}") for name, flag in invalid.items()]).alias("_issues"),
+        *[flag.alias(f"_bad_{name}") for name, flag in invalid.items()],
+    )
+    if "event_time" in source.mapping:
+        mapped = mapped.withColumn("_event_time", F.coalesce("_event_time", F.col("event_time")))
+
+    flags = {name: F.col(f"_bad_{name}") for name in invalid}
+    drops, warns, fails = [], [], []
+    for e in source.expectations:
+        target = {"drop": drops, "warn": warns, "fail": fails}[e.action]
+        target.append((violated(e, flags), e.name or e.check))
+    if source.role in ("events", "both"):
+        # An event without a usable time cannot be partitioned or ordered: always quarantined.
+        drops.append((F.col("_event_time").isNull() & F.lit(source.role == "events"), "missing_or_bad:event_time"))
+    reasons = F.concat(
+        F.when(F.col("_error").isNotNull(), F.array(F.col("_error"))).otherwise(F.array().cast("array<string>")),
+        F.col("_structural"), _reasons(drops),
+    )
+    checked = mapped.select(
+        "*", F.array_distinct(reasons).alias("_reasons"), _reasons(warns).alias("_warnings"),
+        _reasons(fails).alias("_fatal"),
+    ).drop("_structural", *[f"_bad_{n}" for n in invalid])
+    key = F.concat_ws("|", *[F.col(k).cast("string") for k in source.key]) if source.key else F.lit(None)
+    checked = checked.withColumn("_record_key", F.when(F.length(key) > 0, key).cast("string"))
+    # Only rules reading this source's stream apply (a record moves at most once), so conditions may use columns
+    # that only this source's records have.
+    mine = [r for r in routes if r.input_stream == source.stream_name]
+    return checked.withColumn("stream", F.lit(source.stream_name)).withColumn("stream", route_column(mine))
+
+
+def consent_column(df: DataFrame, source: Source, catalogue: Catalogue) -> Column:
+    """One struct per catalogue consent purpose: purpose, channel, status (granted/denied/unknown), timestamp.
+
+    With no column for a purpose, `consent.unmapped` decides: `granted` (the documented default: a source without
+    consent fields is consented for all purposes) or `unknown`.
+    """
+    items = []
+    for purpose in catalogue.group("consent"):
+        spec = catalogue.fields[purpose]
+        mapped = source.consent.purposes.get(purpose)
+        if mapped is None:
+            status: Column = F.lit(source.consent.unmapped)
+            when: Column = F.lit(None).cast("timestamp")
+        else:
+            text = F.lower(F.trim(column(df, mapped.column).cast("string")))
+            status = (F.when(text.isin("true", "1", "yes", "y", "t", "granted", "opt_in", "opted_in"), "granted")
+                      .when(text.isin("false", "0", "no", "n", "f", "denied", "opt_out", "opted_out"), "denied")
+                      .otherwise("unknown"))
+            when = parse_timestamp(column(df, mapped.timestamp)) if mapped.timestamp else F.lit(None).cast("timestamp")
+        items.append(F.struct(F.lit(purpose).alias("purpose"), F.lit(spec.channel).cast("string").alias("channel"),
+                              status.alias("status"), when.alias("timestamp")))
+    return F.array(*items).cast(CONSENT_TYPE) if items else F.array().cast(CONSENT_TYPE)
+
+
+def properties_column(df: DataFrame, source: Source) -> Column:
+    """Source columns under `properties_prefix`, as a JSON object string (null values left out)."""
+    prefix = source.properties_prefix
+    names = [c for c in df.columns if prefix and c.startswith(prefix)]
+    if not names:
+        return F.lit(None).cast("string")
+    return F.to_json(non_null_map([(c[len(prefix):], F.col(f"`{c}`")) for c in names]))
+
+
+def split(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(accepted, quarantined) by whether a record has reasons."""
+    bad = F.size("_reasons") > 0
+    return checked.where(~bad), checked.where(bad)
+
+
+def _typed(df: DataFrame, name: str, spark_type: str) -> Column:
+    return (F.col(f"`{name}`") if name in df.columns else F.lit(None)).cast(spark_type).alias(name)
+
+
+def identifiers_column(df: DataFrame, catalogue: Catalogue) -> Column:
+    """Every normalised identifier of the record as map<id_type, value> (null values left out)."""
+    return non_null_map([(n, F.col(n)) for n in catalogue.group("identifier") if n in df.columns])
+
+
+def to_events(accepted: DataFrame, source: Source, catalogue: Catalogue, run_id: str, received_at: Column) -> DataFrame:
+    """Rows for `bronze.events`."""
+    types = {c: SPARK_TYPES[catalogue.fields[c].type] if c in catalogue.fields else "string" for c in EVENT_COLUMNS}
+    event_id = F.col("event_id") if "event_id" in accepted.columns else F.lit(None)
+    fallback_id = F.sha2(F.concat_ws("|", F.lit(source.name), F.col("_file"), F.col("_line").cast("string"), F.col("_raw")), 256)
+    rows = accepted
+    if source.role == "both":
+        rows = rows.where(F.col("event_name").isNotNull() & F.col("_event_time").isNotNull()) if "event_name" in rows.columns else rows.limit(0)
+    revenue_rep = F.col("revenue_reporting") if "revenue_reporting" in rows.columns else F.lit(None)
+    return rows.select(
+        F.coalesce(event_id.cast("string"), fallback_id).alias("event_id"),
+        F.lit(source.name).alias("source"), F.col("stream"),
+        _typed(rows, "event_name", "string"), F.col("_event_time").alias("event_time"),
+        F.to_date("_event_time").alias("event_date"), identifiers_column(rows, catalogue).alias("identifiers"),
+        *[_typed(rows, c, types[c]) for c in EVENT_COLUMNS],
+        revenue_rep.cast("double").alias("revenue_reporting"),
+        F.col("_properties").alias("properties"), F.col("_consent").alias("consent"),
+        F.col("_issues").alias("quality_issues"), received_at.alias("received_at"), F.lit(run_id).alias("run_id"),
+        F.col("_file").alias("ingest_file"), F.col("_line").alias("ingest_line"),
+    )
+
+
+def to_profile_records(accepted: DataFrame, source: Source, catalogue: Catalogue, run_id: str, received_at: Column,
+                       change_type: Column | None = None) -> DataFrame:
+    """Rows for `bronze.profile_records`: identifiers, traits (map of text), consent and the change type."""
+    traits = [n for n in catalogue.group("trait") if n in accepted.columns]
+    trait_map = non_null_map([(n, F.col(n)) for n in traits])
+    rows = accepted
+    if source.role == "both":
+        rows = rows.where(F.size(trait_map) > 0) if traits else rows.limit(0)
+    return rows.select(
+        F.lit(source.name).alias("source"), F.col("_record_key").alias("record_key"),
+        (change_type if change_type is not None else F.lit("upsert")).alias("change_type"),
+        identifiers_column(rows, catalogue).alias("identifiers"), trait_map.alias("traits"),
+        F.col("_consent").alias("consent"), F.col("_event_time").alias("record_time"),
+        F.col("_issues").alias("quality_issues"), received_at.alias("received_at"), F.lit(run_id).alias("run_id"),
+        F.col("_file").alias("ingest_file"), F.col("_line").alias("ingest_line"),
+    )
+
+
+def to_quarantine(quarantined: DataFrame, source: Source, run_id: str, received_at: Column) -> DataFrame:
+    """Rows for `bronze.quarantine`: where the record came from, its raw text and why it was rejected."""
+    return quarantined.select(
+        F.lit(source.name).alias("source"), F.col("stream"), F.col("_file").alias("ingest_file"),
+        F.col("_line").alias("ingest_line"), F.col("_raw").alias("raw_record"), F.col("_reasons").alias("reasons"),
+        F.lit(run_id).alias("run_id"), received_at.alias("quarantined_at"),
+    )

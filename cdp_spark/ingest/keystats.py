@@ -1,0 +1,60 @@
+"""Raw key statistics: every incoming key of a source with predicted type, first/last seen, times seen,
+approximate distinct values (HLL sketches, mergeable across runs) and whether it is mapped.
+
+Example:
+    >>> batch = key_stats(raw, source, seen_at)       # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from cdp_spark.ingest.sources import Source
+
+_PATTERNS = [("boolean", r"^(?i)(true|false)$"), ("long", r"^-?\d{1,18}$"), ("double", r"^-?\d*\.\d+([eE][-+]?\d+)?$"),
+             ("timestamp", r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")]
+
+
+def predicted_type(values: Column) -> Column:
+    """The narrowest type every sampled text value fits (aggregate expression over one key's values)."""
+    checks = [(name, F.min(F.when(values.isNull(), True).otherwise(values.rlike(p)))) for name, p in _PATTERNS]
+    out = F.lit("string")
+    for name, ok in reversed(checks):
+        out = F.when(ok, F.lit(name)).otherwise(out)
+    return out
+
+
+def key_stats(raw: DataFrame, source: Source, seen_at: Column) -> DataFrame:
+    """One row per incoming key of this batch, in `bronze.raw_keys` shape (sketch per batch)."""
+    keys = [f for f in raw.schema.fields if not f.name.startswith("_")]
+    if not keys:
+        return raw.sparkSession.createDataFrame([], "source string").limit(0)
+    mapped = {v for v in source.mapping.values()} | {e.column for e in source.consent.purposes.values()}
+    if source.timestamp:
+        mapped.add(source.timestamp.field)
+    native = {f.name: f.dataType.simpleString() for f in keys}
+    stack = F.explode(F.array(*[F.struct(F.lit(f.name).alias("key"), F.col(f"`{f.name}`").cast("string").alias("value"))
+                                for f in keys]))
+    long = raw.select(stack.alias("kv")).select("kv.key", "kv.value").where(F.col("value").isNotNull())
+    agg = long.groupBy("key").agg(F.count("*").alias("times_seen"), F.hll_sketch_agg("value").alias("distinct_sketch"),
+                                  predicted_type(F.col("value")).alias("_text_type"))
+    native_map = F.create_map(*[x for k, v in native.items() for x in (F.lit(k), F.lit(v))])
+    nt = F.element_at(native_map, F.col("key"))
+    return agg.select(
+        F.lit(source.name).alias("source"), "key",
+        F.when(nt == "string", F.col("_text_type")).otherwise(nt).alias("predicted_type"),
+        seen_at.alias("first_seen"), seen_at.alias("last_seen"), F.col("times_seen").cast("long"),
+        F.hll_sketch_estimate("distinct_sketch").cast("long").alias("approx_distinct"), "distinct_sketch",
+        F.col("key").isin(*sorted(mapped)).alias("mapped") if mapped else F.lit(False).alias("mapped"),
+    )
+
+
+def combine(old: DataFrame, batch: DataFrame) -> DataFrame:
+    """Merge a batch's stats into the stored ones: counts add, sketches union, first/last seen widen."""
+    both = old.unionByName(batch)
+    return both.groupBy("source", "key").agg(
+        F.last("predicted_type").alias("predicted_type"), F.min("first_seen").alias("first_seen"),
+        F.max("last_seen").alias("last_seen"), F.sum("times_seen").cast("long").alias("times_seen"),
+        F.hll_union_agg("distinct_sketch", True).alias("distinct_sketch"), F.max("mapped").alias("mapped"),
+    ).withColumn("approx_distinct", F.hll_sketch_estimate("distinct_sketch").cast("long"))

@@ -1,0 +1,124 @@
+"""The collector's stream end to end: HTTP → landing zone → Structured Streaming (availableNow) → bronze, with
+dedup, dead letters in quarantine, and a crash in the middle of a micro-batch replayed exactly once."""
+from __future__ import annotations
+
+import yaml
+import pytest
+from fastapi.testclient import TestClient
+from pyspark.sql import functions as F
+
+from cdp_spark.collect.app import create_app
+from cdp_spark.collect.stream import StreamError, kafka_available, run_stream, run_with_ledger
+from cdp_spark.config import CdpConfig
+from cdp_spark.ingest.sources import CatalogueScope
+from cdp_spark.lake import default_registry
+from cdp_spark.lake.embedded import EmbeddedLake
+from tests.ingest_fixtures import CATALOGUE, REPO
+
+KEY = "test-web-write-key"
+
+
+@pytest.fixture
+def env(spark, tmp_path):
+    web = yaml.safe_load((REPO / "conf" / "sources" / "web.yaml").read_text())
+    routes = yaml.safe_load((REPO / "conf" / "routes.yaml").read_text())
+    raw = {"lake": {"root": str(tmp_path / "lake")}, "catalogue": CATALOGUE, "sources": [web], "routes": routes,
+           "collector": {"sources": {"web": {"keys": [{"key": KEY}]}}, "spool": {"rotate_seconds": 3600}}}
+    with CatalogueScope(CATALOGUE):
+        config = CdpConfig.model_validate(raw)
+    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+    return config, lake
+
+
+def post(config, batches):
+    """Post batches through the collector and stop it (which rotates its files into view)."""
+    app = create_app(config.collector, config.collector.landing(config.lake.root))
+    with TestClient(app) as client:
+        for b in batches:
+            r = client.post("/v1/batch", json={"batch": b, "sentAt": "2026-11-01T10:00:05Z"}, auth=(KEY, ""))
+            assert r.status_code == 200, r.text
+
+
+def track(mid, event="Product Viewed", user="u1", **extra):
+    return {"type": "track", "messageId": mid, "event": event, "userId": user, "timestamp": "2026-11-01T10:00:00Z",
+            "properties": {"product_id": "p1"}, "context": {"page": {"url": "https://shop.example/p1"}}, **extra}
+
+
+def events(lake):
+    return {r.event_id: r for r in lake.read("bronze.events").collect()}
+
+
+def test_stream_maps_dedups_quarantines_and_replays_exactly_once(spark, env, monkeypatch):
+    config, lake = env
+    identify = {"type": "identify", "messageId": "i1", "userId": "u1", "traits": {"email": " Ann@Example.COM "},
+                "timestamp": "2026-11-01T10:00:00Z"}
+    post(config, [[track("m1"), track("m2", event="Order Completed"), identify, {"type": "track", "userId": "u2"}],
+                  [track("m1"), {"type": "page", "messageId": "p1", "anonymousId": "a1",
+                                 "context": {"page": {"url": "http://localhost/x"}}}]])
+    m = run_stream(spark, config, lake, available_now=True)["sources"]["web"]
+    assert (m["read_lines"], m["accepted"], m["quarantined"], m["duplicates"]) == (6, 4, 1, 1)
+    assert m["reconciled"] and m["batches"] >= 1
+    ev = events(lake)
+    assert set(ev) == {"m1", "m2", "p1", "i1"}   # as in batch ingestion, identify is an event too (role: both)
+    assert ev["m1"].event_name == "product viewed" and ev["m1"].identifiers["customer_id"] == "u1"
+    assert ev["p1"].stream == "web_divert"                   # the same route rules as batch ingestion
+    assert ev["p1"].identifiers == {"cookie_id": "a1"}
+    # skew-corrected: the client sent at 10:00:05 for an event at 10:00:00, so event_time = receivedAt - 5 s
+    assert abs((ev["m1"].event_time - ev["m1"].received_at).total_seconds() + 5) < 120
+    assert ev["i1"].identifiers == {"customer_id": "u1", "email": "ann@example.com"}   # normalised like batch
+    q = lake.read("bronze.quarantine").collect()
+    assert [list(r.reasons) for r in q] == [["collector:missing:event"]]
+
+    # A message already in bronze (same messageId) arriving again later is dropped; then a crash in the middle of
+    # the next micro-batch: bronze.events committed, bronze.quarantine not, the checkpoint never marks it done.
+    post(config, [[track("m2"), track("m3"), track("m4"), {"type": "alias", "userId": "u9"}]])
+    from cdp_spark.lake.embedded import EmbeddedLake as Backend
+
+    real_append = Backend.append
+    crashed = []
+
+    def crashing_append(self, name, df, **kw):
+        result = real_append(self, name, df, **kw)
+        if name == "bronze.events" and not crashed:
+            crashed.append(kw.get("txn"))
+            raise RuntimeError("simulated crash after the events commit")
+        return result
+
+    monkeypatch.setattr(Backend, "append", crashing_append)
+    with pytest.raises(StreamError):
+        run_stream(spark, config, lake, available_now=True)
+    assert set(events(lake)) == {"m1", "m2", "p1", "i1", "m3", "m4"}   # half-written batch
+    assert lake.read("bronze.quarantine").count() == 1
+    monkeypatch.setattr(Backend, "append", real_append)
+
+    m = run_stream(spark, config, lake, available_now=True)["sources"]["web"]   # restart from the checkpoint
+    assert m["batches"] == 1 and m["reconciled"]
+    rows = lake.read("bronze.events")
+    assert rows.count() == rows.select("event_id").distinct().count() == 6      # no duplicates, none missing
+    assert sorted(list(r.reasons) for r in lake.read("bronze.quarantine").collect()) == [
+        ["collector:missing:event"], ["collector:missing:previousId"]]
+    assert crashed[0] is not None and crashed[0].version == 1   # the replay reused the crashed batch's token
+
+    # Nothing new: a further run (as `cdp collect stream --available-now` runs it, with the ledger) is a no-op.
+    m = run_with_ledger(spark, config, lake, available_now=True)["sources"]["web"]
+    assert m["batches"] == 0 and lake.read("bronze.events").count() == 6
+    run = lake.read("ops.job_runs").where(F.col("job") == "collect_stream").collect()
+    assert [r.status for r in run] == ["succeeded"]
+    files = lake.read("bronze.ingested_files").where(F.col("source") == "web")
+    assert files.count() == files.select("path").distinct().count() == 2   # one landed file per collector run
+
+
+def test_kafka_source_is_configurable_and_needs_the_connector(spark, env):
+    config, lake = env
+    config = config.model_copy(update={"collector": config.collector.model_copy(update={
+        "stream": config.collector.stream.model_copy(update={"source_format": "kafka",
+                                                               "kafka_options": {"subscribe": "segment"}})})})
+    if kafka_available(spark):
+        pytest.skip("spark-sql-kafka is on the classpath; the Kafka end-to-end test needs a broker")
+    with pytest.raises(StreamError, match="spark-sql-kafka"):
+        run_stream(spark, config, lake, available_now=True)
+
+
+@pytest.mark.skip(reason="Kafka: the spark-sql-kafka connector and a broker are not available on this machine")
+def test_kafka_end_to_end():  # pragma: no cover
+    pass
