@@ -52,12 +52,8 @@ class Resolution:
 
 
 def _cut(df: DataFrame) -> DataFrame:
-    """Materialise and cut the lineage (a job): only where the input is about to be replaced."""
-    return df.localCheckpoint(eager=True)
-
-
-def _keep(df: DataFrame) -> DataFrame:
-    """Materialise for reuse (a local checkpoint): lazily cached plans were recomputed inside broadcasts."""
+    """Materialise and cut the lineage (a local checkpoint): for results used more than once (lazily cached
+    plans were recomputed inside broadcasts), and for inputs whose files the stage is about to replace."""
     return df.localCheckpoint(eager=True)
 
 
@@ -67,21 +63,21 @@ def resolve(records: DataFrame, cfg: IdentityConfig, as_of: dt.date, previous: D
     stats: dict[str, Any] = {}
     occ = G.with_rules(G.explode_identifiers(records, cfg), cfg)
     kept, blocked_occ = G.split_blocked(occ, cfg)
-    kept = _keep(kept)
+    kept = _cut(kept)
     stats["blocked_values_hit"] = {r.id_type: {"occurrences": r.n, "distinct_values": r.d} for r in
                                    blocked_occ.groupBy("id_type").agg(F.count("*").alias("n"),
                                                                       F.countDistinct("value").alias("d")).collect()}
-    nodes = _keep(G.identifiers(kept))
+    nodes = _cut(G.identifiers(kept))
     G.check_vertex_ids(nodes)
     edges, hub = G.classify_edges(G.star_edges(kept), cfg, as_of)
-    edges = _keep(edges)
-    hub_ids = _keep(hub.select("vid"))
+    edges = _cut(edges)
+    hub_ids = _cut(hub.select("vid"))
     status_counts = {r.status: r["count"] for r in edges.groupBy("status").count().collect()}
     stats["links"] = status_counts
     stats["links_expired"] = status_counts.get("expired", 0)
     stats["hubs_dropped"] = hub_ids.count()
     node_status = (F.when(G.expired_nodes(nodes, as_of), "expired").when(F.col("_hub"), "hub").otherwise("active"))
-    nodes = _keep(nodes.join(hub_ids.withColumn("_hub", F.lit(True)), "vid", "left")
+    nodes = _cut(nodes.join(hub_ids.withColumn("_hub", F.lit(True)), "vid", "left")
                  .withColumn("status", node_status).drop("_hub"))
     active_nodes = nodes.where(F.col("status") != "expired")  # hubs stay, as their own profiles
     active_edges = edges.where(F.col("status") == "active")
@@ -91,16 +87,16 @@ def resolve(records: DataFrame, cfg: IdentityConfig, as_of: dt.date, previous: D
                               engine=engine or cfg.engine, max_iterations=cfg.max_iterations,
                               checkpoint_every=cfg.checkpoint_every, stats=cc_stats)
     stats["iterations"], stats["engine"] = cc_stats.iterations, cc_stats.engine
-    with_cc = _keep(active_nodes.join(cc.select(F.col("id").alias("vid"), "component"), "vid"))
+    with_cc = _cut(active_nodes.join(cc.select(F.col("id").alias("vid"), "component"), "vid"))
     groups, split_stats = apply_limits(with_cc, active_edges, cfg, as_of)
     stats["limit_splits"] = split_stats
-    groups = _keep(groups)
+    groups = _cut(groups)
     prev = None
     if previous is not None:
         prev = previous.select(F.col("vertex_id").alias("vid"), "profile_id", "profile_created_at", "assigned_at")
     graph, history = assign_profile_ids(groups.select("vid", "id_type", "value", "group"), prev, as_of)
-    graph = _keep(graph.join(groups.select("vid", F.col("reason").alias("split_reason")), "vid"))
-    history = _keep(history)
+    graph = _cut(graph.join(groups.select("vid", F.col("reason").alias("split_reason")), "vid"))
+    history = _cut(history)
     stats.update(profile_stats(graph))
     _sources = F.col("sources").cast(T.ArrayType(T.StringType(), True)).alias("sources")  # table: nullable elements
     identifiers_out = nodes.select("id_type", "value", F.col("vid").alias("vertex_id"), "first_seen", "last_seen",
@@ -115,7 +111,7 @@ def resolve(records: DataFrame, cfg: IdentityConfig, as_of: dt.date, previous: D
 
 def profile_stats(graph: DataFrame) -> dict[str, Any]:
     """Component size histogram and the 20 largest profiles (ids and sizes only: no identifier values)."""
-    sizes = _keep(graph.groupBy("profile_id").agg(F.count("*").alias("size")))
+    sizes = _cut(graph.groupBy("profile_id").agg(F.count("*").alias("size")))
     by_size = {r.size: r["count"] for r in sizes.groupBy("size").count().collect()}
     hist = {}
     for lo, hi in SIZE_BUCKETS:
