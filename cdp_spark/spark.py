@@ -86,6 +86,20 @@ def _parse_java_version(text: str) -> int:
     return int(match.group(2) or 0) if major == 1 else major
 
 
+def embedded_memory(fraction: float = 0.5, cap_gb: int = 32) -> str:
+    """The driver heap for embedded mode: a share of this machine's memory, at least 1g.
+
+    Example:
+        >>> embedded_memory().endswith("m")
+        True
+    """
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: keep Spark's default
+        return "1024m"
+    return f"{max(1024, min(int(total * fraction) >> 20, cap_gb * 1024))}m"
+
+
 def embedded_conf(
     *,
     cores: int | None = None,
@@ -101,6 +115,8 @@ def embedded_conf(
     cores = cores or os.cpu_count() or 2
     conf = {
         "spark.master": f"local[{cores}]",
+        # Local mode runs everything in the driver JVM; Spark's 1g default fails on ordinary day-sized files.
+        "spark.driver.memory": embedded_memory(),
         "spark.sql.session.timeZone": "UTC",
         # Small local jobs: a couple of partitions per core beats the cluster default of 200.
         "spark.sql.shuffle.partitions": str(shuffle_partitions or max(2, 2 * cores)),
