@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from cdp_spark.ingest import chain, keystats
 from cdp_spark.ingest.files import FileAction, plan_files
-from cdp_spark.ingest.readers import LandedFile, discover, read_files, read_table
+from cdp_spark.ingest.readers import LandedFile, discover, existing, read_files, read_table
 from cdp_spark.ingest.sources import Source
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES, PROFILE_RECORDS, QUARANTINE, RAW_KEYS, SNAPSHOT_STATE
 from cdp_spark.lake import Txn
@@ -72,12 +72,6 @@ def _batch_id(source: Source, actions: list[FileAction], extra: str = "") -> str
     return h.hexdigest()[:16]
 
 
-def _exists(spark: SparkSession, path: str) -> bool:
-    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
-    p = jvm.org.apache.hadoop.fs.Path(path)
-    return bool(p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(p))  # type: ignore[union-attr]
-
-
 def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source: Source, as_of: dt.date) -> dict[str, Any]:
     """Ingest one source's new data; idempotent (Txn tokens derived from the batch's files)."""
     paths = template_paths(config)
@@ -122,7 +116,7 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
             raw.unpersist()
         for a in plan.ingest:
             read, acc, quar = per_file.get(a.file.path, (0, 0, 0))
-            if read == 0 and source.kind == "files" and not _exists(spark, a.file.path):
+            if read == 0 and source.kind == "files" and not existing(spark, [a.file.path]):
                 stats["files_missing"] += 1  # gone before it could be read: not recorded, so a later run retries
                 log.warning("source %s: a listed file disappeared before it was read; it will be retried", source.name)
                 continue
