@@ -2,10 +2,11 @@
 
 Data: the demo generator's web (NDJSON) and orders (CSV) landing files when `cdp_spark.demo` is installed;
 otherwise a built-in Segment-like generator writing the same layout (the JSON says which). The issue asks for
-10M events; this shared 2-core machine runs 1M by default (`--events`), and the JSON records the real size.
+10M events (the default of `--events`); the JSON records the real size.
 
 Usage:
-    python -m bench.ingest --events 1000000
+    python -m bench.ingest --events 10000000
+    python -m bench.ingest --events 500000 --data /tmp/bench-demo   # reduced scale, files kept for reruns
 """
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ def synth(spark, out: Path, events: int, days: int = 7) -> str:  # type: ignore[
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=10_000_000, help="demo records to generate (issue: 10M)")
+    parser.add_argument("--data", help="keep the generated demo files here and reuse them on the next run "
+                        "(so before/after comparisons read the same bytes)")
     args = parser.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from cdp_spark.config import CdpConfig
@@ -67,12 +70,16 @@ def main() -> None:
     repo = Path(__file__).resolve().parents[1]
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     spark = build_session("bench-ingest", embedded_conf(), str(work / "ck"))
-    demo = work / "demo"
+    demo = Path(args.data).resolve() if args.data else work / "demo"
+    people = max(args.events // 14, 200)
+    marker = demo / "_bench_people"
     try:
         from cdp_spark.demo import generate  # type: ignore[import-not-found]
 
         # The default demo (2000 people, 30 days) lands ~2 events per person and day.
-        generate(spark, str(demo), people=max(args.events // 14, 200), days=7, seed=42, end_date=dt.date(2026, 11, 1))
+        if not (marker.exists() and marker.read_text() == str(people)):
+            generate(spark, str(demo), people=people, days=7, seed=42, end_date=dt.date(2026, 11, 1))
+            marker.write_text(str(people))
         generator = "cdp_spark.demo.generate"
     except ImportError:
         generator = synth(spark, demo, args.events)
@@ -101,7 +108,8 @@ def main() -> None:
     read = sum(s["read"] for s in result.metrics["sources"].values())
     payload = {
         "events": rows, "events_requested_by_issue": 10_000_000,
-        "note": f"{rows:,} records on a 2-core machine",
+        "events_requested": args.events, "demo_people": people,
+        "note": f"{rows:,} records on a {os.cpu_count()}-core machine",
         "generator": generator,
         "bare_seconds": round(bare.seconds, 2), "bare_rows_per_s": round(rows / bare.seconds),
         "ingest_seconds": round(full.seconds, 2), "ingest_rows_per_s": round(read / full.seconds),

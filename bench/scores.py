@@ -1,6 +1,12 @@
-"""Benchmark customer scores: BG/NBD and Gamma-Gamma fit time, Spark CLV summary and scoring throughput.
+"""Benchmark customer scores: BG/NBD and Gamma-Gamma fit time, Spark CLV scoring, and the whole scores stage.
 
-Run:  python -m bench.scores [--customers 100000] [--purchases 1000000] [--cdnow-dir DIR]
+Run:  python -m bench.scores [--customers 100000] [--purchases 1000000] [--people 1000000] [--events 10000000]
+                             [--cdnow-dir DIR] [--skip-stage]
+
+Targets (issue 7): each fit on 100k customers <= 30 s; the scores stage on 1M profiles / 10M events <= 5 min
+on 2 cores. The stage runs on a lake built from the demo retailer's behaviour model
+(:mod:`cdp_spark.ml.synthetic`), with production-like settings (weekly CLV periods, 7-day windows for the
+short history) and the time of each sub-step from the stage's own metrics.
 
 ``--cdnow-dir`` points at the ``lifetimes/datasets`` folder of the lifetimes sdist from PyPI (not a
 dependency); when given, the CDNOW fits are compared with the published values.
@@ -11,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import date
@@ -19,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common import Timer, write_result
+from bench.common import RESULTS, Timer, write_result
 from cdp_spark.ml import btyd, clv
 
 TRUE_BG = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}   # weeks, CDNOW scale
@@ -136,6 +143,49 @@ def bench_spark(purchase_rows: int) -> dict[str, object]:
     return out
 
 
+def bench_stage(people: int, events: int, cores: int = 2) -> dict[str, object]:
+    """Build a demo-world lake of about ``events`` events over ``people`` profiles and time the scores stage."""
+    import math
+    import tempfile
+
+    from cdp_spark.config import CdpConfig
+    from cdp_spark.lake import open_lake
+    from cdp_spark.ml.stage import run
+    from cdp_spark.ml.synthetic import demo_events_lake
+    from cdp_spark.spark import build_session, embedded_conf
+
+    # The demo world produces about 0.5 events per person and day.
+    days = max(21, math.ceil(events / (people * 0.5)))
+    end = date(2026, 11, 1)
+    root = tempfile.mkdtemp(prefix="bench-scores-")
+    spark = build_session("bench-scores-stage", embedded_conf(cores=cores), root + "/_ckpt")
+    out: dict[str, object] = {"people": people, "target_events": events, "days": days}
+    scores = {"clv": {"time_unit": "W", "horizon_months": 12, "holdout_days": 7, "min_events": 1000},
+              "affinity": {"min_events": 1000}, "recommendations": {"min_events": 1000},
+              "propensity": {"purchase_days": 7, "churn_days": 14, "min_events": 1000}}
+    try:
+        config = CdpConfig.model_validate({"lake": {"root": root, "backend": "embedded"}, "scores": scores})
+        lake = open_lake(spark, config)
+        with Timer() as t:
+            demo_events_lake(spark, lake, people=people, days=days, seed=5, end_date=end)
+        out["build_lake_seconds"] = round(t.seconds, 1)
+        out["events"] = lake.info("bronze.events").rows
+        with Timer() as t:
+            result = run(spark, config, lake, end)
+        out["stage_seconds"] = round(t.seconds, 1)
+        out["stage_events_per_second"] = round(out["events"] / t.seconds)
+        out["sub_step_seconds"] = result.metrics["seconds"]
+        out["event_counts"] = result.metrics["event_counts"]
+        out["models"] = {k: {m: v[m] for m in ("status", "reason", "auc", "precision_at_k", "baseline_precision_at_k",
+                                               "holdout") if m in v}
+                         for k, v in result.metrics["models"].items()}
+        out["rows_out"] = result.rows_out
+        out["target_stage_seconds"] = 300
+    finally:
+        spark.stop()
+    return out
+
+
 def cdnow_check(folder: Path) -> dict[str, object]:
     """Fit the CDNOW summaries shipped in the lifetimes sdist and set them beside the published values."""
     summary = pd.read_csv(folder / "cdnow_customers_summary_with_transactions.csv")
@@ -159,10 +209,31 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--purchases", type=int, default=1_000_000)
+    parser.add_argument("--people", type=int, default=1_000_000, help="profiles for the whole-stage run")
+    parser.add_argument("--events", type=int, default=10_000_000, help="events for the whole-stage run")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--skip-stage", action="store_true")
+    parser.add_argument("--skip-fit", action="store_true", help="keep the last fit measurements")
+    parser.add_argument("--skip-spark", action="store_true", help="skip the CLV summary/scoring throughput run")
     parser.add_argument("--cdnow-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    payload: dict[str, object] = {"fit": bench_fits(args.customers), "spark": bench_spark(args.purchases)}
+    payload: dict[str, object] = {"scale": {"customers": args.customers, "purchases": args.purchases,
+                                            "people": args.people, "events": args.events,
+                                            "issue_scale": {"customers": 100_000, "people": 1_000_000,
+                                                            "events": 10_000_000}},
+                                  "targets": {"fit_seconds": 30, "stage_seconds": 300}}
+    # Sections that are skipped keep their last measured values (with their own scale) from the result file.
+    previous = RESULTS / "scores.json"
+    if previous.exists():
+        last = json.loads(previous.read_text())
+        payload.update({k: last[k] for k in ("fit", "spark", "stage", "cdnow") if k in last})
+    if not args.skip_fit:
+        payload["fit"] = bench_fits(args.customers)
+    if not args.skip_spark:
+        payload["spark"] = bench_spark(args.purchases)
+    if not args.skip_stage:
+        payload["stage"] = bench_stage(args.people, args.events, args.cores)
     if args.cdnow_dir is not None:
         payload["cdnow"] = cdnow_check(args.cdnow_dir)
     write_result("scores", payload)

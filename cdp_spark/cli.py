@@ -22,6 +22,12 @@ from rich.table import Table
 
 from cdp_spark.config import CdpConfig, ConfigError, load_config, load_config_with_sources
 from cdp_spark.lake import LakeError
+from cdp_spark.api.cli import api_app, sandbox_app
+from cdp_spark.privacy.cli import erase_app
+from cdp_spark.audiences import cli as audience_cli
+from cdp_spark.ops import cli as ops_cli
+from cdp_spark.identity.cli import app as identity_app
+from cdp_spark.ml.cli import mlflow_app
 from cdp_spark.pipeline import StageFailed, UnknownStageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="cdp-spark: Customer Data Platform on Spark + Delta.")
@@ -75,25 +81,16 @@ def _as_of(value: Optional[str]) -> dt.date:
 def run(
     job: str = typer.Argument(..., help="a stage name, or 'daily' for the whole pipeline"),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="business date YYYY-MM-DD (default: today, UTC)"),
+    resume: bool = typer.Option(False, "--resume", help="skip the stages the last run for this as-of finished"),
+    log_json: bool = typer.Option(False, "--log-json", envvar="CDP_LOG_JSON", help="one JSON object per log line"),
+    log_level: str = typer.Option("INFO", "--log-level", envvar="CDP_LOG_LEVEL", help="DEBUG, INFO, WARNING, ERROR"),
     conf: str = ConfOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Run one stage or the daily pipeline for an as-of date."""
-    from cdp_spark.pipeline import plan, run_job
-    from cdp_spark.runtime import Runtime
+    """Run one stage or the daily pipeline for an as-of date, holding the lake's pipeline lease."""
+    from cdp_spark.ops.cli import run_command
 
-    with _exit_codes():
-        config = _config(conf)
-        day = _as_of(as_of)
-        plan(config, job)  # fail fast on an unknown stage, before starting Spark
-        with err.status(f"running {job} for {day} ..."):
-            rt = Runtime.start(config)
-            report = run_job(rt.spark, rt.config, rt.lake, job, day)
-        if as_json:
-            _print_json(report.to_dict())
-        else:
-            out.print(f"[green]{job} {report.status}[/green] for {day} (run {report.run_id}); "
-                      f"stages: {', '.join(report.stages) or 'none registered yet'}")
+    run_command(job, as_of, conf, as_json, resume, log_json, log_level)
 
 
 @app.command()
@@ -274,6 +271,8 @@ def demo(
     people: Optional[int] = typer.Option(None, help="people in the demo retailer (default from config)"),
     days: Optional[int] = typer.Option(None, help="days of history"),
     seed: Optional[int] = typer.Option(None, help="random seed"),
+    realtime: bool = typer.Option(False, "--realtime", help="send the last day's web events through a loopback "
+                                  "collector and the stream instead of the batch load"),
     conf: str = ConfOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -286,13 +285,27 @@ def demo(
         rt = Runtime.start(config)
         with err.status("generating demo data ..."):
             summary = _generate(rt)
+        realtime_metrics = None
+        if realtime:
+            from cdp_spark.collect.replay import replay_demo_day
+
+            with err.status("replaying the last day through the collector and the stream ..."):
+                realtime_metrics = replay_demo_day(rt.spark, rt.config, rt.lake)
         with err.status(f"running the daily pipeline for {config.demo.end_date} ..."):
-            report = run_job(rt.spark, rt.config, rt.lake, "daily", config.demo.end_date)
+            from cdp_spark.activation.receiver import demo_receiver  # serves the demo's webhook destination
+
+            with demo_receiver(rt.config) as run_config:
+                report = run_job(rt.spark, run_config, rt.lake, "daily", config.demo.end_date)
         infos = rt.lake.tables()
         if as_json:
-            _print_json({"demo": summary.to_dict(), "run": report.to_dict(), "tables": [i.__dict__ for i in infos]})
+            _print_json({"demo": summary.to_dict(), "realtime": realtime_metrics, "run": report.to_dict(),
+                         "tables": [i.__dict__ for i in infos]})
             return
         out.print(f"[green]demo data[/green]: {summary.landing_dir} ({sum(summary.counts.values()):,} rows)")
+        if realtime_metrics:
+            r, s = realtime_metrics["replay"], realtime_metrics["stream"]
+            out.print(f"[green]real time[/green]: {r['sent']:,} messages in {r['requests']} requests → stream accepted "
+                      f"{s['accepted']:,}, quarantined {s['quarantined']:,}, duplicates {s['duplicates']:,}")
         out.print(f"[green]daily run {report.status}[/green] as of {report.as_of} (run {report.run_id})")
         table = Table("table", "version", "rows", "files", "size")
         for i in infos:
@@ -334,8 +347,19 @@ def _size(n: int) -> str:
     return str(n)
 
 
+app.command()(ops_cli.maintain)
+app.command()(ops_cli.status)
+app.command()(ops_cli.report)
+
 collect_app = typer.Typer(no_args_is_help=True, help="Real-time collection: the collector and its stream.")
 app.add_typer(collect_app, name="collect")
+app.add_typer(api_app, name="api")
+app.add_typer(erase_app, name="erase")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(audience_cli.audience_app, name="audience")
+app.add_typer(identity_app, name="identity")
+app.add_typer(mlflow_app, name="mlflow")
+app.command("activate")(audience_cli.activate)
 
 
 @collect_app.command("serve")
@@ -378,6 +402,10 @@ def collect_stream(
         for name, m in metrics["sources"].items():
             out.print(f"{name}: {m['batches']} batch(es), read {m['read_lines']:,}, accepted {m['accepted']:,}, "
                       f"quarantined {m['quarantined']:,}, duplicates {m['duplicates']:,}")
+
+
+# The issue's and Segment users' name for the stream job; the same command as `cdp collect stream`.
+app.command("stream", help="Alias of `cdp collect stream`.")(collect_stream)
 
 
 def main(argv: list[str] | None = None) -> int:

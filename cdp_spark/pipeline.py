@@ -12,10 +12,12 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 from cdp_spark.ops.ledger import Ledger
@@ -31,7 +33,10 @@ log = logging.getLogger(__name__)
 DAILY = "daily"
 
 # Stage name -> "module:function". A stage is listed here once its issue has landed.
-STAGES: dict[str, str] = {"ingest": "cdp_spark.ingest.stage:run", "identity": "cdp_spark.identity.stage:run"}
+STAGES: dict[str, str] = {"ingest": "cdp_spark.ingest.stage:run", "identity": "cdp_spark.identity.stage:run",
+                         "profiles": "cdp_spark.profiles.stage:run",
+                         "scores": "cdp_spark.ml.stage:run",
+                         "audiences": "cdp_spark.audiences.stage:run", "activation": "cdp_spark.activation.stage:run"}
 
 
 @dataclass
@@ -116,34 +121,69 @@ def run_job(
     *,
     params: dict[str, Any] | None = None,
     registry: dict[str, str] | None = None,
+    resume: bool = False,
+    lock: bool = True,
 ) -> RunReport:
-    """Run a stage or the daily pipeline for ``as_of``; raise StageFailed after recording a failure."""
+    """Run a stage or the daily pipeline for ``as_of``; raise StageFailed after recording a failure.
+
+    ``lock`` holds the lake's ``pipeline`` lease for the run (LeaseHeld when another live run has it);
+    ``resume`` skips the stages that the latest earlier run of this job and as-of finished.
+    """
+    from cdp_spark.ops import logs
+    from cdp_spark.ops.ledger import new_run_id
+    from cdp_spark.ops.lock import Lease
+    from cdp_spark.ops.resume import resume_point
+
     stages = plan(config, job, registry)
     ledger = Ledger(lake, stale_after_minutes=config.pipeline.stale_after_minutes)
-    job_entry = ledger.start(job, as_of=as_of, params={"stages": stages, **(params or {})})
-    report = RunReport(job_entry.run_id, job, as_of, "running")
-    for name in stages:
-        entry = ledger.start(job, as_of=as_of, step=name, run_id=job_entry.run_id)
-        log.info("stage %s started (run %s, as of %s)", name, job_entry.run_id, as_of)
-        try:
-            result = stage_function(name, registry)(spark, config, lake, as_of)
-        except Exception as exc:  # recorded, then re-raised as StageFailed for the exit code
-            report.error = describe_error(exc)
-            report.stages[name] = report.status = "failed"
-            ledger.finish(entry, "failed", error=report.error)
-            ledger.finish(job_entry, "failed", error=f"stage {name}: {report.error}")
+    run_id = new_run_id(job)
+    with contextlib.ExitStack() as scope:
+        scope.enter_context(logs.bind(run_id=run_id, stage="-"))
+        if lock:  # raises LeaseHeld before anything is recorded
+            ttl = timedelta(minutes=config.pipeline.stale_after_minutes)
+            scope.enter_context(Lease(lake, run_id=run_id, job=job, ttl=ttl))
+        point = resume_point(ledger, job, as_of, stages) if resume else None
+        resumed = {"resume_of": point.previous_run_id} if point and point.previous_run_id else {}
+        job_entry = ledger.start(job, as_of=as_of, params={"stages": stages, **resumed, **(params or {})}, run_id=run_id)
+        report = RunReport(run_id, job, as_of, "running")
+        if point and point.done:
+            log.info("resuming after run %s: %s already done", point.previous_run_id, ", ".join(point.done))
+        for name in stages:
+            if point and name in point.done:
+                ledger.skip(job, as_of=as_of, step=name, run_id=run_id, metrics={"resumed_from": point.previous_run_id})
+                report.stages[name] = "skipped"
+                continue
+            with logs.bind(stage=name):
+                report.results[name] = _run_stage(spark, config, lake, ledger, job_entry, report, name, registry)
+            report.stages[name] = "succeeded"
+        totals: dict[str, int] = {}
+        for result in report.results.values():
+            for table, rows in result.rows_out.items():
+                totals[table] = totals.get(table, 0) + rows
+        ledger.finish(job_entry, "succeeded", rows_out=totals, metrics={"skipped": point.done} if point else None)
+        report.status = "succeeded"
+        return report
+
+
+def _run_stage(spark, config, lake, ledger, job_entry, report, name, registry) -> StageResult:  # type: ignore[no-untyped-def]
+    """One stage, recorded in the ledger; a failure (or an interrupt) is recorded on the stage and the job."""
+    entry = ledger.start(job_entry.job, as_of=job_entry.as_of, step=name, run_id=job_entry.run_id)
+    log.info("stage %s started (as of %s)", name, job_entry.as_of)
+    started = time.monotonic()
+    try:
+        result = stage_function(name, registry)(spark, config, lake, job_entry.as_of)
+    except BaseException as exc:  # recorded, then re-raised (as StageFailed for ordinary errors)
+        report.error = describe_error(exc) if isinstance(exc, Exception) else f"interrupted ({type(exc).__name__})"
+        report.stages[name] = report.status = "failed"
+        ledger.finish(entry, "failed", error=report.error)
+        ledger.finish(job_entry, "failed", error=f"stage {name}: {report.error}")
+        log.error("stage %s failed after %.1f s: %s", name, time.monotonic() - started, report.error)
+        if isinstance(exc, Exception):
             raise StageFailed(report, name) from exc
-        report.results[name] = result
-        report.stages[name] = "succeeded"
-        ledger.finish(entry, "succeeded", rows_in=result.rows_in, rows_out=result.rows_out, metrics=result.metrics)
-        log.info("stage %s succeeded: %s", name, result.rows_out)
-    totals: dict[str, int] = {}
-    for result in report.results.values():
-        for table, rows in result.rows_out.items():
-            totals[table] = totals.get(table, 0) + rows
-    ledger.finish(job_entry, "succeeded", rows_out=totals)
-    report.status = "succeeded"
-    return report
+        raise
+    ledger.finish(entry, "succeeded", rows_in=result.rows_in, rows_out=result.rows_out, metrics=result.metrics)
+    log.info("stage %s succeeded in %.1f s: %s", name, time.monotonic() - started, result.rows_out)
+    return result
 
 
 def describe_error(exc: BaseException) -> str:

@@ -48,7 +48,8 @@ def scenario_records():
 
 @pytest.fixture(scope="module")
 def cfg():
-    return IdentityConfig(max_links=20)
+    # local checkpoints between component rounds (reliable ones write to disk: slower, same result)
+    return IdentityConfig(max_links=20, checkpoint_every=50)
 
 
 @pytest.fixture(scope="module")

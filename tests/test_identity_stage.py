@@ -54,7 +54,10 @@ def test_stage_writes_tables_and_rerun_is_idempotent(spark, tmp_path):
     assert ("idfa", "00000000-0000-0000-0000-000000000000") not in graph and ("cookie_id", "k3") in graph
     assert first.rows_out["gold.id_graph"] == len(graph) == 7
     assert first.metrics["profiles"] == 3 and first.metrics["iterations"] >= 1
-    assert lake.read("silver.id_links").count() == 4 and lake.read("silver.identifiers").count() == 7
+    assert lake.read("silver.id_links").count() == 4
+    status = {(r.id_type, r.value): r.status for r in lake.read("silver.identifiers").collect()}
+    assert len(status) == 8 and status.pop(("idfa", "00000000-0000-0000-0000-000000000000")) == "blocked"
+    assert set(status.values()) == {"active"}
 
     versions = {t: lake.version(t) for t in ("silver.identifiers", "silver.id_links", "gold.id_graph", "gold.profile_id_history")}
     again = stage.run(spark, config, lake, AS_OF)

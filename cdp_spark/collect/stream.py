@@ -265,12 +265,16 @@ def run_stream(spark: SparkSession, config: "CdpConfig", lake: "Lake", *, source
 
 def summarise(batches: list[dict[str, Any]], progress: list[Any]) -> dict[str, Any]:
     """Totals and progress metrics (input rows/s, batch duration, lag) of a run."""
-    total = {k: sum(b[k] for b in batches) for k in ("read_lines", "accepted", "quarantined", "duplicates")}
+    total: dict[str, Any] = {k: sum(b[k] for b in batches) for k in ("read_lines", "accepted", "quarantined", "duplicates")}
+    written: dict[str, int] = {}
+    for b in batches:
+        for table, rows in b.get("written", {}).items():
+            written[table] = written.get(table, 0) + rows
     durations = [b["duration_s"] for b in batches]
     lags = [b["lag_s"] for b in batches if b.get("lag_s") is not None]
     rates = [p.get("processedRowsPerSecond") for p in (json.loads(p.json) if hasattr(p, "json") else p for p in progress)]
     rates = [r for r in rates if r]
-    return {**total, "batches": len(batches), "reconciled": all(b["reconciled"] for b in batches),
+    return {**total, "written": written, "batches": len(batches), "reconciled": all(b["reconciled"] for b in batches),
             "max_batch_duration_s": max(durations, default=0.0),
             "mean_batch_duration_s": round(sum(durations) / len(durations), 3) if durations else 0.0,
             "max_lag_s": max(lags, default=None),

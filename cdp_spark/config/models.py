@@ -6,9 +6,15 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from cdp_spark.activation.config import Destination
+from cdp_spark.api.config import ApiConfig
+from cdp_spark.audiences.config import AudienceList
 from cdp_spark.collect.config import CollectorConfig
+from cdp_spark.ml.config import ScoresConfig
 from cdp_spark.config.base import Strict
 from cdp_spark.identity.config import IdentityConfig
+from cdp_spark.privacy.config import PrivacyConfig
+from cdp_spark.profiles.config import AttributesField, AttributesConfig, ProfilesConfig, ProfilesField
 from cdp_spark.ingest.sources import Catalogue, CatalogueScope, RouteRule, Source
 
 
@@ -49,6 +55,15 @@ class PipelineConfig(Strict):
     )
 
 
+class OrgConfig(Strict):
+    """The organisation this config and lake belong to. Data is never unified across organisations: each has its
+    own lake root, and its id salts profile ids, so the same email in two orgs gives two unrelated profiles."""
+
+    id: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="organisation id (lower-case slug)")
+    sandbox: bool = Field(False, description="a sandbox copy for validating sources: activation never reaches "
+                                            "external destinations")
+
+
 class DemoConfig(Strict):
     """The demo retailer that `cdp demo` and `cdp generate` create."""
 
@@ -60,7 +75,7 @@ class DemoConfig(Strict):
 
 
 # Sections of cdp.yaml itself; every other CdpConfig field is a domain loadable from `files:`.
-CORE_SECTIONS = ("engine", "lake", "pipeline", "demo", "files")
+CORE_SECTIONS = ("org", "engine", "lake", "pipeline", "demo", "files")
 
 
 class CdpConfig(Strict):
@@ -70,6 +85,7 @@ class CdpConfig(Strict):
     in cdp.yaml says where each one is loaded from.
     """
 
+    org: OrgConfig = Field(default_factory=OrgConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     lake: LakeConfig = Field(default_factory=LakeConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
@@ -80,6 +96,13 @@ class CdpConfig(Strict):
     routes: list[RouteRule] = Field(default_factory=list)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     collector: CollectorConfig = Field(default_factory=CollectorConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    scores: ScoresConfig = Field(default_factory=ScoresConfig)
+    profiles: ProfilesField = Field(default_factory=ProfilesConfig)
+    attributes: AttributesField = Field(default_factory=AttributesConfig)
+    audiences: AudienceList = Field(default_factory=list, description="audience definitions (conf/audiences)")
+    destinations: list[Destination] = Field(default_factory=list, description="activation destinations")
 
     @model_validator(mode="wrap")
     @classmethod

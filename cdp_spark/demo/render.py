@@ -210,7 +210,7 @@ def orders(order_lines: DataFrame, spec: WorldSpec) -> DataFrame:
 ORDER_COLUMNS = ["order_id", "line_no", "order_time", "customer_id", "email", "product_id", "quantity", "unit_price",
                  "currency"]
 CRM_COLUMNS = ["customer_id", "email", "phone", "first_name", "last_name", "country", "email_opt_in", "ads_opt_in",
-               "analytics_opt_in", "signup_date"]
+               "analytics_opt_in", "signup_date", "updated_at"]
 
 
 def _flag(u: Column, granted: Column) -> Column:
@@ -257,6 +257,9 @@ def crm(people: DataFrame, spec: WorldSpec) -> DataFrame:
         _flag(uniform(s, "crm_c2", pid), F.col("ads_personalisation")).alias("ads_opt_in"),
         _flag(uniform(s, "crm_c3", pid), F.col("analytics")).alias("analytics_opt_in"),
         F.date_format("signup_date", "yyyy-MM-dd").alias("signup_date"),
+        # when the CRM last touched the record: some day of the window, so an as-of run sees it as already known
+        F.date_format(F.timestamp_seconds(F.lit(spec.start_epoch + 9 * 3600) + 86400 * F.floor(
+            uniform(s, "crm_updated", pid) * spec.days).cast("long")), "yyyy-MM-dd HH:mm:ss").alias("updated_at"),
         F.coalesce(F.col("customer_id"), F.concat(F.lit("~lead"), pid.cast("string"))).alias("_id"),
         pid.alias("_pid"), lead.alias("_broken"), F.col("customer_id").alias("_customer_id"),
         true_email(email_kind, F.col("email"), F.col("typo_email")).alias("_email"),

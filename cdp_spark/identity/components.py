@@ -82,8 +82,17 @@ def is_star_forest(edges: DataFrame) -> bool:
     return degrees.where((F.col("out") > 1) | ((F.col("out") > 0) & (F.col("inn") > 0))).limit(1).count() == 0
 
 
-def _cut(df: DataFrame, reliable: bool) -> DataFrame:
-    """Materialise and cut the lineage: a reliable checkpoint when a checkpoint dir is set, else a local one."""
+def materialise(df: DataFrame, reliable: bool = False) -> DataFrame:
+    """Compute ``df`` once and cut its lineage; the one checkpoint helper of the identity package.
+
+    Used for results read more than once (lazily cached plans were recomputed inside broadcasts), for every
+    connected-components round (so the plan stays one round long) and for inputs whose files a stage is about to
+    overwrite. ``reliable=True`` writes a reliable checkpoint when a checkpoint dir is set (it survives executor
+    loss); otherwise, and by default, a local checkpoint (executor storage, cheaper).
+
+    Example:
+        >>> edges = materialise(canonical_edges(raw), reliable=True)   # doctest: +SKIP
+    """
     spark = df.sparkSession
     if reliable and spark.sparkContext.getCheckpointDir():
         df = df.persist()  # so the checkpoint job does not compute the data a second time
@@ -99,14 +108,14 @@ def native_components(
     """``(id, component)`` for every node of the (long-id) ``edges``; component = smallest member id."""
     stats = stats if stats is not None else CCStats()
     stats.engine = "native"
-    current = _cut(canonical_edges(edges), reliable=True)
+    current = materialise(canonical_edges(edges), reliable=True)
     rounds = 0
     while not is_star_forest(current):
         if rounds >= max_iterations:
             raise NotConverged(f"connected components did not converge in {max_iterations} rounds")
         rounds += 1
         nxt = small_star(large_star(current))
-        current = _cut(nxt, reliable=rounds % checkpoint_every == 0)
+        current = materialise(nxt, reliable=rounds % checkpoint_every == 0)
         log.debug("connected components round %d", rounds)
     stats.iterations = rounds
     roots = current.select(F.col("dst").alias("id"), F.col("dst").alias("component")).distinct()
@@ -186,7 +195,7 @@ def connected_components(
     ids = ids.where(F.col("id").isNotNull()).distinct().orderBy("id")
     index_schema = T.StructType([T.StructField("id", id_type), T.StructField("ix", T.LongType(), False)])
     index = spark.createDataFrame(ids.rdd.zipWithIndex().map(lambda p: (p[0][0], p[1])), index_schema)
-    index = _cut(index, reliable=True)
+    index = materialise(index, reliable=True)
     s, d = index.alias("s"), index.alias("d")
     e = (edges.join(s, edges.src == F.col("s.id")).join(d, edges.dst == F.col("d.id"))
          .select(F.col("s.ix").alias("src"), F.col("d.ix").alias("dst")))

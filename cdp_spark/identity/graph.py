@@ -42,18 +42,24 @@ def _type_map(cfg: IdentityConfig, attr: str) -> Column:
 
 def records_from_bronze(events: DataFrame | None, profile_records: DataFrame | None, as_of: dt.date,
                         sources: list[str] | None = None) -> DataFrame:
-    """One row per record up to the end of ``as_of``: record_id, source, seen_at, identifiers (map)."""
+    """One row per bronze record up to the end of ``as_of``: record_id, source, seen_at, identifiers (map), run_id,
+    record_date (the day the record counts from).
+
+    A record id names one bronze row (its ingest run is part of it), so a record never spans two ingest runs: the
+    incremental mode can take whole runs as batches and still build the same stars as a full run.
+    """
     parts = []
     if events is not None:
         parts.append(events.where(F.col("event_date") <= F.lit(as_of)).select(
-            F.concat_ws("|", F.lit("e"), "source", "event_id").alias("record_id"), "source",
-            F.col("event_time").alias("seen_at"), "identifiers"))
+            F.concat_ws("|", F.lit("e"), "source", "event_id", "run_id", "ingest_file",
+                        F.col("ingest_line").cast("string")).alias("record_id"), "source",
+            F.col("event_time").alias("seen_at"), "identifiers", "run_id", F.col("event_date").alias("record_date")))
     if profile_records is not None:
         seen = F.coalesce("record_time", "received_at")
         parts.append(profile_records.where((F.col("change_type") != "delete") & (seen < end_of_day(as_of))).select(
             F.concat_ws("|", F.lit("p"), "source", "record_key", "run_id", "ingest_file",
                         F.col("ingest_line").cast("string")).alias("record_id"),
-            "source", seen.alias("seen_at"), "identifiers"))
+            "source", seen.alias("seen_at"), "identifiers", "run_id", F.to_date(seen).alias("record_date")))
     if not parts:
         raise ValueError("no bronze input")
     records = reduce(DataFrame.unionByName, parts)
@@ -95,10 +101,51 @@ def split_blocked(occ: DataFrame, cfg: IdentityConfig) -> tuple[DataFrame, DataF
 
 
 def identifiers(occ: DataFrame) -> DataFrame:
-    """Nodes with evidence: vid, id_type, value, priority, ttl_days, first_seen, last_seen, times_seen, sources."""
-    return occ.groupBy("vid", "id_type", "value", "priority", "ttl_days").agg(
+    """Nodes with evidence: vid, id_type, value, first_seen, last_seen, times_seen, sources (+ ``blocked`` when the
+    occurrences carry it).
+
+    ``times_seen`` counts record rows (a re-delivered record counts again), so evidence from two batches adds up
+    exactly: incremental runs sum it, full runs count it, and both agree.
+    """
+    keys = ["vid", "id_type", "value"] + (["blocked"] if "blocked" in occ.columns else [])
+    return occ.groupBy(*keys).agg(
         F.min("seen_at").alias("first_seen"), F.max("seen_at").alias("last_seen"),
-        F.countDistinct("record_id").alias("times_seen"), F.array_sort(F.collect_set("source")).alias("sources"))
+        F.count("*").alias("times_seen"), F.array_sort(F.collect_set("source")).alias("sources"))
+
+
+def _merged(df: DataFrame, keys: list[str]) -> DataFrame:
+    return df.groupBy(*keys).agg(
+        F.min("first_seen").alias("first_seen"), F.max("last_seen").alias("last_seen"),
+        F.sum("times_seen").alias("times_seen"),
+        F.array_sort(F.array_distinct(F.flatten(F.collect_list("sources")))).alias("sources"))
+
+
+NODE_KEYS = ["vid", "id_type", "value", "blocked"]
+EDGE_KEYS = ["src", "dst", "src_type", "src_value", "dst_type", "dst_value"]
+
+
+def merge_identifiers(old: DataFrame, new: DataFrame) -> DataFrame:
+    """Node evidence of two batches (NODE_KEYS + first_seen, last_seen, times_seen, sources) added up."""
+    cols = NODE_KEYS + ["first_seen", "last_seen", "times_seen", "sources"]
+    return _merged(old.select(*cols).unionByName(new.select(*cols)), NODE_KEYS)
+
+
+def merge_links(old: DataFrame, new: DataFrame) -> DataFrame:
+    """Edge evidence of two batches (EDGE_KEYS + first_seen, last_seen, times_seen, sources) added up."""
+    cols = EDGE_KEYS + ["first_seen", "last_seen", "times_seen", "sources"]
+    return _merged(old.select(*cols).unionByName(new.select(*cols)), EDGE_KEYS)
+
+
+def with_priorities(edges: DataFrame, cfg: IdentityConfig) -> DataFrame:
+    """Add src_priority and dst_priority from the rules (stored links keep only the types)."""
+    prio = _type_map(cfg, "priority")
+    return edges.withColumn("src_priority", prio[F.col("src_type")]).withColumn("dst_priority", prio[F.col("dst_type")])
+
+
+def with_ttl(nodes: DataFrame, cfg: IdentityConfig) -> DataFrame:
+    """Add priority and ttl_days from the rules."""
+    return (nodes.withColumn("priority", _type_map(cfg, "priority")[F.col("id_type")])
+            .withColumn("ttl_days", _type_map(cfg, "ttl_days")[F.col("id_type")]))
 
 
 def check_vertex_ids(nodes: DataFrame) -> None:
@@ -122,7 +169,7 @@ def star_edges(occ: DataFrame) -> DataFrame:
         F.col("hub.id_type").alias("src_type"), F.col("hub.value").alias("src_value"),
         F.col("hub.priority").alias("src_priority"),
         F.col("id_type").alias("dst_type"), F.col("value").alias("dst_value"), F.col("priority").alias("dst_priority"),
-    ).agg(F.countDistinct("record_id").alias("times_seen"), F.min("seen_at").alias("first_seen"),
+    ).agg(F.count("*").alias("times_seen"), F.min("seen_at").alias("first_seen"),
           F.max("seen_at").alias("last_seen"), F.array_sort(F.collect_set("source")).alias("sources"))
 
 

@@ -6,7 +6,9 @@ Given this run's groups (identifier -> group) and the previous ``gold.id_graph``
 2. a group that claims several previous ids keeps the oldest (earliest ``profile_created_at``, then smallest id):
    when profiles merge, the oldest id survives;
 3. a split leaves the old id with the part holding most of its identifiers; the other parts get new ids;
-4. a group that claims nothing gets a fresh deterministic id: ``p_`` + sha-256 of (as-of date, group) prefix.
+4. a group that claims nothing gets a fresh deterministic id: ``p_`` + the first 24 hex digits of the sha-256 of
+   ``"<org>|<as-of date>|<group>"`` (for the org ``default``: of ``"<as-of date>|<group>"``, so ids made before
+   orgs existed stay reproducible). The org salt makes the same identifiers in two orgs two unrelated ids.
 
 Every identifier moving from one previous id to a different new id is summarised in the history:
 (old_profile_id, new_profile_id, reason merge|split, identifiers).
@@ -19,18 +21,28 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 
-def fresh_id(as_of: dt.date):  # type: ignore[no-untyped-def]
-    return F.concat(F.lit("p_"), F.substring(F.sha2(F.concat_ws("|", F.lit(as_of.isoformat()),
-                                                                   F.col("group").cast("string")), 256), 1, 24))
+DEFAULT_ORG = "default"
 
 
-def assign_profile_ids(groups: DataFrame, previous: DataFrame | None, as_of: dt.date) -> tuple[DataFrame, DataFrame]:
+def fresh_id(as_of: dt.date, org: str = DEFAULT_ORG):  # type: ignore[no-untyped-def]
+    """Column: a new profile id for the ``group`` column's value, salted with the org id.
+
+    Example:
+        >>> groups.select(fresh_id(date(2026, 11, 1), "acme").alias("profile_id"))   # doctest: +SKIP
+    """
+    salt = [] if org == DEFAULT_ORG else [F.lit(org)]
+    text = F.concat_ws("|", *salt, F.lit(as_of.isoformat()), F.col("group").cast("string"))
+    return F.concat(F.lit("p_"), F.substring(F.sha2(text, 256), 1, 24))
+
+
+def assign_profile_ids(groups: DataFrame, previous: DataFrame | None, as_of: dt.date,
+                       org: str = DEFAULT_ORG) -> tuple[DataFrame, DataFrame]:
     """groups (vid, id_type, value, group) + previous (vid, profile_id, profile_created_at, assigned_at) ->
     (graph: vid, id_type, value, group, profile_id, profile_created_at, assigned_at;
      history: old_profile_id, new_profile_id, reason, identifiers)."""
     today = F.lit(dt.datetime.combine(as_of, dt.time())).cast("timestamp")
     if previous is None:
-        graph = groups.select("*", fresh_id(as_of).alias("profile_id"), F.lit(as_of).alias("profile_created_at"),
+        graph = groups.select("*", fresh_id(as_of, org).alias("profile_id"), F.lit(as_of).alias("profile_created_at"),
                               today.alias("assigned_at"))
         empty = graph.limit(0).select(F.col("profile_id").alias("old_profile_id"), F.col("profile_id").alias("new_profile_id"),
                                       F.lit("merge").alias("reason"), F.lit(0).cast("long").alias("identifiers"))
@@ -46,7 +58,7 @@ def assign_profile_ids(groups: DataFrame, previous: DataFrame | None, as_of: dt.
         Window.partitionBy("group").orderBy(F.asc("old_created"), F.asc("old_id")))).where(F.col("_k") == 1).select(
         "group", F.col("old_id").alias("kept_id"), F.col("old_created").alias("kept_created"))
     ids = groups.select("group").distinct().join(kept, "group", "left").select(
-        "group", F.coalesce("kept_id", fresh_id(as_of)).alias("profile_id"),
+        "group", F.coalesce("kept_id", fresh_id(as_of, org)).alias("profile_id"),
         F.coalesce("kept_created", F.lit(as_of)).alias("profile_created_at"))
     graph = joined.join(ids, "group").select(
         "vid", "id_type", "value", "group", "profile_id", "profile_created_at",

@@ -20,6 +20,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from cdp_spark.identity.components import materialise
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.identity.graph import end_of_day
 
@@ -44,15 +45,13 @@ def violating_components(nodes: DataFrame, cfg: IdentityConfig, as_of: dt.date) 
     return counts.where(F.col("count") > limit).select("component").distinct()
 
 
-def _cut(df: DataFrame) -> DataFrame:
-    return df.localCheckpoint(eager=True)
 
 
 def apply_limits(nodes: DataFrame, edges: DataFrame, cfg: IdentityConfig, as_of: dt.date,
                  max_rounds: int | None = None) -> tuple[DataFrame, dict[str, int]]:
     """nodes (vid, id_type, value, priority, last_seen, component) + active edges (src, dst, times_seen,
     last_seen) -> (vid, id_type, value, group, reason) and split counts. ``group`` is a member vid."""
-    bad = _cut(violating_components(nodes, cfg, as_of))
+    bad = materialise(violating_components(nodes, cfg, as_of))
     n_bad = bad.count()
     base = nodes.select("vid", "id_type", "value", "component")
     ok = base.join(bad, "component", "left_anti").select("vid", "id_type", "value", F.col("component").alias("group"),
@@ -61,17 +60,17 @@ def apply_limits(nodes: DataFrame, edges: DataFrame, cfg: IdentityConfig, as_of:
     if n_bad == 0:
         return ok, stats
     anchor_flag = _map(cfg, lambda r: 0 if r.anchor else 1)[F.col("id_type")]
-    v = _cut(nodes.join(bad, "component", "left_semi").select(
+    v = materialise(nodes.join(bad, "component", "left_semi").select(
         "vid", "id_type", "value", "priority", "last_seen", "component", in_window(cfg, as_of).alias("counts"),
         F.min(F.struct(anchor_flag.alias("a"), F.col("priority"), F.col("id_type")))
         .over(Window.partitionBy("component")).alias("anchor_type")))
     anchors = v.where(F.col("id_type") == F.col("anchor_type.id_type"))
     anchor_values = anchors.select(F.col("vid").alias("group"), F.col("value").alias("anchor_value"))
-    assigned = _cut(anchors.select("vid", "id_type", "counts", F.col("vid").alias("group")))
+    assigned = materialise(anchors.select("vid", "id_type", "counts", F.col("vid").alias("group")))
     rejected = None
     vids = v.select(F.col("vid").alias("_v"))
     e = edges.join(vids, edges.src == F.col("_v"), "left_semi")
-    both = _cut(e.select(F.col("src").alias("u"), F.col("dst").alias("w"), "times_seen", "last_seen").unionByName(
+    both = materialise(e.select(F.col("src").alias("u"), F.col("dst").alias("w"), "times_seen", "last_seen").unionByName(
         e.select(F.col("dst").alias("u"), F.col("src").alias("w"), "times_seen", "last_seen")))
     limit = _map(cfg, lambda r: r.limit)[F.col("id_type")]
     for _ in range(max_rounds or len(cfg.id_types) + 2):
@@ -87,19 +86,19 @@ def apply_limits(nodes: DataFrame, edges: DataFrame, cfg: IdentityConfig, as_of:
         have = assigned.where("counts").groupBy("group", "id_type").agg(F.count("*").alias("have"))
         ranked = best.join(have, ["group", "id_type"], "left").withColumn("_k", F.row_number().over(
             Window.partitionBy("group", "id_type", "counts").orderBy(F.desc("strength"), F.desc("last"), F.asc("value"))))
-        ranked = _cut(ranked.withColumn("accept", ~F.col("counts") | (F.coalesce("have", F.lit(0)) + F.col("_k") <= limit)))
+        ranked = materialise(ranked.withColumn("accept", ~F.col("counts") | (F.coalesce("have", F.lit(0)) + F.col("_k") <= limit)))
         if ranked.count() == 0:
             break
         new = ranked.where("accept").select(F.col("u").alias("vid"), "id_type", "counts", "group")
         over = ranked.where(~F.col("accept")).select(F.col("u").alias("vid"))
-        assigned = _cut(assigned.unionByName(new))
-        rejected = _cut(over if rejected is None else rejected.unionByName(over))
+        assigned = materialise(assigned.unionByName(new))
+        rejected = materialise(over if rejected is None else rejected.unionByName(over))
     rejected_ids = rejected.select("vid") if rejected is not None else v.limit(0).select("vid")
     attached = v.join(assigned.select("vid", "group"), "vid").select("vid", "id_type", "value", "group",
                                                                      F.lit("limit_split").alias("reason"))
     lone = v.join(assigned.select("vid"), "vid", "left_anti").join(
         rejected_ids.withColumn("_rej", F.lit(True)), "vid", "left")
-    lone = _cut(lone.select("vid", "id_type", "value", F.col("vid").alias("group"),
+    lone = materialise(lone.select("vid", "id_type", "value", F.col("vid").alias("group"),
                             F.when(F.col("_rej"), "over_limit").otherwise("unreachable").alias("reason")))
     counts = {r.reason: r["count"] for r in lone.groupBy("reason").count().collect()}
     stats["over_limit"], stats["unreachable"] = counts.get("over_limit", 0), counts.get("unreachable", 0)

@@ -10,16 +10,19 @@ _SOURCES = T.ArrayType(_S)
 
 IDENTIFIERS = TableSpec(
     name="silver.identifiers",
-    description="Every usable (not blocked) identifier with its evidence; rebuilt by each identity run.",
+    description="Every identifier seen, with its evidence and status: the identity graph's state, which incremental "
+                "runs add new records to.",
     columns=[
         Column("id_type", _S, "identifier type, e.g. email"),
         Column("value", _S, "normalised value", pii="pii"),
         Column("vertex_id", _L, "xxhash64(id_type, value): the graph vertex"),
         Column("first_seen", _TS, "earliest record time"),
         Column("last_seen", _TS, "latest record time"),
-        Column("times_seen", _L, "records holding the identifier"),
+        Column("times_seen", _L, "record rows holding the identifier (a re-delivered record counts again)"),
         Column("sources", _SOURCES, "sources that delivered it"),
-        Column("status", _S, "active, expired (TTL) or hub (shared, not used for stitching)"),
+        Column("status", _S, "active, expired (TTL), hub (shared, not used for stitching) or blocked (blocklist)"),
+        Column("component", _L, "connected component before limit splits: its smallest vertex_id (null when "
+                                "expired or blocked)"),
     ],
     keys=("id_type", "value"),
 )
@@ -34,7 +37,7 @@ ID_LINKS = TableSpec(
         Column("dst_value", _S, "value of the other end", pii="pii"),
         Column("src_id", _L, "vertex id of src"),
         Column("dst_id", _L, "vertex id of dst"),
-        Column("times_seen", _L, "records linking the two"),
+        Column("times_seen", _L, "record rows linking the two"),
         Column("first_seen", _TS, "earliest such record"),
         Column("last_seen", _TS, "latest such record"),
         Column("sources", _SOURCES, "sources of those records"),
@@ -71,4 +74,27 @@ PROFILE_ID_HISTORY = TableSpec(
     ],
 )
 
-TABLES = [IDENTIFIERS, ID_LINKS, ID_GRAPH, PROFILE_ID_HISTORY]
+IDENTITY_RUNS = TableSpec(
+    name="silver.identity_runs",
+    description="One row per identity run: what it read (so the next run can be incremental) and its statistics. "
+                "No personal data: profile ids in the statistics are masked.",
+    columns=[
+        Column("run_id", _S, "identity run id"),
+        Column("as_of", _D, "as-of date of the run"),
+        Column("mode", _S, "full or incremental"),
+        Column("reason", _S, "why this mode: requested, first run, rules changed, bronze rewritten, ..."),
+        Column("rules_fingerprint", _S, "hash of the identity rules and org id the run used"),
+        Column("ingest_runs", T.ArrayType(_S), "bronze ingest run ids present when the run read bronze"),
+        Column("events_version", _L, "bronze.events version read"),
+        Column("profile_records_version", _L, "bronze.profile_records version read"),
+        Column("identifiers_version", _L, "silver.identifiers version written"),
+        Column("links_version", _L, "silver.id_links version written"),
+        Column("graph_version", _L, "gold.id_graph version written"),
+        Column("records_read", _L, "bronze records the run processed (all of them in full mode, new ones otherwise)"),
+        Column("vertices_resolved", _L, "identifiers whose components were recomputed"),
+        Column("stats", _S, "statistics as JSON (cdp identity stats)"),
+        Column("finished_at", _TS, "UTC"),
+    ],
+)
+
+TABLES = [IDENTIFIERS, ID_LINKS, ID_GRAPH, PROFILE_ID_HISTORY, IDENTITY_RUNS]

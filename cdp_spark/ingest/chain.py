@@ -164,6 +164,44 @@ def properties_column(df: DataFrame, source: Source) -> Column:
     return F.to_json(non_null_map([(c[len(prefix):], F.col(f"`{c}`")) for c in names]))
 
 
+def output_flags(checked: DataFrame, source: Source, catalogue: Catalogue) -> dict[str, Column]:
+    """Per output table, the condition an accepted record meets to be written there (the filters of `to_events`
+    and `to_profile_records`), so one aggregation can count every output before anything is written.
+
+    Example:
+        >>> output_flags(checked, source, catalogue)["bronze.events"]      # doctest: +SKIP
+    """
+    from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
+
+    out: dict[str, Column] = {}
+    if source.role in ("events", "both"):
+        out[EVENTS.name] = _is_event(checked, source)
+    if source.role in ("profiles", "both"):
+        out[PROFILE_RECORDS.name] = _has_traits(checked, source, catalogue)
+    return out
+
+
+def _is_event(df: DataFrame, source: Source) -> Column:
+    # A record of a source that is both events and profiles is an event when it has a name and a time.
+    if source.role != "both":
+        return F.lit(True)
+    if "event_name" not in df.columns:
+        return F.lit(False)
+    return F.col("event_name").isNotNull() & F.col("_event_time").isNotNull()
+
+
+def _trait_map(df: DataFrame, catalogue: Catalogue) -> Column:
+    return non_null_map([(n, F.col(n)) for n in catalogue.group("trait") if n in df.columns])
+
+
+def _has_traits(df: DataFrame, source: Source, catalogue: Catalogue) -> Column:
+    if source.role != "both":
+        return F.lit(True)
+    if not [n for n in catalogue.group("trait") if n in df.columns]:
+        return F.lit(False)
+    return F.size(_trait_map(df, catalogue)) > 0
+
+
 def split(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(accepted, quarantined) by whether a record has reasons."""
     bad = F.size("_reasons") > 0
@@ -184,9 +222,7 @@ def to_events(accepted: DataFrame, source: Source, catalogue: Catalogue, run_id:
     types = {c: SPARK_TYPES[catalogue.fields[c].type] if c in catalogue.fields else "string" for c in EVENT_COLUMNS}
     event_id = F.col("event_id") if "event_id" in accepted.columns else F.lit(None)
     fallback_id = F.sha2(F.concat_ws("|", F.lit(source.name), F.col("_file"), F.col("_line").cast("string"), F.col("_raw")), 256)
-    rows = accepted
-    if source.role == "both":
-        rows = rows.where(F.col("event_name").isNotNull() & F.col("_event_time").isNotNull()) if "event_name" in rows.columns else rows.limit(0)
+    rows = accepted.where(_is_event(accepted, source)) if source.role == "both" else accepted
     revenue_rep = F.col("revenue_reporting") if "revenue_reporting" in rows.columns else F.lit(None)
     return rows.select(
         F.coalesce(event_id.cast("string"), fallback_id).alias("event_id"),
@@ -204,11 +240,8 @@ def to_events(accepted: DataFrame, source: Source, catalogue: Catalogue, run_id:
 def to_profile_records(accepted: DataFrame, source: Source, catalogue: Catalogue, run_id: str, received_at: Column,
                        change_type: Column | None = None) -> DataFrame:
     """Rows for `bronze.profile_records`: identifiers, traits (map of text), consent and the change type."""
-    traits = [n for n in catalogue.group("trait") if n in accepted.columns]
-    trait_map = non_null_map([(n, F.col(n)) for n in traits])
-    rows = accepted
-    if source.role == "both":
-        rows = rows.where(F.size(trait_map) > 0) if traits else rows.limit(0)
+    trait_map = _trait_map(accepted, catalogue)
+    rows = accepted.where(_has_traits(accepted, source, catalogue)) if source.role == "both" else accepted
     return rows.select(
         F.lit(source.name).alias("source"), F.col("_record_key").alias("record_key"),
         (change_type if change_type is not None else F.lit("upsert")).alias("change_type"),

@@ -26,24 +26,30 @@ def predicted_type(values: Column) -> Column:
 
 
 def key_stats(raw: DataFrame, source: Source, seen_at: Column) -> DataFrame:
-    """One row per incoming key of this batch, in `bronze.raw_keys` shape (sketch per batch)."""
+    """One row per incoming key of this batch, in `bronze.raw_keys` shape (sketch per batch).
+
+    Every key is aggregated side by side in one pass (count, HLL sketch, type checks per column) rather than
+    exploding the batch into (key, value) rows, which multiplied the rows by the number of keys and shuffled them.
+    Keys without a non-null value in the batch are left out.
+    """
     keys = [f for f in raw.schema.fields if not f.name.startswith("_")]
     if not keys:
         return raw.sparkSession.createDataFrame([], "source string").limit(0)
     mapped = {v for v in source.mapping.values()} | {e.column for e in source.consent.purposes.values()}
     if source.timestamp:
         mapped.add(source.timestamp.field)
-    native = {f.name: f.dataType.simpleString() for f in keys}
-    stack = F.explode(F.array(*[F.struct(F.lit(f.name).alias("key"), F.col(f"`{f.name}`").cast("string").alias("value"))
-                                for f in keys]))
-    long = raw.select(stack.alias("kv")).select("kv.key", "kv.value").where(F.col("value").isNotNull())
-    agg = long.groupBy("key").agg(F.count("*").alias("times_seen"), F.hll_sketch_agg("value").alias("distinct_sketch"),
-                                  predicted_type(F.col("value")).alias("_text_type"))
-    native_map = F.create_map(*[x for k, v in native.items() for x in (F.lit(k), F.lit(v))])
-    nt = F.element_at(native_map, F.col("key"))
-    return agg.select(
-        F.lit(source.name).alias("source"), "key",
-        F.when(nt == "string", F.col("_text_type")).otherwise(nt).alias("predicted_type"),
+    aggs: list[Column] = []
+    per_key: list[Column] = []
+    for i, f in enumerate(keys):
+        value = F.col(f"`{f.name}`").cast("string")
+        aggs += [F.count(value).alias(f"n{i}"), F.hll_sketch_agg(value).alias(f"h{i}"), predicted_type(value).alias(f"t{i}")]
+        native = f.dataType.simpleString()
+        ptype = F.col(f"t{i}") if native == "string" else F.lit(native)
+        per_key.append(F.struct(F.lit(f.name).alias("key"), F.col(f"n{i}").alias("times_seen"),
+                                F.col(f"h{i}").alias("distinct_sketch"), ptype.alias("predicted_type")))
+    stacked = raw.agg(*aggs).select(F.explode(F.array(*per_key)).alias("k")).select("k.*").where(F.col("times_seen") > 0)
+    return stacked.select(
+        F.lit(source.name).alias("source"), "key", "predicted_type",
         seen_at.alias("first_seen"), seen_at.alias("last_seen"), F.col("times_seen").cast("long"),
         F.hll_sketch_estimate("distinct_sketch").cast("long").alias("approx_distinct"), "distinct_sketch",
         F.col("key").isin(*sorted(mapped)).alias("mapped") if mapped else F.lit(False).alias("mapped"),

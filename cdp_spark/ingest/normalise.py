@@ -67,7 +67,15 @@ def e164(numbers: pd.Series, regions: pd.Series) -> pd.Series:
             return None
         return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
-    return pd.Series([one(n, r) for n, r in zip(numbers, regions)], dtype=object)
+    # Parse each distinct (number, region) once per Arrow batch: exports repeat numbers, and parsing is the cost.
+    cache: dict[tuple[object, object], str | None] = {}
+    out = []
+    for n, r in zip(numbers, regions):
+        key = (n, r)
+        if key not in cache:
+            cache[key] = one(n, r)
+        out.append(cache[key])
+    return pd.Series(out, dtype=object)
 
 
 _e164_udf = F.pandas_udf(e164, T.StringType())  # type: ignore[call-overload]
@@ -111,7 +119,8 @@ def normalise(col: Column, normaliser: str, type_: str, default_country: str = "
     if normaliser == "email":
         value = F.when(F.lower(text).rlike(EMAIL_RE), F.lower(text))
     elif normaliser == "phone":
-        value = _e164_udf(text, F.lit(default_country))
+        # Blank values reach Python as null and return at once, without a parse attempt.
+        value = _e164_udf(F.when(text != "", text), F.lit(default_country))
     elif normaliser == "country":
         codes = country_codes()
         lookup = F.create_map(*[F.lit(x) for kv in sorted(codes.items()) for x in kv])

@@ -1,11 +1,11 @@
 """Reading sources into the chain's raw shape: source columns + ``_raw``, ``_file``, ``_line``, ``_error``.
 
-Text files (CSV, NDJSON) are read as bytes and split into lines ourselves, so every record keeps its file and
-line number and its raw text for quarantine, and encoding problems are caught per line:
+Text files (CSV, NDJSON) are read with Spark's splittable line reader, so a large file is read by many tasks, and
+every record keeps its file, its exact 1-based line number and its raw text for quarantine (see `lines`):
 - a UTF-8 byte-order mark is stripped;
-- a file declared UTF-8 whose bytes are not valid UTF-8 (e.g. latin-1) has those lines quarantined as
+- a line of a file declared UTF-8 whose bytes are not valid UTF-8 (e.g. latin-1) is quarantined as
   ``invalid_encoding`` (declare ``encoding: ISO-8859-1`` on the source to read it);
-- blank lines are not records; they are counted in the stage metrics.
+- lines end at LF or CRLF; blank lines are not records (they still count for line numbers).
 CSV records may not contain line breaks inside quoted fields (such a record is quarantined as malformed).
 
 Example:
@@ -67,21 +67,84 @@ def discover(spark: SparkSession, source: Source, path: str) -> list[LandedFile]
 
 
 def lines(spark: SparkSession, source: Source, paths: Sequence[str]) -> DataFrame:
-    """(``_file``, ``_line`` 1-based, ``_raw``, ``_error``) for every non-blank line; files gone since listing are skipped."""
+    """(``_file``, ``_line`` 1-based, ``_raw``, ``_error``) for every non-blank line; files gone since listing are skipped.
+
+    Files are split like any Spark text input (``spark.sql.files.maxPartitionBytes``), so no task holds a whole
+    file. Exact line numbers without a shuffle: each split's rows get consecutive ids within their task
+    (``monotonically_increasing_id``), a first, cheap pass counts the lines of every split (the file's byte
+    offset of the split, from ``_metadata``), and a split's first line number is 1 + the lines of the earlier
+    splits of its file. File splitting and packing are deterministic, so both passes see the same ids.
+
+    Example:
+        >>> lines(spark, source, ["/landing/orders/day=2026-11-01/orders-00000.csv"]).columns   # doctest: +SKIP
+        ['_file', '_line', '_raw', '_error']
+    """
+    encoding = source.encoding.upper().replace("_", "-")
+    if not _ascii_compatible(encoding):
+        return _whole_file_lines(spark, source, paths)
+    scan = (spark.read.format("text").option("lineSep", "\n").option("ignoreMissingFiles", "true").load(list(paths))
+            .select(F.col("_metadata.file_path").alias("_file"), F.col("_metadata.file_block_start").alias("_block"),
+                    F.monotonically_increasing_id().alias("_seq"), F.col("value")))
+    splits = scan.groupBy("_file", "_block").agg(F.count(F.lit(1)).alias("n"), F.min("_seq").alias("first")).collect()
+    base = split_bases([(r["_file"], int(r["_block"]), int(r["n"]), int(r["first"])) for r in splits])
+    if not base:
+        return spark.createDataFrame([], "_file string, _line long, _raw string, _error string")
+    # `_metadata.file_path` is URL-encoded; files are named as the listing (and the ledger) names them.
+    names = {f: _hadoop_path(spark, f) for f in {b[0] for b in base}}
+    offsets = spark.createDataFrame([(f, start, add, names[f]) for f, start, add in base],
+                                    "_file string, _block long, _base long, _name string")
+    numbered = scan.join(F.broadcast(offsets), ["_file", "_block"]).select(
+        F.col("_name").alias("_file"), (F.col("_seq") + F.col("_base")).alias("_line"), "value")
+    line = F.regexp_replace("value", "\r$", "")  # CRLF endings: the reader splits at LF
+    if encoding in ("UTF-8", "UTF8"):
+        valid = F.is_valid_utf8("value")  # on the bytes as read: regexp_replace would already have replaced them
+        # Invalid bytes become U+FFFD in the kept raw text (Parquet strings must be valid UTF-8).
+        text = F.when(valid, line).otherwise(F.make_valid_utf8(line))
+    else:
+        valid = F.lit(True)
+        # Decode the bytes as read (any string function first would turn non-UTF-8 bytes into U+FFFD).
+        text = F.regexp_replace(F.decode(F.col("value").cast("binary"), source.encoding), "\r$", "")
+    raw = F.when(F.col("_line") == 1, F.regexp_replace(text, "^\ufeff", "")).otherwise(text)
+    out = numbered.select("_file", "_line", raw.alias("_raw"),
+                          F.when(~valid, F.lit("invalid_encoding")).cast("string").alias("_error"))
+    return out.where(F.trim("_raw") != "")
+
+
+def split_bases(splits: Sequence[tuple[str, int, int, int]]) -> list[tuple[str, int, int]]:
+    """(file, split start, number to add to a row's id to get its line number) from each split's
+    (file, start byte, line count, first row id); pure Python.
+
+    Example:
+        >>> split_bases([("f", 0, 3, 100), ("f", 64, 2, 7)])     # lines 1-3 are ids 100-102, lines 4-5 ids 7-8
+        [('f', 0, -99), ('f', 64, -3)]
+    """
+    out: list[tuple[str, int, int]] = []
+    done: dict[str, int] = {}
+    for file, start, n, first in sorted(splits):
+        before = done.get(file, 0)
+        out.append((file, start, before + 1 - first))
+        done[file] = before + n
+    return out
+
+
+def _hadoop_path(spark: SparkSession, url: str) -> str:
+    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    return str(jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(url)).toString())
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    # The line reader splits bytes at LF; that is only a line break in encodings where ASCII bytes mean ASCII.
+    return not encoding.startswith(("UTF-16", "UTF-32", "UTF16", "UTF32", "UCS"))
+
+
+def _whole_file_lines(spark: SparkSession, source: Source, paths: Sequence[str]) -> DataFrame:
+    """Wide encodings (UTF-16/32): each file is read whole in one task and decoded before splitting."""
     content = (spark.read.format("binaryFile").option("ignoreMissingFiles", "true").load(list(paths))
-               .select(F.col("path").alias("_file"), "content"))
-    utf8 = source.encoding.upper().replace("_", "-") in ("UTF-8", "UTF8")
-    text = F.col("content").cast("string") if utf8 else F.decode("content", source.encoding)
-    # Splitting decodes invalid UTF-8 bytes to U+FFFD, so validity is checked on the whole file first and
-    # only the lines holding a replacement character of an invalid file are flagged.
-    valid = F.is_valid_utf8(text) if utf8 else F.lit(True)
-    # Decode and validate once per file, before exploding: evaluated after the explode, it would run per line.
-    decoded = content.select("_file", text.alias("_text"), valid.alias("_valid"))
-    exploded = decoded.select("_file", "_valid", F.posexplode(F.split("_text", r"\r?\n")).alias("_pos", "_raw"))
+               .select(F.col("path").alias("_file"), F.decode("content", source.encoding).alias("_text")))
+    exploded = content.select("_file", F.posexplode(F.split("_text", r"\r?\n")).alias("_pos", "_raw"))
     raw = F.when(F.col("_pos") == 0, F.regexp_replace("_raw", "^\ufeff", "")).otherwise(F.col("_raw"))
-    out = exploded.select("_file", (F.col("_pos") + 1).cast("long").alias("_line"), raw.alias("_raw"), "_valid")
-    bad = ~F.col("_valid") & (F.instr("_raw", "\ufffd") > 0)
-    out = out.withColumn("_error", F.when(bad, F.lit("invalid_encoding")).cast("string")).drop("_valid")
+    out = exploded.select("_file", (F.col("_pos") + 1).cast("long").alias("_line"), raw.alias("_raw"),
+                          F.lit(None).cast("string").alias("_error"))
     return out.where(F.trim("_raw") != "")
 
 
@@ -98,11 +161,12 @@ def parse_json(spark: SparkSession, source: Source, text: DataFrame, paths: Sequ
     return df.select("_file", "_line", "_raw", err.alias("_error"), *[F.col("_j").getField(f.name).alias(f.name) for f in fields])
 
 
-def parse_csv(spark: SparkSession, source: Source, text: DataFrame) -> DataFrame:
+def parse_csv(spark: SparkSession, source: Source, text: DataFrame, paths: Sequence[str] | None = None) -> DataFrame:
     """CSV lines -> string columns named by each file's header (files with different headers are each honoured)."""
     sep = source.options.get("sep", source.options.get("delimiter", ","))
     quote = source.options.get("quote", '"')
-    headers = {r["_file"]: r["_raw"] for r in text.where(F.col("_line") == 1).select("_file", "_raw").collect()}
+    headers = first_lines(spark, source, sorted(set(paths))) if paths is not None else {
+        r["_file"]: r["_raw"] for r in text.where(F.col("_line") == 1).select("_file", "_raw").collect()}
     data = text.where(F.col("_line") > 1)
     parts: list[DataFrame] = []
     all_columns: list[str] = []
@@ -127,6 +191,41 @@ def parse_csv(spark: SparkSession, source: Source, text: DataFrame) -> DataFrame
     out = parts[0]
     for p in parts[1:]:
         out = out.unionByName(p, allowMissingColumns=True)
+    return out
+
+
+def first_lines(spark: SparkSession, source: Source, paths: Sequence[str]) -> dict[str, str]:
+    """Each file's first line (its CSV header), read on the driver through Hadoop (decompressing like Spark's
+    text reader), instead of a Spark pass over every line; empty files and blank first lines are left out.
+
+    Example:
+        >>> first_lines(spark, source, ["file:/landing/orders/day=2026-11-01/orders-00000.csv"])   # doctest: +SKIP
+        {'file:/landing/orders/day=2026-11-01/orders-00000.csv': 'order_id,order_time,...'}
+    """
+    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    codecs = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf)
+    utf8 = source.encoding.upper().replace("_", "-") in ("UTF-8", "UTF8")
+    out: dict[str, str] = {}
+    for path in paths:
+        hp = jvm.org.apache.hadoop.fs.Path(path)
+        fs = hp.getFileSystem(conf)
+        try:
+            stream = fs.open(hp)
+        except Exception:  # noqa: BLE001 - gone since listing: the read skips it as well
+            continue
+        try:
+            codec = codecs.getCodec(hp)
+            if codec is not None:
+                stream = codec.createInputStream(stream)
+            charset = "UTF-8" if utf8 else source.encoding
+            # Malformed bytes become U+FFFD (the decoder's default); the data lines are checked separately.
+            text = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, charset)).readLine()
+        finally:
+            stream.close()
+        text = (text or "").lstrip("\ufeff")
+        if text.strip():
+            out[path] = text
     return out
 
 
@@ -167,7 +266,7 @@ def read_files(spark: SparkSession, source: Source, paths: Sequence[str]) -> Dat
     text = lines(spark, source, paths)
     if source.format == "json":
         return parse_json(spark, source, text, paths)
-    return parse_csv(spark, source, text)
+    return parse_csv(spark, source, text, paths)
 
 
 def read_table(spark: SparkSession, lake: "Lake", source: Source, path: str | None = None) -> DataFrame:

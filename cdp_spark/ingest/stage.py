@@ -146,13 +146,20 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
     checked = chain.prepare(spark, raw, source, config.catalogue, config.routes, paths=paths)
     checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        accepted_flag = (F.size("_reasons") == 0).cast("int")
-        per_file = {r["_file"]: (int(r.n), int(r.acc), int(r.n - r.acc)) for r in
-                    checked.groupBy("_file").agg(F.count("*").alias("n"), F.sum(accepted_flag).alias("acc")).collect()}
         names = [e.name for e in source.expectations if e.action in ("warn", "fail")]
-        counts = checked.agg(*[F.sum(F.array_contains(F.concat("_warnings", "_fatal"), n).cast("int")).alias(f"c{i}")
-                               for i, n in enumerate(names)] or [F.count("*").alias("c")]).collect()[0]
-        by_name = {n: int(counts[f"c{i}"] or 0) for i, n in enumerate(names)}
+        # One pass counts everything: per-file reconciliation, expectation hits and the rows of every output, so
+        # the writes below need no count of their own.
+        ok = F.size("_reasons") == 0
+        outputs = chain.output_flags(checked, source, config.catalogue)
+        flagged = F.concat("_warnings", "_fatal")
+        rows = checked.groupBy("_file").agg(
+            F.count(F.lit(1)).alias("n"), F.count(F.when(ok, 1)).alias("acc"),
+            *[F.count(F.when(ok & flag, 1)).alias(f"out_{table}") for table, flag in outputs.items()],
+            *[F.count(F.when(F.array_contains(flagged, n), 1)).alias(f"c{i}") for i, n in enumerate(names)],
+        ).collect()
+        per_file = {r["_file"]: (int(r["n"]), int(r["acc"]), int(r["n"] - r["acc"])) for r in rows}
+        by_name = {n: sum(int(r[f"c{i}"]) for r in rows) for i, n in enumerate(names)}
+        out_rows = {t: sum(int(r[f"out_{t}"]) for r in rows) for t in outputs}
         fatal = {e.name: by_name[e.name] for e in source.expectations if e.action == "fail" and by_name.get(e.name)}
         if fatal:
             detail = ", ".join(f"{n}: {c} record(s)" for n, c in fatal.items())
@@ -166,25 +173,29 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
         written: dict[str, int] = {}
         if source.role in ("events", "both"):
             events = chain.to_events(accepted, source, config.catalogue, run_id, received_at)
-            written[EVENTS.name] = _append(lake, EVENTS.name, events, txn)
+            written[EVENTS.name] = _append(lake, EVENTS.name, events, txn, out_rows[EVENTS.name])
         if source.role in ("profiles", "both"):
             if source.load_mode == "snapshot":
                 written[PROFILE_RECORDS.name] = _snapshot_changes(spark, lake, source, config, checked, accepted, txn,
                                                                   run_id, received_at, stats)
             else:
                 records = chain.to_profile_records(accepted, source, config.catalogue, run_id, received_at)
-                written[PROFILE_RECORDS.name] = _append(lake, PROFILE_RECORDS.name, records, txn)
-        written[QUARANTINE.name] = _append(lake, QUARANTINE.name, chain.to_quarantine(quarantined, source, run_id, received_at), txn)
+                written[PROFILE_RECORDS.name] = _append(lake, PROFILE_RECORDS.name, records, txn,
+                                                        out_rows[PROFILE_RECORDS.name])
+        written[QUARANTINE.name] = _append(lake, QUARANTINE.name, chain.to_quarantine(quarantined, source, run_id, received_at),
+                                           txn, stats["quarantined"])
         _update_keys(lake, source, raw, txn, received_at)
         return written, per_file
     finally:
         checked.unpersist()
 
 
-def _append(lake: "Lake", name: str, df: DataFrame, txn: Txn) -> int:
-    df = df.persist(StorageLevel.MEMORY_AND_DISK)
+def _append(lake: "Lake", name: str, df: DataFrame, txn: Txn, rows: int | None = None) -> int:
+    """Append ``df`` (its row count ``rows`` known from the batch's counting pass; counted here otherwise)."""
+    if rows is None:
+        df = df.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        rows = df.count()
+        rows = df.count() if rows is None else rows
         if rows or not lake.exists(name):
             lake.append(name, df, txn=txn)
         return rows

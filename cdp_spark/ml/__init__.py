@@ -1,8 +1,12 @@
-"""Customer scores: RFM segmentation and CLV (BG/NBD + Gamma-Gamma).
+"""Customer scores: RFM, CLV (BG/NBD + Gamma-Gamma), affinities, recommendations and propensity.
 
 - :mod:`cdp_spark.ml.rfm`: RFM measures, tie-safe quantile scores and rule-based segments (Spark).
 - :mod:`cdp_spark.ml.clv`: CLV summaries, fitting and distributed scoring (Spark + driver-side fit).
 - :mod:`cdp_spark.ml.btyd`: the pure numpy/scipy model math used by both the driver and Spark workers.
+- :mod:`cdp_spark.ml.affinity`: decayed engagement affinities and implicit-feedback ALS recommendations.
+- :mod:`cdp_spark.ml.propensity`: point-in-time features, purchase/churn classifiers, distributed scoring.
+- :mod:`cdp_spark.ml.tracking`: the MLflow store, pyfunc models and champion/challenger registration.
+- :mod:`cdp_spark.ml.stage`: the `scores` pipeline stage (``compute`` returns DataFrames, ``run`` writes).
 
 Jobs and notebooks call the same functions with DataFrames and plain parameters.
 

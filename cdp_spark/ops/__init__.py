@@ -1,1 +1,1 @@
-"""Operational tables and services: the job ledger."""
+"""Operational tables and services: the job ledger, run leases, resume, maintenance, status, logs and the report."""

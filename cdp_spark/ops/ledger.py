@@ -130,6 +130,14 @@ class Ledger:
         self._write(done)
         return done
 
+    def skip(self, job: str, *, as_of: date, step: str, run_id: str, metrics: Mapping[str, Any] | None = None) -> LedgerEntry:
+        """Record a stage this run did not run (a resumed run skips what an earlier run finished)."""
+        now = _now()
+        entry = LedgerEntry(run_id=run_id, step=step, job=job, as_of=as_of, status="skipped", started_at=now,
+                            ended_at=now, heartbeat_at=now, metrics=dict(metrics or {}))
+        self._write(entry)
+        return entry
+
     def runs(self, *, limit: int = 50, job: str | None = None) -> list[dict[str, Any]]:
         """Ledger rows, newest first, with ``status`` showing ``stale`` for abandoned running rows."""
         if not self.lake.exists(TABLE):

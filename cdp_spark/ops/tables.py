@@ -1,4 +1,4 @@
-"""Tables owned by operations: the job ledger."""
+"""Tables owned by operations: the job ledger and the run leases."""
 from __future__ import annotations
 
 from pyspark.sql import types as T
@@ -28,4 +28,21 @@ JOB_RUNS = TableSpec(
     keys=("run_id", "step"),
 )
 
-TABLES = [JOB_RUNS]
+LEASES = TableSpec(
+    name="ops.leases",
+    description="Run leases (locks) on the lake: who holds each, until when; a dead or expired holder is taken over.",
+    columns=[
+        Column("name", T.StringType(), "lease name, e.g. pipeline"),
+        Column("holder", T.StringType(), "run id of the holder; null when free"),
+        Column("job", T.StringType(), "what the holder runs: daily, a stage name, maintain"),
+        Column("host", T.StringType(), "host name of the holder's driver"),
+        Column("pid", T.IntegerType(), "holder's process id, to detect a crashed holder on the same host"),
+        Column("acquired_at", T.TimestampType(), "UTC time the holder took the lease"),
+        Column("heartbeat_at", T.TimestampType(), "UTC time of the holder's last renewal"),
+        Column("expires_at", T.TimestampType(), "UTC time after which anyone may take the lease over"),
+        Column("released_at", T.TimestampType(), "UTC time of release; null while held"),
+    ],
+    keys=("name",),
+)
+
+TABLES = [JOB_RUNS, LEASES]

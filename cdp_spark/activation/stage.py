@@ -1,0 +1,242 @@
+"""The `activation` stage and `cdp activate <destination>`: send audience members to every destination.
+
+Per destination: members of the linked audiences/variants (holdouts never) are joined with the profile view,
+prepared (identifiers, consent, format), compared with what the destination holds (``gold.activation_state``)
+and the adds/removes (or the snapshot) are sent. Every acknowledged batch updates the held state, so a delivery
+that fails is resumed by the next run from the last acknowledged batch without sending anything twice.
+Counts go to the ledger (stage metrics) and to ``ops.deliveries``. In a sandbox org, webhooks are never called.
+
+Example:
+    >>> result = run(spark, config, lake, date(2026, 11, 1))              # doctest: +SKIP
+    >>> result.metrics["destinations"]["crm_file_drop"]["records_sent"]   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Optional
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from cdp_spark.activation.config import Destination
+from cdp_spark.activation.records import (Member, StateRow, apply_sent, columns, delivery_id, plan_items, prepare)
+from cdp_spark.activation.tables import ACTIVATION_RECORDS, ACTIVATION_STATE, DELIVERIES
+from cdp_spark.activation.transports import DeliveryError, Stats, WebhookSender, file_drop
+from cdp_spark.lake import Txn
+from cdp_spark.pipeline import StageResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cdp_spark.config import CdpConfig
+    from cdp_spark.lake import Lake
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeliveryReport:
+    """The counts of one destination's delivery (what the ledger and ops.deliveries record)."""
+
+    destination: str
+    status: str = "succeeded"
+    delivery_id: Optional[str] = None
+    profiles_considered: int = 0
+    skipped_consent: int = 0
+    skipped_no_identifier: int = 0
+    adds: int = 0
+    removes: int = 0
+    records_sent: int = 0
+    batches: int = 0
+    retries: int = 0
+    failures: int = 0
+    location: Optional[str] = None
+    error: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def deliver(d: Destination, members: Iterable[Member], state: dict[tuple[str, str], StateRow], *, as_of: dt.date,
+            export_root: str, sender: Optional[WebhookSender] = None, delta_sink: Any = None,
+            run_id: str = "") -> DeliveryReport:
+    """Prepare, plan and send one destination's records; ``state`` is updated in place with what was
+    acknowledged (also on failure). Pure Python apart from the transport.
+    """
+    report = DeliveryReport(d.name)
+    prepared = []
+    for m in members:
+        report.profiles_considered += 1
+        p = prepare(m, d)
+        if p.skipped == "consent":
+            report.skipped_consent += 1
+        elif p.skipped == "no_identifier":
+            report.skipped_no_identifier += 1
+        prepared.append(p)
+    snapshot_id = f"{d.name}-snapshot-{as_of:%Y%m%d}" if d.mode == "snapshot" else None
+    items = plan_items(d, prepared, state, snapshot_id)
+    report.adds = sum(i.action == "add" for i in items)
+    report.removes = sum(i.action == "remove" for i in items)
+    if d.mode == "snapshot":
+        wanted = {p.key for p in prepared if p.skipped is None}
+        for k in [k for k in state if k not in wanted]:
+            state.pop(k)  # a snapshot replaces the list: what is not in it is not held any more
+    if not items:
+        report.status = "empty"
+        return report
+    did = snapshot_id or delivery_id(d.name, items)
+    report.delivery_id = did
+    stats = Stats()
+
+    def on_sent(batch: list) -> None:
+        apply_sent(state, batch, did)
+
+    kind = d.transport.type
+    try:
+        if kind == "file":
+            meta = {"destination": d.name, "as_of": as_of.isoformat(), "format": d.format, "mode": d.mode,
+                    "run_id": run_id, "columns": ["action", "audience", *columns(d)]}
+            file_drop(d.transport, f"{export_root}/{d.name}", d.name, items, did, columns(d),
+                      "ndjson" if d.format == "ndjson" else "csv", meta, on_sent, stats)
+        elif kind == "webhook":
+            assert sender is not None
+            sender.send(items, did, on_sent, stats)
+        else:
+            assert delta_sink is not None
+            delta_sink(items, did)
+            stats.batches, stats.records_sent, stats.location = 1, len(items), ACTIVATION_RECORDS.name
+            on_sent(items)
+    except DeliveryError as exc:
+        report.status, report.error = "failed", str(exc)
+    report.records_sent, report.batches, report.retries = stats.records_sent, stats.batches, stats.retries
+    report.failures, report.location, report.notes = stats.failures, stats.location, stats.notes
+    return report
+
+
+# ---- Spark / lake wiring ----
+def _members(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destination) -> list[Member]:
+    from cdp_spark.audiences.stage import profiles_frame
+
+    if not lake.exists("gold.audience_members"):
+        return []
+    holdouts = {(a.name, v.name) for a in config.audiences for v in a.variants if v.holdout}
+    links = [(x.name, x.variants) for x in d.audiences]
+    cond = F.lit(False)
+    for name, variants in links:
+        c = F.col("audience") == F.lit(name)
+        if variants:
+            c = c & F.col("variant").isin(*variants)
+        cond = cond | c
+    members = lake.read("gold.audience_members").where(cond)
+    for a, v in holdouts:
+        members = members.where(~((F.col("audience") == a) & (F.col("variant") == v)))
+    view = profiles_frame(spark, config, lake)
+    traits = F.to_json("traits") if "traits" in view.columns else F.lit(None).cast("string")
+    view = view.select("profile_id", "identifiers", traits.alias("traits"), "consent")
+    out = []
+    for r in members.join(view, "profile_id", "left").toLocalIterator():
+        out.append(Member(r.audience, r.profile_id, r.variant, dict(r.identifiers or {}),
+                          json.loads(r.traits) if r.traits else {}, dict(r.consent or {})))
+    return out
+
+
+def _state(lake: "Lake", name: str) -> dict[tuple[str, str], StateRow]:
+    if not lake.exists(ACTIVATION_STATE.name):
+        return {}
+    rows = lake.read(ACTIVATION_STATE.name).where(F.col("destination") == name).collect()
+    return {(r.audience, r.profile_id): StateRow(r.record_hash, json.loads(r.payload), r.delivery_id) for r in rows}
+
+
+def _save_state(spark: SparkSession, lake: "Lake", name: str, state: dict[tuple[str, str], StateRow]) -> None:
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    rows = [(name, a, p, s.record_hash, json.dumps(s.payload, sort_keys=True), s.delivery_id, now)
+            for (a, p), s in sorted(state.items())]
+    df = spark.createDataFrame(rows, ACTIVATION_STATE.schema)
+    lake.overwrite(ACTIVATION_STATE.name, df, where=f"destination = '{name}'")
+
+
+def export_root(config: "CdpConfig") -> str:
+    """``<lake.root>/exports``: where file destinations drop their deliveries by default."""
+    import os
+
+    root = config.lake.root
+    return (root if "://" in root else os.path.abspath(root)).rstrip("/") + "/exports"
+
+
+def activate(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destination, as_of: dt.date,
+             run_id: str) -> DeliveryReport:
+    """Deliver one destination and record the outcome (state, ops.deliveries)."""
+    started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    if d.transport.type == "webhook" and config.org.sandbox:
+        report = DeliveryReport(d.name, status="skipped", notes=["sandbox org: webhook destinations are not called"])
+        _log_delivery(spark, lake, d, report, as_of, run_id, started)
+        return report
+    members = _members(spark, config, lake, d)
+    state = _state(lake, d.name)
+    before = dict(state)
+    sender = WebhookSender(d.transport, d.name) if d.transport.type == "webhook" else None
+
+    def delta_sink(items: list, did: str) -> None:
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        rows = [(d.name, did, i.audience, i.profile_id, i.action, json.dumps(i.payload, sort_keys=True), now) for i in items]
+        lake.append(ACTIVATION_RECORDS.name, spark.createDataFrame(rows, ACTIVATION_RECORDS.schema),
+                    txn=Txn(f"activation.{did}", 1))
+
+    try:
+        report = deliver(d, members, state, as_of=as_of, export_root=export_root(config), sender=sender,
+                         delta_sink=delta_sink, run_id=run_id)
+    finally:
+        if sender is not None:
+            sender.close()
+    if state != before:
+        _save_state(spark, lake, d.name, state)
+    _log_delivery(spark, lake, d, report, as_of, run_id, started)
+    return report
+
+
+def _log_delivery(spark: SparkSession, lake: "Lake", d: Destination, r: DeliveryReport, as_of: dt.date, run_id: str,
+                  started: dt.datetime) -> None:
+    ended = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    row = (d.name, r.delivery_id, run_id, as_of, d.transport.type, d.format, d.mode, r.status, r.profiles_considered,
+           r.skipped_consent, r.skipped_no_identifier, r.adds, r.removes, r.records_sent, r.batches, r.retries,
+           r.failures, r.location, r.error, started, ended)
+    lake.append(DELIVERIES.name, spark.createDataFrame([row], DELIVERIES.schema))
+
+
+def selected(config: "CdpConfig", only: Optional[str] = None) -> list[Destination]:
+    """Enabled destinations (or the one named); raises ValueError for an unknown name or a link to an unknown
+    audience."""
+    known = {a.name for a in config.audiences}
+    dests = [d for d in config.destinations if d.enabled and (only is None or d.name == only)]
+    if only is not None and not dests:
+        names = ", ".join(d.name for d in config.destinations) or "none"
+        raise ValueError(f"unknown or disabled destination {only!r} (configured: {names})")
+    for d in dests:
+        for link in d.audiences:
+            if link.name not in known:
+                raise ValueError(f"destination {d.name}: audiences: unknown audience {link.name!r}")
+    return dests
+
+
+def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, *,
+        only: Optional[str] = None) -> StageResult:
+    """Deliver every enabled destination (or one); failures are recorded and retried by the next run."""
+    from cdp_spark.ops.ledger import new_run_id
+
+    dests = selected(config, only)
+    if not dests:
+        return StageResult(metrics={"skipped": "no destinations configured"})
+    run_id = new_run_id("activation")
+    out = StageResult(metrics={"run_id": run_id, "destinations": {}})
+    if config.org.sandbox:
+        out.metrics["sandbox"] = "webhook destinations are not called in a sandbox org (file and Delta only)"
+    for d in dests:
+        report = activate(spark, config, lake, d, as_of, run_id)
+        out.metrics["destinations"][d.name] = {k: v for k, v in report.to_dict().items() if k != "destination"}
+        out.rows_in[d.name] = report.profiles_considered
+        out.rows_out[d.name] = report.records_sent
+    failed = [n for n, m in out.metrics["destinations"].items() if m["status"] == "failed"]
+    out.metrics["failed_destinations"] = failed
+    return out

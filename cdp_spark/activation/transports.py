@@ -1,0 +1,190 @@
+"""Transports: an atomic file drop with a manifest, a webhook with retries and idempotency keys, a Delta table.
+
+Each transport sends a delivery's items in batches and reports every acknowledged batch through ``on_sent`` so
+that the caller records exactly what the destination holds, also when a later batch fails.
+Errors never carry URLs, headers or record values (they may hold secrets or personal data).
+
+Example:
+    >>> t = WebhookSender(cfg, "ads")                                  # doctest: +SKIP
+    >>> t.send(items, delivery_id, on_sent=state_update)               # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from cdp_spark.activation.config import FileTransport, WebhookTransport
+from cdp_spark.activation.records import Item, batches, idempotency_key
+
+OnSent = Callable[[list[Item]], None]
+
+
+class DeliveryError(RuntimeError):
+    """A delivery stopped; items acknowledged before the failure stay delivered."""
+
+
+@dataclass
+class Stats:
+    """Counts of one delivery's transport work."""
+
+    batches: int = 0
+    records_sent: int = 0
+    retries: int = 0
+    failures: int = 0
+    location: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+
+# ---- file drop ----
+def _render(items: list[Item], cols: list[str], fmt: str) -> bytes:
+    if fmt == "ndjson":
+        return "".join(json.dumps({c: i.body().get(c) for c in ["action", "audience", *cols]}, default=str) + "\n"
+                       for i in items).encode()
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["action", "audience", *cols])
+    for i in items:
+        body = i.body()
+        w.writerow(["" if body.get(c) is None else body.get(c) for c in ["action", "audience", *cols]])
+    return buf.getvalue().encode()
+
+
+def file_drop(cfg: FileTransport, root: str, destination: str, items: list[Item], delivery: str, cols: list[str],
+              fmt: str, meta: dict[str, Any], on_sent: OnSent, stats: Stats) -> None:
+    """Write ``<root>/<delivery>/part-NNNNN.<ext>`` + ``_manifest.json`` atomically (a staged folder renamed).
+
+    A folder that already exists is a delivery that completed before (e.g. a crash before the state was saved):
+    it is not written again.
+    """
+    base = Path(cfg.path or root)
+    base.mkdir(parents=True, exist_ok=True)
+    final = base / delivery
+    stats.location = str(final)
+    if not (final / "_manifest.json").exists():
+        staging = base / f".staging-{delivery}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        ext = "ndjson" if fmt == "ndjson" else "csv"
+        files = []
+        for n, chunk in enumerate(batches(items, cfg.rows_per_file) or [[]]):
+            data = _render(chunk, cols, "ndjson" if ext == "ndjson" else "csv")
+            name = f"part-{n:05d}.{ext}"
+            (staging / name).write_bytes(data)
+            files.append({"name": name, "rows": len(chunk), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        manifest = {**meta, "delivery_id": delivery, "rows": len(items), "files": files,
+                    "adds": sum(i.action == "add" for i in items), "removes": sum(i.action == "remove" for i in items)}
+        (staging / "_manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        os.replace(staging, final)  # atomic on one filesystem: readers see all files or none
+        stats.batches += len(files)
+    else:
+        stats.notes.append("delivery folder already present: not rewritten")
+    stats.records_sent += len(items)
+    on_sent(items)
+
+
+def verify_manifest(folder: str | Path) -> dict[str, Any]:
+    """Re-read a delivery folder and check every file's rows and checksum against its manifest."""
+    folder = Path(folder)
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    for f in manifest["files"]:
+        data = (folder / f["name"]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != f["sha256"] or len(data) != f["bytes"]:
+            raise ValueError(f"{f['name']}: checksum or size does not match the manifest")
+        rows = data.count(b"\n") - (1 if f["name"].endswith(".csv") else 0)
+        if rows != f["rows"]:
+            raise ValueError(f"{f['name']}: {rows} rows, manifest says {f['rows']}")
+    return manifest
+
+
+# ---- webhook ----
+class RateLimiter:
+    """At most ``per_second`` calls per second (spaced evenly)."""
+
+    def __init__(self, per_second: Optional[float], clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self.clock, self.sleep, self._next = clock, sleep, 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = self.clock()
+        if now < self._next:
+            self.sleep(self._next - now)
+            now = self._next
+        self._next = now + self.interval
+
+
+RETRYABLE = {408, 425, 429}
+
+
+class WebhookSender:
+    """POST JSON batches with an ``Idempotency-Key``; retry 5xx/429/timeouts with exponential backoff."""
+
+    def __init__(self, cfg: WebhookTransport, destination: str, *, sleep: Callable[[float], None] = time.sleep,
+                 client: Any = None):
+        import httpx
+
+        self.cfg, self.destination, self.sleep = cfg, destination, sleep
+        self.client = client or httpx.Client(timeout=cfg.timeout_seconds)
+        self.limiter = RateLimiter(cfg.rate_limit_per_second, sleep=sleep)
+
+    def _delay(self, attempt: int, response: Any) -> float:
+        delay = min(self.cfg.backoff_seconds * (2 ** attempt), self.cfg.max_backoff_seconds)
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        if retry_after:
+            try:
+                delay = max(delay, min(float(retry_after), self.cfg.max_backoff_seconds))
+            except ValueError:
+                pass
+        return delay
+
+    def post(self, body: dict[str, Any], key: str, stats: Stats) -> None:
+        import httpx
+
+        headers = {k: v.get_secret_value() for k, v in self.cfg.headers.items()}
+        headers.update({"Idempotency-Key": key, "Content-Type": "application/json"})
+        data = json.dumps(body, default=str).encode()
+        attempt = 0
+        while True:
+            self.limiter.wait()
+            response, problem = None, ""
+            try:
+                response = self.client.post(self.cfg.url.get_secret_value(), content=data, headers=headers)
+            except httpx.TimeoutException:
+                problem, retryable = "timeout", True
+            except httpx.TransportError as exc:
+                problem, retryable = f"connection error ({type(exc).__name__})", True
+            else:
+                if response.status_code < 300:
+                    return
+                problem = f"HTTP {response.status_code}"
+                retryable = response.status_code >= 500 or response.status_code in RETRYABLE
+            if not retryable or attempt >= self.cfg.max_retries:
+                stats.failures += 1
+                why = "not retryable" if not retryable else f"gave up after {attempt} retries"
+                raise DeliveryError(f"webhook {self.destination}: {problem} ({why})")
+            stats.retries += 1
+            self.sleep(self._delay(attempt, response))
+            attempt += 1
+
+    def send(self, items: list[Item], delivery: str, on_sent: OnSent, stats: Stats) -> None:
+        for n, batch in enumerate(batches(items, self.cfg.batch_size)):
+            key = idempotency_key(self.destination, batch)
+            body = {"destination": self.destination, "delivery_id": delivery, "batch": n,
+                    "records": [i.body() for i in batch]}
+            self.post(body, key, stats)
+            stats.batches += 1
+            stats.records_sent += len(batch)
+            on_sent(batch)
+
+    def close(self) -> None:
+        self.client.close()

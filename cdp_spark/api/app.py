@@ -1,0 +1,422 @@
+"""The Profile API (FastAPI): reads from the serving store, trait writes through bronze, erasure requests.
+
+Endpoints (all JSON; errors are ``{"code": ..., "message": ...}`` and never echo identifier values):
+
+- ``GET /v1/profiles/{profile_id}`` and ``GET /v1/profiles/{id_type}/{value}`` (scope ``read``), with
+  ``fields=traits,attributes.orders_lifetime,...`` to select fields;
+- ``PATCH`` the same paths with ``{"traits": {...}}`` (scope ``write``): appended to ``bronze.profile_records``
+  (source ``api``) so the next rebuild keeps it, and applied to the serving store at once;
+- ``DELETE`` the same paths (scope ``delete``): files an erasure request, answers 202 with its id, and stops
+  serving the profile at once; ``GET /v1/erasures/{request_id}`` (scope ``delete``) reports progress;
+- ``GET /health``.
+
+Keys: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Missing/unknown/revoked -> 401, missing scope ->
+403. PII fields are masked unless the key has ``pii``. Every call is audited (`cdp_spark.api.audit`).
+
+Example:
+    >>> from fastapi.testclient import TestClient                                   # doctest: +SKIP
+    >>> client = TestClient(create_app(config))                                     # doctest: +SKIP
+    >>> client.get("/v1/profiles/email/a@x.com", headers={"X-API-Key": key}).json()  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import re
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cdp_spark.api.audit import AuditLog
+from cdp_spark.api.keys import ApiKey, KeyStore
+from cdp_spark.api.masking import MaskPolicy, policy_for
+from cdp_spark.api.store import ServingStore, StoreMissing
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cdp_spark.config import CdpConfig
+    from cdp_spark.lake import Lake
+
+log = logging.getLogger("cdp_spark.api")
+TOP_FIELDS = ("profile_id", "identifiers", "traits", "attributes", "consent", "scores", "audiences", "first_seen",
+              "last_seen", "sources", "updated_at")
+SECTIONS = ("identifiers", "traits", "attributes", "consent", "scores")
+_PROFILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}(\.[A-Za-z_][A-Za-z0-9_]{0,127})?$")
+MAX_BODY = 64 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+class ProfileApi:
+    """The request logic, independent of routing (testable without HTTP)."""
+
+    def __init__(self, config: "CdpConfig", lake: "Lake", store: ServingStore, keys: KeyStore, audit: AuditLog):
+        self.config, self.lake, self.store, self.keys, self.audit = config, lake, store, keys, audit
+        self.policy: MaskPolicy = policy_for(config)
+        cat = config.catalogue
+        self.id_types = set(cat.group("identifier"))
+        self.trait_types = {n: cat.fields[n].type for n in cat.group("trait")}
+        self.priority = list(config.identity.by_priority())
+
+    # ---- auth ----
+    def authorise(self, request: Request, scope: str) -> ApiKey:
+        header = request.headers.get("authorization", "")
+        presented = request.headers.get("x-api-key")
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "bearer":
+                raise ApiError(401, "invalid_auth", "send the API key as 'Authorization: Bearer <key>' or X-API-Key")
+            presented = value.strip()
+        if not presented:
+            raise ApiError(401, "missing_key", "no API key: send 'Authorization: Bearer <key>' or X-API-Key")
+        key = self.keys.verify(presented)
+        if key is None:
+            request.state.key_id = self.keys.key_id_of(presented)
+            raise ApiError(401, "invalid_key", "unknown or revoked API key")
+        request.state.key_id = key.key_id
+        if scope not in key.scopes:
+            raise ApiError(403, "missing_scope", f"this key lacks the '{scope}' scope")
+        return key
+
+    # ---- resolving ----
+    def _doc(self, request: Request, profile_id: str | None, id_type: str | None, value: str | None) -> dict[str, Any]:
+        try:
+            if profile_id is not None:
+                if not _PROFILE_ID.match(profile_id):
+                    raise ApiError(400, "invalid_profile_id", "a profile id is 1-128 letters, digits, '_' or '-'")
+                doc = self.store.by_profile_id(profile_id)
+            else:
+                assert id_type is not None and value is not None
+                if id_type not in self.id_types:
+                    raise ApiError(400, "unknown_id_type",
+                                   f"unknown identifier type; known: {', '.join(sorted(self.id_types))}")
+                request.state.id_type = id_type
+                if not value.strip() or len(value) > 512 or "\x00" in value:
+                    raise ApiError(400, "invalid_value", "the identifier value is empty, too long or malformed")
+                from cdp_spark.privacy.matching import normalise
+
+                doc = self.store.by_identifier(id_type, normalise(id_type, value))
+        except StoreMissing:
+            raise ApiError(503, "store_not_built", "profiles have not been built yet; retry after the profiles stage") from None
+        if doc is None:
+            raise ApiError(404, "not_found", "no such profile")
+        request.state.profile_id = doc.get("profile_id")
+        return doc
+
+    def _select(self, doc: dict[str, Any], fields: str | None) -> dict[str, Any]:
+        if fields is None:
+            return doc
+        wanted = [f.strip() for f in fields.split(",") if f.strip()]
+        if not wanted or len(wanted) > 100:
+            raise ApiError(400, "invalid_fields", "fields= is a comma-separated list of 1-100 field names")
+        out: dict[str, Any] = {"profile_id": doc.get("profile_id")}
+        for f in wanted:
+            if not _FIELD.match(f):
+                raise ApiError(400, "invalid_fields", "a field is a name or section.name, e.g. traits.country")
+            top, _, sub = f.partition(".")
+            if top not in TOP_FIELDS or (sub and top not in SECTIONS):
+                raise ApiError(400, "unknown_field", f"unknown field {f!r}; top-level fields: {', '.join(TOP_FIELDS)}")
+            if not sub:
+                out[top] = doc.get(top)
+                continue
+            section = doc.get(top) or {}
+            if top in ("traits", "attributes") and sub not in section and sub not in self._known(top):
+                raise ApiError(400, "unknown_field", f"unknown field {f!r}")
+            out.setdefault(top, {})
+            if isinstance(out[top], dict):
+                out[top][sub] = section.get(sub) if isinstance(section, dict) else None
+        return out
+
+    def _known(self, section: str) -> set[str]:
+        if section == "traits":
+            return set(self.trait_types)
+        attrs = getattr(getattr(self.config, "attributes", None), "attributes", None) or {}
+        return set(attrs)
+
+    def render(self, key: ApiKey, doc: dict[str, Any], fields: str | None) -> dict[str, Any]:
+        doc = doc if "pii" in key.scopes else self.policy.apply(doc)
+        return self._select(doc, fields)
+
+    # ---- handlers ----
+    def read(self, request: Request, fields: str | None, profile_id: str | None = None, id_type: str | None = None,
+             value: str | None = None) -> JSONResponse:
+        request.state.action = "read"
+        key = self.authorise(request, "read")
+        if fields is not None and len(fields) > 4096:
+            raise ApiError(400, "invalid_fields", "fields= is too long")
+        doc = self._doc(request, profile_id, id_type, value)
+        return JSONResponse(self.render(key, doc, fields))
+
+    def _traits(self, body: Any) -> tuple[dict[str, str], dict[str, Any]]:
+        """Validated traits: (text values for bronze, typed JSON values for the store)."""
+        if not isinstance(body, dict) or set(body) != {"traits"} or not isinstance(body["traits"], dict):
+            raise ApiError(422, "invalid_body", 'the body must be {"traits": {"<trait>": <value>, ...}}')
+        traits = body["traits"]
+        if not traits or len(traits) > self.config.api.max_patch_traits:  # type: ignore[attr-defined]
+            raise ApiError(422, "invalid_body", f"set 1-{self.config.api.max_patch_traits} traits")  # type: ignore[attr-defined]
+        text, typed = {}, {}
+        for name, v in traits.items():
+            kind = self.trait_types.get(name)
+            if kind is None:
+                raise ApiError(422, "unknown_trait", f"unknown trait {name[:64]!r}; known: {', '.join(sorted(self.trait_types))}")
+            t, j = _coerce(name, kind, v)
+            text[name], typed[name] = t, j
+        return text, typed
+
+    def patch(self, request: Request, body: Any, profile_id: str | None = None, id_type: str | None = None,
+              value: str | None = None) -> JSONResponse:
+        request.state.action = "patch"
+        key = self.authorise(request, "write")
+        text, typed = self._traits(body)
+        doc = self._doc(request, profile_id, id_type, value)
+        if id_type is not None:
+            from cdp_spark.privacy.matching import normalise
+
+            ident = {id_type: normalise(id_type, value or "")}
+        else:
+            ident = self._best_identifier(doc)
+        now = dt.datetime.now(dt.timezone.utc)
+        from cdp_spark.api.deltaio import append_rows
+
+        append_rows(self.lake, "bronze.profile_records", [{
+            "source": "api", "record_key": None, "change_type": "upsert", "identifiers": list(ident.items()),
+            "traits": list(text.items()), "consent": [], "record_time": now, "quality_issues": [],
+            "received_at": now, "run_id": f"api:{key.key_id}", "ingest_file": "api", "ingest_line": None}])
+        updated = self.store.apply_patch(doc["profile_id"], typed, now) or doc
+        return JSONResponse(self.render(key, updated, None))
+
+    def _best_identifier(self, doc: dict[str, Any]) -> dict[str, str]:
+        ids = doc.get("identifiers") or {}
+        for t in [*self.priority, *sorted(ids)]:
+            values = ids.get(t)
+            if values:
+                return {t: sorted(values)[0]}
+        raise ApiError(409, "no_identifier", "this profile has no identifier a profile record could carry")
+
+    def delete(self, request: Request, profile_id: str | None = None, id_type: str | None = None,
+               value: str | None = None) -> JSONResponse:
+        request.state.action = "erase"
+        key = self.authorise(request, "delete")
+        doc = self._doc(request, profile_id, id_type, value)
+        from cdp_spark.privacy.matching import Identifier
+        from cdp_spark.privacy.requests import file_request
+
+        identifiers = [Identifier(t, v) for t, vs in (doc.get("identifiers") or {}).items() for v in (vs or [])]
+        pid = doc["profile_id"]
+        request_id = file_request(self.config, self.lake, identifiers, profile_ids=[pid],
+                                  requested_by=f"api:{key.key_id}")
+        self.store.erase([pid], [(i.id_type, i.value) for i in identifiers])
+        return JSONResponse({"request_id": request_id, "status": "pending",
+                             "status_url": f"/v1/erasures/{request_id}"}, status_code=202)
+
+    def erasure(self, request: Request, request_id: str) -> JSONResponse:
+        request.state.action = "erasure_status"
+        self.authorise(request, "delete")
+        from cdp_spark.privacy.requests import latest, valid_request_id
+
+        if not valid_request_id(request_id):
+            raise ApiError(400, "invalid_request_id", "an erasure request id looks like er_<24 hex digits>")
+        state = latest(self.lake, request_id)
+        if state is None:
+            raise ApiError(404, "not_found", "no such erasure request")
+        deleted = dict(state.get("rows_deleted") or [])
+        return JSONResponse({
+            "request_id": request_id, "status": state["status"], "step": state.get("step"),
+            "requested_at": _iso(state.get("requested_at")), "updated_at": _iso(state.get("updated_at")),
+            "rows_deleted": int(sum(deleted.values())), "files_rewritten": state.get("files_rewritten"),
+            "occurrences": state.get("occurrences")})
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+def _coerce(name: str, kind: str, v: Any) -> tuple[str, Any]:
+    bad = ApiError(422, "invalid_trait", f"trait {name!r} expects a {kind} value")
+    if v is None or isinstance(v, (dict, list)):
+        raise bad
+    if kind == "string":
+        if not isinstance(v, str) or len(v) > 1000:
+            raise bad
+        return v, v
+    if kind == "boolean":
+        if not isinstance(v, bool):
+            raise bad
+        return ("true" if v else "false"), v
+    if kind == "long":
+        if isinstance(v, bool) or not isinstance(v, int) or abs(v) >= 2**63:
+            raise bad
+        return str(v), v
+    if kind == "double":
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            raise bad
+        return repr(float(v)), float(v)
+    if kind in ("date", "timestamp"):
+        if not isinstance(v, str) or len(v) > 40:
+            raise bad
+        try:
+            parsed = dt.date.fromisoformat(v) if kind == "date" else dt.datetime.fromisoformat(v)
+        except ValueError:
+            raise bad from None
+        return parsed.isoformat(), parsed.isoformat()
+    raise bad
+
+
+def create_app(config: "CdpConfig", *, lake: "Lake | None" = None, store: ServingStore | None = None,
+               keys: KeyStore | None = None, audit: AuditLog | None = None) -> FastAPI:
+    """The Profile API of one org (its lake root, keys and store)."""
+    from cdp_spark.api.keys import store_for as keys_for
+    from cdp_spark.api.store import store_for
+    from cdp_spark.runtime import metadata_lake
+
+    lake = lake or metadata_lake(config)
+    own_audit = audit is None
+    audit = audit or AuditLog(lake, flush_seconds=config.api.audit.flush_seconds,  # type: ignore[attr-defined]
+                              flush_rows=config.api.audit.flush_rows)  # type: ignore[attr-defined]
+    api = ProfileApi(config, lake, store or store_for(config), keys or keys_for(config), audit)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if own_audit:
+            audit.close()  # the last buffered calls are written at shutdown
+
+    app = FastAPI(title="cdp-spark Profile API", version="1", lifespan=lifespan,
+                  description="Unified profiles: read, patch traits, request erasure. Scoped API keys.")
+    app.state.api = api
+
+    @app.middleware("http")
+    async def audited(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - never a stack trace (or data) to the client
+            log.error("unexpected API error: %s", type(exc).__name__)
+            response = error(500, "internal_error", "internal error")
+        response.headers["X-Request-Id"] = request_id
+        route = request.scope.get("route")
+        state = request.state
+        now = dt.datetime.now(dt.timezone.utc)
+        audit.record({
+            "at": now, "at_date": now.date(), "org_id": config.org.id, "key_id": getattr(state, "key_id", None),
+            "action": getattr(state, "action", None) or "refused", "method": request.method,
+            "route": getattr(route, "path", None), "id_type": getattr(state, "id_type", None),
+            "profile_id": getattr(state, "profile_id", None), "status": response.status_code,
+            "duration_ms": (time.perf_counter() - started) * 1000, "request_id": request_id})
+        return response
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(exc.status_code, code, code.replace("_", " "))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        where = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in exc.errors()[:5])
+        return error(422, "invalid_request", f"invalid request at {where}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - defensive
+        log.error("unexpected API error: %s", type(exc).__name__)
+        return error(500, "internal_error", "internal error")
+
+    async def body(request: Request) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            raise ApiError(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                raise ApiError(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "org": config.org.id}
+
+    @app.get("/v1/profiles/{profile_id}", summary="Read a profile by profile id")
+    def read_by_id(request: Request, profile_id: str, fields: str | None = None) -> JSONResponse:
+        return api.read(request, fields, profile_id=profile_id)
+
+    @app.get("/v1/profiles/{id_type}/{value:path}", summary="Read a profile by identifier")
+    def read_by_identifier(request: Request, id_type: str, value: str, fields: str | None = None) -> JSONResponse:
+        return api.read(request, fields, id_type=id_type, value=value)
+
+    @app.patch("/v1/profiles/{profile_id}", summary="Set traits of a profile")
+    async def patch_by_id(request: Request, profile_id: str) -> JSONResponse:
+        from starlette.concurrency import run_in_threadpool
+
+        api.authorise(request, "write")
+        doc = await body(request)
+        return await run_in_threadpool(api.patch, request, doc, profile_id=profile_id)
+
+    @app.patch("/v1/profiles/{id_type}/{value:path}", summary="Set traits of a profile found by identifier")
+    async def patch_by_identifier(request: Request, id_type: str, value: str) -> JSONResponse:
+        from starlette.concurrency import run_in_threadpool
+
+        api.authorise(request, "write")
+        doc = await body(request)
+        return await run_in_threadpool(api.patch, request, doc, id_type=id_type, value=value)
+
+    @app.delete("/v1/profiles/{profile_id}", status_code=202, summary="Request erasure of a profile")
+    def delete_by_id(request: Request, profile_id: str) -> JSONResponse:
+        return api.delete(request, profile_id=profile_id)
+
+    @app.delete("/v1/profiles/{id_type}/{value:path}", status_code=202, summary="Request erasure by identifier")
+    def delete_by_identifier(request: Request, id_type: str, value: str) -> JSONResponse:
+        return api.delete(request, id_type=id_type, value=value)
+
+    @app.get("/v1/erasures/{request_id}", summary="Progress of an erasure request")
+    def erasure(request: Request, request_id: str) -> JSONResponse:
+        return api.erasure(request, request_id)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for `cdp api serve --workers N`: config from ``CDP_CONF``."""
+    from cdp_spark.config import load_config
+
+    return create_app(load_config(os.environ.get("CDP_CONF", "conf/cdp.yaml")))
+
+
+def serve(config: "CdpConfig", *, host: str | None = None, port: int | None = None, workers: int | None = None,
+          conf_path: str | None = None) -> None:
+    """Run the Profile API with uvicorn (blocking)."""
+    import uvicorn
+
+    c = config.api  # type: ignore[attr-defined]
+    workers = workers or c.workers
+    if conf_path:
+        os.environ["CDP_CONF"] = conf_path
+    if workers > 1:
+        uvicorn.run("cdp_spark.api.app:app_from_env", factory=True, host=host or c.host, port=port or c.port,
+                    workers=workers, access_log=False, log_level="warning")
+    else:
+        uvicorn.run(create_app(config), host=host or c.host, port=port or c.port, access_log=False, log_level="warning")

@@ -1,0 +1,1 @@
+"""Audiences: definitions (conf/audiences), one-scan compilation to Spark, membership, changes and sizes."""

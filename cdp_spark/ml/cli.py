@@ -1,0 +1,70 @@
+"""`cdp mlflow ...`: the MLflow UI command for the local store, and the registered score models.
+
+Example:
+    $ cdp mlflow ui                 # prints the command
+    $ cdp mlflow ui --start         # runs it (blocking)
+    $ cdp mlflow models --json
+"""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+
+import typer
+
+mlflow_app = typer.Typer(no_args_is_help=True, help="MLflow: tracking UI and registered score models.")
+
+
+@mlflow_app.command("ui")
+def ui(
+    start: bool = typer.Option(False, "--start", help="start the UI instead of printing the command"),
+    port: int = typer.Option(5000, help="port of the UI"),
+    conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml"),
+) -> None:
+    """Print (or start) `mlflow ui` on the configured tracking store."""
+    from cdp_spark.cli import _config, _exit_codes, err, out
+    from cdp_spark.ml.tracking import ui_command
+
+    with _exit_codes():
+        try:
+            cmd = ui_command(_config(conf), port=port)
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        if not start:
+            out.print(shlex.join(cmd), highlight=False, soft_wrap=True)
+            return
+        # The mlflow console script sits next to this interpreter in a virtualenv.
+        cmd = [sys.executable, "-m", "mlflow", *cmd[1:]]
+        raise typer.Exit(subprocess.call(cmd))
+
+
+@mlflow_app.command("models")
+def models(
+    conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+) -> None:
+    """Registered score models with their champion and challenger versions and holdout metrics."""
+    from rich.table import Table
+
+    from cdp_spark.cli import _config, _exit_codes, _print_json, out
+    from cdp_spark.ml.tracking import mlflow_store
+
+    with _exit_codes():
+        config = _config(conf)
+        rows = []
+        with mlflow_store(config) as client:
+            for rm in client.search_registered_models():
+                for alias, version in sorted((rm.aliases or {}).items()):
+                    mv = client.get_model_version(rm.name, version)
+                    rows.append({"name": rm.name, "alias": alias, "version": str(version),
+                                 "metric": mv.tags.get("holdout_metric"), "value": mv.tags.get("holdout_value"),
+                                 "reason": mv.tags.get("reason")})
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table("model", "alias", "version", "holdout metric", "value", "reason")
+        for r in rows:
+            table.add_row(r["name"], r["alias"], r["version"], r["metric"] or "", r["value"] or "", r["reason"] or "")
+        out.print(table)

@@ -1,0 +1,341 @@
+"""MLflow tracking for the score models: the store, pyfunc models, champion/challenger registration, loading.
+
+Store: ``MLFLOW_TRACKING_URI`` when set, else ``scores.mlflow.tracking_uri``, else a sqlite database at
+``<lake.root>/_system/mlflow/mlflow.db`` with artifacts in ``<lake.root>/_system/mlflow/artifacts`` (MLflow 3
+refuses the plain file store by default, and registry stages are deprecated, so aliases are used).
+
+Registration: every trained model is logged as a pyfunc with a signature and registered as a new version of
+``<prefix><model>`` (e.g. ``cdp_clv_bgnbd``). The version takes the alias ``champion`` only when its holdout
+metric is at least as good as the current champion's (higher AUC, lower error); otherwise it takes the alias
+``challenger`` and a ``reason`` tag says why. Scoring always loads ``models:/<name>@champion``.
+
+Example:
+    >>> with mlflow_store(config) as client:                                        # doctest: +SKIP
+    ...     decision = register_model(client, "cdp_propensity_purchase", info.model_uri,
+    ...                               Holdout("auc", 0.71, greater_is_better=True))
+    >>> decision.role                                                               # doctest: +SKIP
+    'champion'
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow import MlflowClient
+
+    from cdp_spark.config import CdpConfig
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+# ----------------------------------------------------------------------------------------------- store
+
+
+def store_dir(lake_root: str) -> Path:
+    """The local MLflow folder under the lake root.
+
+    Example:
+        >>> str(store_dir("/data/lake"))
+        '/data/lake/_system/mlflow'
+    """
+    if "://" in lake_root and not lake_root.startswith("file://"):
+        raise ValueError(f"the lake root {lake_root!r} is remote: set scores.mlflow.tracking_uri or "
+                         "MLFLOW_TRACKING_URI to a tracking server (the default sqlite store must be local)")
+    return Path(lake_root.removeprefix("file://")).absolute() / "_system" / "mlflow"
+
+
+def tracking_uri(config: "CdpConfig") -> str:
+    """Where runs go: ``MLFLOW_TRACKING_URI``, else the configured URI, else sqlite under the lake root.
+
+    Example:
+        >>> tracking_uri(config)   # doctest: +SKIP
+        'sqlite:////data/lake/_system/mlflow/mlflow.db'
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    cfg = _settings(config)
+    if cfg.tracking_uri:
+        return cfg.tracking_uri
+    return f"sqlite:///{store_dir(config.lake.root) / 'mlflow.db'}"
+
+
+def artifact_root(config: "CdpConfig") -> str | None:
+    """Artifact location for new experiments in the default store (None: the server decides)."""
+    if os.environ.get("MLFLOW_TRACKING_URI") or _settings(config).tracking_uri:
+        return None
+    return (store_dir(config.lake.root) / "artifacts").as_uri()
+
+
+def _settings(config: "CdpConfig"):  # type: ignore[no-untyped-def]
+    from cdp_spark.ml.config import ScoresConfig
+
+    scores = getattr(config, "scores", None) or ScoresConfig()
+    return scores.mlflow
+
+
+@contextlib.contextmanager
+def mlflow_store(config: "CdpConfig") -> Iterator["MlflowClient"]:
+    """Point MLflow at the configured store and experiment for the duration of the block.
+
+    MLflow keeps its URIs in process globals; they are restored on exit so notebooks and tests are unaffected.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(config)
+    cfg = _settings(config)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI; keep the caller's environment and URIs intact.
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    artifacts = artifact_root(config)  # before set_tracking_uri, which exports MLFLOW_TRACKING_URI
+    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(cfg.registry_uri or uri)
+    try:
+        client = MlflowClient(tracking_uri=uri, registry_uri=cfg.registry_uri or uri)
+        if client.get_experiment_by_name(cfg.experiment) is None:
+            client.create_experiment(cfg.experiment, artifact_location=artifacts)
+        mlflow.set_experiment(cfg.experiment)
+        yield client
+    finally:
+        mlflow.set_tracking_uri(previous_tracking)
+        mlflow.set_registry_uri(previous_registry)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def ui_command(config: "CdpConfig", port: int = 5000) -> list[str]:
+    """The ``mlflow ui`` command line for the local store.
+
+    Example:
+        >>> ui_command(config)   # doctest: +SKIP
+        ['mlflow', 'ui', '--backend-store-uri', 'sqlite:///...', '--default-artifact-root', 'file:///...', ...]
+    """
+    uri = tracking_uri(config)
+    cmd = ["mlflow", "ui", "--backend-store-uri", uri]
+    root = artifact_root(config)
+    if root:
+        cmd += ["--default-artifact-root", root]
+    return cmd + ["--host", "127.0.0.1", "--port", str(port)]
+
+
+# ------------------------------------------------------------------------------------- pyfunc models
+
+
+def _pyfunc_base():  # type: ignore[no-untyped-def]
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.PythonModel
+
+
+class BGNBDModel(_pyfunc_base()):  # type: ignore[misc]
+    """Pyfunc BG/NBD: (frequency, recency, T) -> expected_purchases over the horizon, p_alive."""
+
+    _skip_type_hint_validation = True  # the signature comes from an example frame, not type hints
+
+    def __init__(self, params: dict[str, float], horizon_periods: float, time_unit: str):
+        self.params = dict(params)
+        self.horizon_periods = float(horizon_periods)
+        self.time_unit = time_unit
+
+    def bgnbd(self):  # type: ignore[no-untyped-def]
+        from cdp_spark.ml.btyd import BGNBDParams
+
+        return BGNBDParams(**{k: self.params[k] for k in ("r", "alpha", "a", "b")})
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        from cdp_spark.ml import btyd
+
+        x = model_input["frequency"].to_numpy(float)
+        t_x = model_input["recency"].to_numpy(float)
+        T = model_input["T"].to_numpy(float)
+        bg = self.bgnbd()
+        return pd.DataFrame({
+            "expected_purchases": btyd.bgnbd_conditional_expected_purchases(self.horizon_periods, x, t_x, T, bg),
+            "p_alive": btyd.bgnbd_probability_alive(x, t_x, T, bg),
+        })
+
+
+class GammaGammaModel(_pyfunc_base()):  # type: ignore[misc]
+    """Pyfunc Gamma-Gamma: (frequency, monetary_value) -> expected_spend per future purchase."""
+
+    _skip_type_hint_validation = True  # the signature comes from an example frame, not type hints
+
+    def __init__(self, params: dict[str, float]):
+        self.params = dict(params)
+
+    def gamma_gamma(self):  # type: ignore[no-untyped-def]
+        from cdp_spark.ml.btyd import GammaGammaParams
+
+        return GammaGammaParams(**{k: self.params[k] for k in ("p", "q", "gamma")})
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        from cdp_spark.ml import btyd
+
+        spend = btyd.gamma_gamma_expected_spend(model_input["frequency"].to_numpy(float),
+                                                model_input["monetary_value"].fillna(0.0).to_numpy(float),
+                                                self.gamma_gamma())
+        return pd.DataFrame({"expected_spend": spend})
+
+
+class ClassifierModel(_pyfunc_base()):  # type: ignore[misc]
+    """Pyfunc wrapper of a fitted scikit-learn classifier: feature columns -> probability of the positive class."""
+
+    _skip_type_hint_validation = True  # the signature comes from an example frame, not type hints
+
+    def __init__(self, estimator: Any, features: list[str]):
+        self.estimator = estimator
+        self.features = list(features)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """P(label = 1) for each row (plain numpy; used by distributed scoring)."""
+        X = frame[self.features].astype(float)
+        return self.estimator.predict_proba(X)[:, 1]
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        return pd.DataFrame({"probability": self.predict_proba(model_input)})
+
+
+def log_pyfunc(model: Any, example: pd.DataFrame, name: str = "model") -> Any:
+    """Log a pyfunc model with a signature inferred from ``example`` in the active run; returns ModelInfo."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, model.predict(None, example))
+    # Explicit requirements: MLflow's inference would re-import the model in a subprocess, slowly.
+    reqs = [f"{pkg}=={_version(pkg)}" for pkg in ("mlflow", "numpy", "pandas", "scipy", "scikit-learn")]
+    with warnings.catch_warnings():
+        # No input example on purpose: the signature is given, and an example would be scored and stored too.
+        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+        return mlflow.pyfunc.log_model(name=name, python_model=model, signature=signature, pip_requirements=reqs)
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import version
+
+    return version(pkg)
+
+
+# --------------------------------------------------------------------------- champion / challenger
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """The metric a version is judged by on held-out data."""
+
+    metric: str
+    value: float
+    greater_is_better: bool = True
+
+
+@dataclass
+class Decision:
+    """What registration did with a new version."""
+
+    name: str
+    version: str
+    role: str
+    reason: str
+    champion_version: str | None = None
+    champion_value: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "role": self.role, "reason": self.reason,
+                "champion_version": self.champion_version, "champion_value": self.champion_value}
+
+
+def decide(new: Holdout, champion: Holdout | None) -> tuple[bool, str]:
+    """Whether ``new`` becomes champion, and why: at least as good as the champion on the same metric.
+
+    Example:
+        >>> decide(Holdout("auc", 0.70), Holdout("auc", 0.72))
+        (False, "auc 0.7 is worse than the champion's 0.72")
+        >>> decide(Holdout("mae", 0.3, greater_is_better=False), Holdout("mae", 0.3, greater_is_better=False))[0]
+        True
+    """
+    if champion is None:
+        return True, "first version: no champion yet"
+    if new.value is None or not math.isfinite(new.value):
+        return False, f"{new.metric} could not be evaluated on the holdout"
+    if champion.metric != new.metric or champion.value is None or not math.isfinite(champion.value):
+        return True, f"the champion has no comparable {new.metric}"
+    better_or_equal = new.value >= champion.value if new.greater_is_better else new.value <= champion.value
+    if better_or_equal:
+        return True, f"{new.metric} {new.value:.4g} is at least as good as the champion's {champion.value:.4g}"
+    return False, f"{new.metric} {new.value:.4g} is worse than the champion's {champion.value:.4g}"
+
+
+def current_champion(client: "MlflowClient", name: str) -> tuple[str, Holdout | None] | None:
+    """(version, its holdout) of ``name@champion``, or None when there is no champion."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    tags = mv.tags or {}
+    try:
+        holdout = Holdout(tags["holdout_metric"], float(tags["holdout_value"]),
+                          tags.get("greater_is_better", "true") == "true")
+    except (KeyError, ValueError):
+        holdout = None
+    return str(mv.version), holdout
+
+
+def register_model(client: "MlflowClient", name: str, model_uri: str, holdout: Holdout,
+                   run_id: str | None = None) -> Decision:
+    """Register ``model_uri`` as a new version of ``name`` and make it champion or challenger.
+
+    Example:
+        >>> register_model(client, "cdp_clv_bgnbd", info.model_uri, Holdout("holdout_mae", 0.4, False))  # doctest: +SKIP
+    """
+    import mlflow
+
+    champion = current_champion(client, name)
+    mv = mlflow.register_model(model_uri, name)
+    promote, reason = decide(holdout, champion[1] if champion else None)
+    role = CHAMPION if promote else CHALLENGER
+    tags = {"holdout_metric": holdout.metric, "holdout_value": repr(float(holdout.value)),
+            "greater_is_better": "true" if holdout.greater_is_better else "false", "role": role, "reason": reason}
+    if run_id:
+        tags["run_id"] = run_id
+    for key, value in tags.items():
+        client.set_model_version_tag(name, mv.version, key, value)
+    client.set_registered_model_alias(name, role, mv.version)
+    log.info("%s version %s registered as %s: %s", name, mv.version, role, reason)
+    return Decision(name, str(mv.version), role, reason,
+                    champion[0] if champion else None,
+                    champion[1].value if champion and champion[1] else None)
+
+
+def load_champion(client: "MlflowClient", name: str) -> tuple[Any, str] | None:
+    """(the champion's Python model, its version) from ``models:/<name>@champion``, or None without one.
+
+    Example:
+        >>> model, version = load_champion(client, "cdp_propensity_purchase")   # doctest: +SKIP
+    """
+    import mlflow.pyfunc
+
+    champion = current_champion(client, name)
+    if champion is None:
+        return None
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+    return loaded.unwrap_python_model(), str(champion[0])

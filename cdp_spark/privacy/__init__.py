@@ -1,0 +1,1 @@
+"""Privacy: erasure with verification, tombstones and ingest suppression (`cdp erase ...`)."""

@@ -1,0 +1,149 @@
+"""`cdp erase ...`: the right to be forgotten from the command line.
+
+    cdp erase --id email:someone@example.com [--id phone:+44...] [--now]
+    cdp erase run [--now]                  # requests filed through the API's DELETE
+    cdp erase verify <request> [--id ...]
+    cdp erase status <request>
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+# The same options as cdp_spark.cli's (defined here: this module is imported by cdp_spark.cli).
+ConfOption = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml")
+JsonOption = typer.Option(False, "--json", help="machine-readable JSON on stdout")
+
+NOW_HELP = ("vacuum at once with retention 0 (tests, urgent cases). WARNING: removes every old version of the "
+            "touched tables: time travel to before the erasure stops working and readers holding an old snapshot fail")
+
+erase_app = typer.Typer(invoke_without_command=True, help="Erase a person everywhere (right to be forgotten).")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    from cdp_spark.cli import err
+
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@erase_app.callback()
+def erase(
+    ctx: typer.Context,
+    ids: Optional[list[str]] = typer.Option(None, "--id", help="identifier type:value (repeatable)"),
+    now: bool = typer.Option(False, "--now", help=NOW_HELP),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """File an erasure request for the identifiers and execute it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not ids:
+        _fail("give the person with --id type:value (e.g. --id email:someone@example.com), or a subcommand")
+    from cdp_spark.cli import _config, _exit_codes, err
+    from cdp_spark.privacy.erase import request, run_request
+    from cdp_spark.runtime import Runtime
+
+    with _exit_codes():
+        config = _config(conf)
+        rt = Runtime.start(config)
+        try:
+            rid = request(rt.config, rt.lake, ids or [], requested_by="cli")
+        except ValueError as exc:
+            _fail(str(exc))
+        if now:
+            err.print("[yellow]--now: old file versions are vacuumed at once; time travel before this erasure is "
+                      "gone[/yellow]", highlight=False)
+        _show(run_request(rt.spark, rt.config, rt.lake, rid, now=now), as_json)
+
+
+def _show(result: dict, as_json: bool) -> None:  # type: ignore[type-arg]
+    from cdp_spark.cli import _print_json, out
+
+    if as_json:
+        _print_json(result)
+        return
+    out.print(f"erasure {result['request_id']}: {result['status']}; {result['profiles']} profile(s), "
+              f"{result['identifiers']} identifier(s), {sum(result['rows_deleted'].values()):,} row(s) deleted, "
+              f"{result['files_rewritten']} file(s) rewritten, occurrences left: {result['occurrences']}")
+
+
+@erase_app.command("run")
+def run_pending(now: bool = typer.Option(False, "--now", help=NOW_HELP), conf: str = ConfOption,
+                as_json: bool = JsonOption) -> None:
+    """Execute every open erasure request (e.g. filed through the API's DELETE)."""
+    from cdp_spark.cli import _config, _exit_codes, _print_json, out
+    from cdp_spark.privacy.erase import run_pending as run
+    from cdp_spark.runtime import Runtime
+
+    with _exit_codes():
+        rt = Runtime.start(_config(conf))
+        results = run(rt.spark, rt.config, rt.lake, now=now)
+        if as_json:
+            _print_json(results)
+        else:
+            for r in results:
+                _show(r, False)
+            if not results:
+                out.print("no open erasure requests")
+
+
+@erase_app.command("verify")
+def verify(
+    request_id: str = typer.Argument(..., metavar="REQUEST", help="erasure request id (er_...)"),
+    ids: Optional[list[str]] = typer.Option(None, "--id", help="identifiers to scan for, when the request's own "
+                                                              "were already purged after a clean verification"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Scan every file of the lake, landing and export folders for the request's identifiers (exit 1 if found)."""
+    from rich.table import Table
+
+    from cdp_spark.cli import _config, _exit_codes, _print_json, out
+    from cdp_spark.privacy import requests as R
+    from cdp_spark.privacy.erase import parse_id, verify_request
+    from cdp_spark.runtime import metadata_lake
+
+    with _exit_codes():
+        config = _config(conf)
+        lake = metadata_lake(config)
+        if not R.valid_request_id(request_id):
+            _fail("a request id looks like er_<24 hex digits>")
+        try:
+            found = verify_request(config, lake, request_id, [parse_id(i) for i in ids] if ids else None)
+        except (R.UnknownRequest, ValueError) as exc:
+            _fail(str(exc))
+        total = sum(o.count for o in found)
+        if as_json:
+            _print_json({"request_id": request_id, "occurrences": total, "found": [o.to_dict() for o in found]})
+        else:
+            table = Table("file", "place", "identifier type", "count")
+            for o in found:
+                table.add_row(o.path, o.place, o.id_type, str(o.count))
+            out.print(table if found else f"{request_id}: no occurrence of the identifiers in any file")
+        if total:
+            raise typer.Exit(1)
+
+
+@erase_app.command("status")
+def status(request_id: str = typer.Argument(..., metavar="REQUEST"), conf: str = ConfOption,
+           as_json: bool = JsonOption) -> None:
+    """The request's progress (every recorded step)."""
+    from cdp_spark.cli import _config, _exit_codes, _print_json, out
+    from cdp_spark.privacy import requests as R
+    from cdp_spark.runtime import metadata_lake
+
+    with _exit_codes():
+        if not R.valid_request_id(request_id):
+            _fail("a request id looks like er_<24 hex digits>")
+        rows = R.history(metadata_lake(_config(conf)), request_id)
+        if not rows:
+            _fail(f"no erasure request {request_id}")
+        slim = [{k: r.get(k) for k in ("updated_at", "status", "step", "files_rewritten", "occurrences", "error")}
+                for r in rows]
+        if as_json:
+            _print_json(slim)
+        else:
+            for r in slim:
+                out.print(f"{r['updated_at']}  {r['status']:<9} {r['step'] or ''}")

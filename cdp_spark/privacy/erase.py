@@ -1,0 +1,335 @@
+"""Erasure (right to be forgotten): resolve the person, delete them everywhere, vacuum, tombstone, verify.
+
+Steps of `run_request` (each recorded in ``ops.erasure_requests``):
+
+1. **resolve**: the requested identifiers (and profile ids) -> the person's profile ids via ``gold.id_graph``
+   (plus older ids merged into them, from ``gold.profile_id_history``) -> every identifier of those profiles.
+2. **tables**: every registered table that exists is planned generically from its columns
+   (`plan_tables`): ``*profile_id`` columns by profile id; an ``identifiers`` map by its values;
+   ``value``/``src_value``/``dst_value`` by value; any other string column marked PII/sensitive (raw records,
+   record keys, URLs, properties) by a bounded, case-insensitive pattern of the identifiers. Rows go through
+   Delta deletes (`Lake.delete`).
+3. **serving**: the profiles leave every serving-store file (secure delete, WAL truncated).
+4. **files**: landing files of file sources, the collector spool, ``privacy.landing_dirs`` and export staging
+   are rewritten without the person's records; the ingest file ledger learns the new sizes so the rewritten
+   files are not taken for new deliveries.
+5. **vacuum**: tables that lost rows are vacuumed with the lake's retention, or with ``now=True`` at once:
+   **retention 0 removes every old file version, so time travel to before the erasure is no longer possible
+   and a reader holding an old snapshot fails**; with ``now`` the Delta logs are also checkpointed and old log
+   files removed (their statistics may hold values).
+6. **tombstones**: salted hashes of every identifier go to ``ops.tombstones``.
+7. **verify**: the scan of `cdp_spark.privacy.verify` over the lake, landing and export folders.
+
+Example:
+    >>> rid = request(config, lake, ["email:ann@example.com"])               # doctest: +SKIP
+    >>> run_request(spark, config, lake, rid, now=True)["occurrences"]       # doctest: +SKIP
+    0
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from cdp_spark.privacy import requests as R
+from cdp_spark.privacy.files import clean_folders
+from cdp_spark.privacy.matching import Identifier, combined_pattern, sql_string
+from cdp_spark.privacy.tombstones import salt_for, token
+from cdp_spark.privacy.verify import Occurrence, scan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import SparkSession
+
+    from cdp_spark.config import CdpConfig
+    from cdp_spark.lake import Lake
+
+log = logging.getLogger(__name__)
+
+
+class ErasureError(RuntimeError):
+    """Erasure could not finish (the request is marked failed; no values in the message)."""
+
+
+def parse_id(text: str) -> Identifier:
+    """``type:value`` -> Identifier (normalised).
+
+    Example:
+        >>> parse_id("email: Ann@X.com")
+        Identifier(id_type='email', value='ann@x.com')
+    """
+    id_type, sep, value = text.partition(":")
+    if not sep or not id_type.strip() or not value.strip():
+        raise ValueError("an identifier is written type:value, e.g. email:someone@example.com")
+    return Identifier(id_type.strip().lower(), value)
+
+
+def request(config: "CdpConfig", lake: "Lake", ids: Iterable[str], *, requested_by: str = "cli") -> str:
+    """File a request for ``type:value`` identifiers; returns the request id."""
+    known = set(config.catalogue.group("identifier")) or None
+    parsed = [parse_id(t) for t in ids]
+    if known:
+        bad = sorted({i.id_type for i in parsed if i.id_type not in known})
+        if bad:
+            raise ValueError(f"unknown identifier type(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+    return R.file_request(config, lake, parsed, requested_by=requested_by)
+
+
+# ---- 1. resolve ----
+def resolve(spark: "SparkSession", lake: "Lake", identifiers: list[Identifier],
+            profile_ids: Iterable[str] = ()) -> tuple[set[str], list[Identifier]]:
+    """The person's profile ids and all their identifiers (the requested ones included)."""
+    from pyspark.sql import functions as F
+
+    pids = set(profile_ids)
+    ids = {(i.id_type, i.value) for i in identifiers}
+    if lake.exists("gold.id_graph"):
+        graph = lake.read("gold.id_graph").select("id_type", "value", "profile_id")
+        if ids:
+            wanted = spark.createDataFrame(sorted(ids), "id_type string, value string")
+            pids |= {r.profile_id for r in graph.join(wanted, ["id_type", "value"]).select("profile_id").collect()}
+        if lake.exists("gold.profile_id_history") and pids:
+            hist = lake.read("gold.profile_id_history")
+            pids |= {r.old_profile_id for r in hist.where(F.col("new_profile_id").isin(sorted(pids)))
+                     .select("old_profile_id").collect()}
+        if pids:
+            ids |= {(r.id_type, r.value) for r in graph.where(F.col("profile_id").isin(sorted(pids))).collect()}
+    return pids, [Identifier(t, v) for t, v in sorted(ids)]
+
+
+# ---- 2. tables ----
+@dataclass(frozen=True)
+class TablePlan:
+    table: str
+    predicate: str
+    columns: tuple[str, ...]
+
+
+def plan_tables(lake: "Lake", profile_ids: set[str], identifiers: list[Identifier]) -> list[TablePlan]:
+    """A delete predicate per existing registered table that can hold the person (see module docstring)."""
+    from pyspark.sql import types as T
+
+    values = sorted({i.value for i in identifiers})
+    pid_list = ", ".join(sql_string(p) for p in sorted(profile_ids))
+    value_list = ", ".join(sql_string(v) for v in values)
+    pattern = sql_string("(?i)" + combined_pattern(identifiers, hashes=False)) if identifiers else None
+    # delta-rs (DataFusion) spells Spark's array_contains as array_has (and cannot record the former in its log).
+    contains = "array_has" if lake.backend == "embedded" else "array_contains"
+    plans = []
+    for spec in lake.registry:
+        if not lake.exists(spec.name):
+            continue
+        pii = {c.name for c in spec.columns if c.pii}
+        terms, cols = [], []
+        for f in lake.table_schema(spec.name).fields:
+            name, t, q = f.name, f.dataType, f"`{f.name}`"
+            pii_col = name in pii or bool((f.metadata or {}).get("pii"))
+            if isinstance(t, T.StringType) and name.endswith("profile_id"):
+                if pid_list:
+                    terms.append(f"{q} IN ({pid_list})")
+                    cols.append(name)
+            elif isinstance(t, T.MapType) and name == "identifiers":
+                if values:
+                    vals = f"map_values({q})" if isinstance(t.valueType, T.StringType) else f"flatten(map_values({q}))"
+                    terms.extend(f"{contains}({vals}, {sql_string(v)})" for v in values)
+                    cols.append(name)
+            elif isinstance(t, T.StringType) and name in ("value", "src_value", "dst_value"):
+                if value_list:
+                    terms.append(f"{q} IN ({value_list})")
+                    cols.append(name)
+            elif isinstance(t, T.StringType) and pii_col and pattern:
+                terms.append(f"regexp_like({q}, {pattern})")
+                cols.append(name)
+        if terms:
+            plans.append(TablePlan(spec.name, " OR ".join(f"({t})" for t in terms), tuple(cols)))
+    return plans
+
+
+def delete_rows(lake: "Lake", plans: list[TablePlan]) -> dict[str, int]:
+    deleted = {}
+    for plan in plans:
+        result = lake.delete(plan.table, plan.predicate)
+        deleted[plan.table] = int(result.rows or 0)
+    return deleted
+
+
+# ---- 4. files ----
+def landing_folders(config: "CdpConfig") -> list[str]:
+    """Folders of landed files: every file source's path, the collector spool, and ``privacy.landing_dirs``."""
+    subst = {"demo_dir": config.demo_dir.rstrip("/"), "lake_root": config.lake.root.rstrip("/")}
+    folders = [s.path.format(**subst) for s in config.sources if s.kind == "files" and s.path]
+    collector = getattr(config, "collector", None)
+    if collector is not None:
+        folders.append(collector.landing(config.lake.root))
+    privacy = getattr(config, "privacy", None)
+    if privacy is not None:
+        folders.extend(d.format(**subst) for d in privacy.landing_dirs)
+    return [f for f in dict.fromkeys(folders) if "://" not in f]
+
+
+def export_folder(config: "CdpConfig") -> str:
+    privacy = getattr(config, "privacy", None)
+    template = privacy.export_dir if privacy is not None else "{lake_root}/exports"
+    return template.format(lake_root=config.lake.root.rstrip("/"), demo_dir=config.demo_dir.rstrip("/"))
+
+
+def _update_file_ledger(spark: "SparkSession", lake: "Lake", rewritten: list[str]) -> int:
+    """Give the ledger rows of rewritten files their new size (same mtime), so ingest skips them."""
+    import os
+
+    from pyspark.sql import functions as F
+
+    if not rewritten or not lake.exists("bronze.ingested_files"):
+        return 0
+    sizes = {str(Path(p).resolve()): os.path.getsize(p) for p in rewritten}
+    ledger = lake.read("bronze.ingested_files")
+    rows = []
+    for r in ledger.collect():
+        local = str(Path(r.path.removeprefix("file://").removeprefix("file:")).resolve())
+        if local in sizes and r.size != sizes[local]:
+            rows.append({**r.asDict(), "size": sizes[local]})
+    if not rows:
+        return 0
+    df = spark.createDataFrame(rows, ledger.schema)
+    lake.merge("bronze.ingested_files", df.select(*ledger.columns))
+    return len(rows)
+
+
+# ---- 5. vacuum ----
+def vacuum(lake: "Lake", tables: Iterable[str], *, now: bool) -> dict[str, int]:
+    out = {}
+    for name in tables:
+        files = lake.vacuum(name, retention_hours=0 if now else None)
+        out[name] = len(files)
+        if now:
+            _drop_old_logs(lake, name)
+    return out
+
+
+def _drop_old_logs(lake: "Lake", name: str) -> None:
+    """Checkpoint and delete the log files before it (their add-action statistics can hold min/max values)."""
+    import os
+
+    dt_ = lake.delta_table(name)
+    dt_.create_checkpoint()
+    version = dt_.version()
+    log_dir = Path(lake.path(name)) / "_delta_log"
+    for p in log_dir.iterdir():
+        stem = p.name.split(".")[0]
+        if stem.isdigit() and int(stem) < version and (p.name.endswith(".json") or ".checkpoint" in p.name):
+            os.unlink(p)
+        elif p.name.endswith(".crc") and stem.isdigit() and int(stem) < version:
+            os.unlink(p)
+
+
+# ---- the whole request ----
+def scan_roots(config: "CdpConfig", lake: "Lake") -> list[str]:
+    return list(dict.fromkeys([lake.root, *landing_folders(config), export_folder(config)]))
+
+
+def verify_request(config: "CdpConfig", lake: "Lake", request_id: str,
+                   identifiers: list[Identifier] | None = None) -> list[Occurrence]:
+    """Scan for the request's identifiers (from its sealed file, or given) and record the count."""
+    if identifiers is None:
+        sealed = R.read_sealed(lake.root, request_id)
+        if sealed is None:
+            raise R.UnknownRequest("the request's identifiers are no longer kept (verified and purged); "
+                                   "pass them again with --id")
+        identifiers = R.identifiers_of(sealed)
+    found = scan(scan_roots(config, lake), identifiers, exclude=[R.sealed_dir(lake.root)])
+    if R.latest(lake, request_id) is not None:
+        total = sum(o.count for o in found)
+        status = "verified" if total == 0 else None
+        changes: dict[str, Any] = {"occurrences": total, "step": "verify"}
+        if status:
+            changes["status"] = status
+        R.record(lake, request_id, **changes)
+        if total == 0:
+            R.purge_sealed(lake.root, request_id)
+    return found
+
+
+def run_request(spark: "SparkSession", config: "CdpConfig", lake: "Lake", request_id: str, *,
+                now: bool = False, verify: bool = True) -> dict[str, Any]:
+    """Execute one erasure request end to end; returns its final state (no values)."""
+    sealed = R.read_sealed(lake.root, request_id)
+    if sealed is None:
+        raise R.UnknownRequest(f"erasure request {request_id} has no identifiers left to erase")
+    R.record(lake, request_id, status="running", error=None)
+    try:
+        pids, identifiers = resolve(spark, lake, R.identifiers_of(sealed), sealed.get("profile_ids", []))
+        sealed = {**sealed, "identifiers": [[i.id_type, i.value] for i in identifiers], "profile_ids": sorted(pids)}
+        R.write_sealed(lake.root, request_id, sealed)
+        R.record(lake, request_id, step="resolved", profile_ids=sorted(pids))
+
+        deleted = delete_rows(lake, plan_tables(lake, pids, identifiers))
+        R.record(lake, request_id, step="tables", rows_deleted=deleted)
+
+        from cdp_spark.api.store import store_for
+
+        if getattr(config, "api", None) is not None:
+            deleted["serving_store"] = store_for(config).erase(pids, [(i.id_type, i.value) for i in identifiers])
+        R.record(lake, request_id, step="serving", rows_deleted=deleted)
+
+        text = re.compile(combined_pattern(identifiers).encode("utf-8"), re.I)
+        files = clean_folders([*landing_folders(config), export_folder(config)], text, combined_pattern(identifiers))
+        ledger_rows = _update_file_ledger(spark, lake, files.rewritten)
+        if ledger_rows:
+            deleted["bronze.ingested_files (sizes updated)"] = ledger_rows
+        R.record(lake, request_id, step="files", files_rewritten=len(files.rewritten))
+
+        touched = [t for t, n in deleted.items() if n and t in lake.registry]
+        if lake.exists("bronze.ingested_files") and ledger_rows:
+            touched.append("bronze.ingested_files")
+        vacuum(lake, sorted(set(touched)), now=now)
+        R.record(lake, request_id, step="vacuum", vacuum_now=now, status="deleted")
+
+        salt = salt_for(config, lake.root)
+        stamp = dt.datetime.now(dt.timezone.utc)
+        stones = spark.createDataFrame(
+            [(i.id_type, token(i.id_type, i.value, salt), request_id, stamp) for i in identifiers],
+            "id_type string, value_hash string, request_id string, erased_at timestamp")
+        lake.create_if_missing("ops.tombstones")
+        lake.merge("ops.tombstones", stones.dropDuplicates(["id_type", "value_hash"]))
+        R.record(lake, request_id, step="tombstones")
+    except Exception as exc:
+        R.record(lake, request_id, status="failed", error=type(exc).__name__)
+        raise
+    occurrences = None
+    if verify:
+        found = verify_request(config, lake, request_id, identifiers)
+        occurrences = sum(o.count for o in found)
+        if occurrences and not now:
+            log.warning("erasure %s: %d occurrence(s) remain in old file versions until the vacuum retention passes",
+                        request_id, occurrences)
+    state = R.latest(lake, request_id) or {}
+    return {"request_id": request_id, "status": state.get("status"), "profiles": len(pids),
+            "identifiers": len(identifiers), "rows_deleted": deleted, "files_rewritten": len(files.rewritten),
+            "files_skipped_live": len(files.skipped_live), "occurrences": occurrences, "vacuum_now": now}
+
+
+def run_pending(spark: "SparkSession", config: "CdpConfig", lake: "Lake", *, now: bool = False) -> list[dict[str, Any]]:
+    """Execute every open request (those filed through the API's DELETE, typically), then purge the clear
+    identifiers of executed requests older than ``privacy.keep_request_identifiers_hours``."""
+    results = [run_request(spark, config, lake, rid, now=now) for rid in R.pending(lake)
+               if R.read_sealed(lake.root, rid) is not None]
+    purge_expired(config, lake)
+    return results
+
+
+def purge_expired(config: "CdpConfig", lake: "Lake") -> list[str]:
+    """Drop the sealed identifiers of executed (deleted/verified) requests kept longer than allowed."""
+    import time
+
+    hours = config.privacy.keep_request_identifiers_hours  # type: ignore[attr-defined]
+    purged = []
+    folder = R.sealed_dir(lake.root)
+    for p in sorted(folder.glob("er_*.json")) if folder.exists() else []:
+        rid = p.stem
+        state = R.latest(lake, rid) or {}
+        if state.get("status") in ("deleted", "verified") and time.time() - p.stat().st_mtime > hours * 3600:
+            R.purge_sealed(lake.root, rid)
+            purged.append(rid)
+    return purged
