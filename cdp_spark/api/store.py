@@ -217,7 +217,7 @@ class ServingStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.folder / POINTER)
-        _fsync_dir(self.folder)
+        _fsync(self.folder)
 
     def _cleanup(self) -> None:
         try:
@@ -292,14 +292,7 @@ def _iso(t: dt.datetime) -> str:
 
 
 def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
+    """fsync a file, or a folder (so that a rename inside it is durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

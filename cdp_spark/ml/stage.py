@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from cdp_spark.identity.components import materialise
 from cdp_spark.lake import Txn
 from cdp_spark.ml import affinity as aff
 from cdp_spark.ml import btyd, clv, propensity, rfm
@@ -64,10 +65,6 @@ def _skip(reason: str) -> dict[str, Any]:
     return {"status": "skipped", "reason": reason}
 
 
-def _cut(df: DataFrame) -> DataFrame:
-    return df.localCheckpoint(eager=True)
-
-
 def _profile_view(spark: SparkSession, config: "CdpConfig", lake: "Lake") -> DataFrame | None:
     """The profiles helper's view when its module and table exist (optional input: traits)."""
     try:
@@ -94,13 +91,13 @@ def compute(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.da
     cfg = settings(config)
     clock = _Clock()
     events = profile_events(spark, config, lake, as_of)
-    typed = _cut(aff.fill_from_products(events.withColumn("event_type", event_type_column(cfg.events))))
-    bought = _cut(purchases(typed, cfg.value_field))
+    typed = materialise(aff.fill_from_products(events.withColumn("event_type", event_type_column(cfg.events))))
+    bought = materialise(purchases(typed, cfg.value_field))
     counts = {r["event_type"]: r["count"] for r in typed.groupBy("event_type").count().collect()
               if r["event_type"] is not None}
     counts["purchase_orders"] = bought.count()
     counts["profiles_with_events"] = typed.select("profile_id").distinct().count()
-    universe = _cut(lake.read("gold.id_graph").select("profile_id").distinct())
+    universe = materialise(lake.read("gold.id_graph").select("profile_id").distinct())
     metrics: dict[str, Any] = {"event_counts": counts, "models": {}, "seconds": clock.laps}
     clock.lap("events")
     models: dict[str, Any] = metrics["models"]
@@ -114,7 +111,7 @@ def compute(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.da
         models["rfm"] = _skip(f"rfm: {n_purchases} purchases, below scores.rfm.min_events={cfg.rfm.min_events}")
         rfm_df = None
     else:
-        measures = _cut(rfm.rfm_measures(bought, as_of, monetary=cfg.rfm.monetary))
+        measures = materialise(rfm.rfm_measures(bought, as_of, monetary=cfg.rfm.monetary))
         cuts = rfm.rfm_cut_points(measures, cfg.rfm.bins, cfg.rfm.relative_error)
         segment_map = ([rfm.SegmentRule.from_mapping(s) for s in cfg.rfm.segments] if cfg.rfm.segments
                        else rfm.DEFAULT_SEGMENTS)
@@ -137,7 +134,7 @@ def compute(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.da
             prop[kind] = _propensity(cfg, typed, traits, as_of, kind, days, n_purchases, models, versions,
                                      client, prefix)
             if prop[kind] is not None:
-                prop[kind] = _cut(prop[kind])
+                prop[kind] = materialise(prop[kind])
             clock.lap(f"propensity_{kind}")
         affinities_df = _affinities(cfg, typed, as_of, counts, models)
         clock.lap("affinity")
@@ -208,7 +205,7 @@ def _clv(cfg: ScoresConfig, bought: DataFrame, as_of: dt.date, n_purchases: int,
     if n_purchases < c.min_events:
         models["clv"] = _skip(f"clv: {n_purchases} purchases, below scores.clv.min_events={c.min_events}")
         return None
-    summary = _cut(clv.clv_summary(bought, as_of, time_unit=c.time_unit))
+    summary = materialise(clv.clv_summary(bought, as_of, time_unit=c.time_unit))
     sample = clv.summary_to_pandas(summary, max_rows=c.max_fit_rows)
     repeat = int((sample["frequency"] > 0).sum())
     if repeat < c.min_repeat_buyers:
@@ -260,7 +257,7 @@ def _clv(cfg: ScoresConfig, bought: DataFrame, as_of: dt.date, n_purchases: int,
     versions[names["bgnbd"]], versions[names["gamma_gamma"]] = bg_champ[1], gg_champ[1]
     scored = clv.score_clv(summary, bg_champ[0].bgnbd(), gg_champ[0].gamma_gamma(), horizon=c.horizon_months,
                            discount_rate=c.discount_rate, time_unit=c.time_unit)
-    scored = _cut(scored)
+    scored = materialise(scored)
     percentile = clv_percentile(scored)
     models["clv"] = {"status": "scored", "fit_customers": len(sample),
                      "repeat_buyers": repeat, "bgnbd": bg.as_dict(), "gamma_gamma": gg.as_dict(),
@@ -410,7 +407,7 @@ def _affinities(cfg: ScoresConfig, typed: DataFrame, as_of: dt.date, counts: dic
     if n < a.min_events:
         models["affinity"] = _skip(f"affinity: {n} weighted events, below scores.affinity.min_events={a.min_events}")
         return None
-    out = _cut(aff.affinities(typed, as_of, a.dimensions, weights=a.weights, half_life_days=a.half_life_days,
+    out = materialise(aff.affinities(typed, as_of, a.dimensions, weights=a.weights, half_life_days=a.half_life_days,
                               lookback_days=a.lookback_days, normalise=a.normalise, top_n=a.top_n, bands=a.bands))
     models["affinity"] = {"status": "scored", "rows": out.count(), "dimensions": a.dimensions,
                           "half_life_days": a.half_life_days}
@@ -433,7 +430,7 @@ def _recommendations(cfg: ScoresConfig, typed: DataFrame, as_of: dt.date, counts
     params = {"rank": r.rank, "reg_param": r.reg_param, "alpha": r.alpha, "max_iter": r.max_iter, "seed": r.seed}
     evaluation = aff.evaluate_als(typed, as_of, eval_days=r.eval_days, k=r.top_k, weights=weights, **params)
     fit = aff.fit_als(aff.interactions(typed, as_of, weights=weights), **params)
-    recs = _cut(aff.recommend(fit, r.top_k))
+    recs = materialise(aff.recommend(fit, r.top_k))
     with mlflow.start_run(run_name=f"als-{as_of}"):
         mlflow.log_params({**params, "top_k": r.top_k, "eval_days": r.eval_days, "as_of": as_of.isoformat()})
         mlflow.log_metrics({k: float(v) for k, v in evaluation.items() if isinstance(v, (int, float))})
@@ -473,7 +470,7 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) 
     for table, df in (*empty.items(), (PROFILE_SCORES.name, outputs.profile_scores)):
         if df is None:  # skipped model: the table is emptied rather than left with another day's rows
             df = spark.createDataFrame([], lake.spec(table).schema)
-        df = _cut(df)
+        df = materialise(df)
         written = lake.overwrite(table, df, txn=txn)
         result.rows_out[table] = 0 if written.skipped else df.count()
         clock.lap(f"write_{table}")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp_spark.identity.components import materialise
 from cdp_spark.identity.lookup import profile_events, profile_records
 from cdp_spark.identity.tables import ID_GRAPH, PROFILE_ID_HISTORY
 from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
@@ -53,10 +54,6 @@ class Build:
     attributes: DataFrame    # profile_id + one typed column per attribute
 
 
-def _cut(df: DataFrame) -> DataFrame:
-    return df.localCheckpoint(eager=True)
-
-
 def build(graph: DataFrame, events: DataFrame, records: DataFrame, config: "CdpConfig", as_of: dt.date) -> Build:
     """Everything the stage writes, from the id graph and the profile-attached events and records.
 
@@ -69,7 +66,7 @@ def build(graph: DataFrame, events: DataFrame, records: DataFrame, config: "CdpC
     traits = dict(trait_fields(config))
     limits = {t: r.limit for t, r in config.identity.id_types.items()}
 
-    ev = _cut(A.event_pass(events, purposes, acfg, as_of, ignore_unknown_consent=pcfg.ignore_unknown_consent))
+    ev = materialise(A.event_pass(events, purposes, acfg, as_of, ignore_unknown_consent=pcfg.ignore_unknown_consent))
     live = M.live_records(records)
     rec_ts = F.coalesce("record_time", "received_at")
     rec = live.groupBy("profile_id").agg(
@@ -100,7 +97,7 @@ def build(graph: DataFrame, events: DataFrame, records: DataFrame, config: "CdpC
         F.coalesce("ev_events", F.lit(0)).cast("long").alias("events"),
     )
     profiles = profiles.withColumn("content_hash", F.sha2(F.to_json(F.struct(*CONTENT)), 256))
-    profiles = _cut(profiles)
+    profiles = materialise(profiles)
     typed = profiles.select("profile_id", typed_traits("traits", config).alias("_t")).select("profile_id", "_t.*")
     attrs = A.finish_attributes(typed, ev, acfg, as_of)
     return Build(profiles, attrs)
@@ -142,17 +139,17 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) 
     if lake.committed(PROFILE_ATTRIBUTES.name, txn):
         log.info("profiles for %s on these inputs are already built; nothing to do", as_of)
         return StageResult(metrics={"skipped": "already committed"})
-    graph = _cut(lake.read(ID_GRAPH.name))
+    graph = materialise(lake.read(ID_GRAPH.name))
     events = profile_events(spark, config, lake, as_of) if lake.exists(EVENTS.name) else _no_events(spark)
     records = (profile_records(spark, config, lake, as_of) if lake.exists(PROFILE_RECORDS.name)
                else _no_records(spark))
     out = build(graph, events, records, config, as_of)
 
-    current = _cut(lake.read(PROFILES.name).select("profile_id", "content_hash")) if lake.exists(PROFILES.name) \
+    current = materialise(lake.read(PROFILES.name).select("profile_id", "content_hash")) if lake.exists(PROFILES.name) \
         else None
     upserts, gone = changes(out.profiles, current, F.current_timestamp())
     upserts = upserts.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in PROFILES.schema.fields])
-    upserts = _cut(upserts)
+    upserts = materialise(upserts)
     n_up = upserts.count()
     metrics: dict = {"profiles": out.profiles.count(), "profiles_changed": n_up, "profiles_removed": len(gone)}
     if gone and lake.exists(PROFILE_ID_HISTORY.name):
@@ -168,7 +165,7 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) 
     rows = out.attributes.select("profile_id", F.lit(as_of).alias("as_of"),
                                  A.attributes_json(out.attributes, names).alias("attributes"),
                                  F.lit(A.definitions_hash(config.attributes)).alias("definitions_hash"))
-    rows = _cut(rows)
+    rows = materialise(rows)
     lake.overwrite(PROFILE_ATTRIBUTES.name, rows, where=f"as_of = '{as_of.isoformat()}'", txn=txn)
     n_attr = rows.count()
     metrics["attributes"] = len(names)
