@@ -305,7 +305,8 @@ def demo(
         if realtime_metrics:
             r, s = realtime_metrics["replay"], realtime_metrics["stream"]
             out.print(f"[green]real time[/green]: {r['sent']:,} messages in {r['requests']} requests → stream accepted "
-                      f"{s['accepted']:,}, quarantined {s['quarantined']:,}, duplicates {s['duplicates']:,}")
+                      f"{s['accepted']:,}, quarantined {s['quarantined']:,}, suppressed {s['suppressed']:,}, "
+                      f"duplicates {s['duplicates']:,}")
         out.print(f"[green]daily run {report.status}[/green] as of {report.as_of} (run {report.run_id})")
         table = Table("table", "version", "rows", "files", "size")
         for i in infos:
@@ -401,7 +402,7 @@ def collect_stream(
             return
         for name, m in metrics["sources"].items():
             out.print(f"{name}: {m['batches']} batch(es), read {m['read_lines']:,}, accepted {m['accepted']:,}, "
-                      f"quarantined {m['quarantined']:,}, duplicates {m['duplicates']:,}")
+                      f"quarantined {m['quarantined']:,}, suppressed {m['suppressed']:,}, duplicates {m['duplicates']:,}")
 
 
 # The issue's and Segment users' name for the stream job; the same command as `cdp collect stream`.

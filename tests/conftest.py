@@ -1,6 +1,12 @@
 """Shared fixtures: one SparkSession for the whole test session (see docs/operations.md)."""
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
 from cdp_spark.spark import build_session, capabilities, embedded_conf
@@ -34,3 +40,40 @@ def requires_delta_jvm(spark_capabilities):
 def requires_graphframes_jvm(spark_capabilities):
     if not spark_capabilities.graphframes_jvm:
         pytest.skip("GraphFrames JVM classes are not on the classpath; run with --packages io.graphframes:graphframes-spark4_2.13")
+
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "cdp.yaml"
+
+
+@dataclass(frozen=True)
+class DemoLake:
+    """A lake built by `cdp demo --realtime` on the shipped configuration (see the `demo_lake` fixture)."""
+
+    root: Path
+    report: dict
+
+    @contextlib.contextmanager
+    def env(self):
+        """Point the shipped `conf/cdp.yaml` at this lake (its root comes from CDP_LAKE_ROOT)."""
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CDP_LAKE_ROOT", str(self.root))
+            yield
+
+    def cli(self, *args: str) -> tuple[int, object]:
+        """Run `cdp <args> --conf conf/cdp.yaml --json` against this lake: (exit code, parsed JSON or raw text)."""
+        from cdp_spark.cli import main
+
+        buffer = io.StringIO()
+        with self.env(), contextlib.redirect_stdout(buffer):
+            code = main([*args, "--conf", str(CONF), "--json"])
+        return code, json.loads(buffer.getvalue()) if code == 0 else buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def demo_lake(spark, tmp_path_factory) -> DemoLake:
+    """The whole daily pipeline on a small demo world, built once per test session. Tests that use it only read it
+    or re-run the same as-of (which must change nothing); tests that mutate a lake build their own."""
+    lake = DemoLake(tmp_path_factory.mktemp("demo-lake"), {})
+    code, report = lake.cli("demo", "--people", "120", "--days", "6", "--realtime")
+    assert code == 0, report
+    return DemoLake(lake.root, report)

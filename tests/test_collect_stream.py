@@ -106,6 +106,9 @@ def test_stream_maps_dedups_quarantines_and_replays_exactly_once(spark, env, mon
     assert [r.status for r in run] == ["succeeded"]
     files = lake.read("bronze.ingested_files").where(F.col("source") == "web")
     assert files.count() == files.select("path").distinct().count() == 2   # one landed file per collector run
+    # The second file's ledger row counts all its lines: the repeated m2 was read, neither accepted nor quarantined.
+    counts = sorted((r.rows_read, r.rows_accepted, r.rows_quarantined) for r in files.collect())
+    assert (4, 2, 1) in counts
 
 
 def test_kafka_source_is_configurable_and_needs_the_connector(spark, env):

@@ -3,39 +3,20 @@ day of web events through the collector and the stream), every table readable by
 (delta-rs/pyarrow), and a re-run for the same as-of changes nothing."""
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
-from cdp_spark.cli import main
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "cdp.yaml"
-
-
-def cli(*args: str) -> tuple[int, object]:
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        code = main([*args, "--conf", str(CONF), "--json"])
-    return code, json.loads(buffer.getvalue()) if code == 0 else buffer.getvalue()
+@pytest.fixture(scope="module")
+def demo(demo_lake):
+    return demo_lake.report
 
 
 @pytest.fixture(scope="module")
-def lake_root(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo-lake")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CDP_LAKE_ROOT", str(root))
-        yield root
-
-
-@pytest.fixture(scope="module")
-def demo(lake_root):
-    code, report = cli("demo", "--people", "120", "--days", "6", "--realtime")
-    assert code == 0, report
-    return report
+def lake_root(demo_lake):
+    return demo_lake.root
 
 
 def _table(root: Path, name: str) -> DeltaTable:
@@ -76,9 +57,9 @@ def test_realtime_replay_reaches_bronze_through_the_collector_and_reconciles(dem
     assert web.str.contains("landing/collector").any() and not web.str.contains(f"day={demo['run']['as_of']}").any()
 
 
-def test_rerun_for_the_same_as_of_changes_no_data_table(demo, lake_root):
+def test_rerun_for_the_same_as_of_changes_no_data_table(demo, lake_root, demo_lake):
     data = [t["name"] for t in demo["tables"] if not t["name"].startswith("ops.")]
     before = {n: _table(lake_root, n).version() for n in data}
-    code, report = cli("run", "daily", "--as-of", demo["run"]["as_of"])
+    code, report = demo_lake.cli("run", "daily", "--as-of", demo["run"]["as_of"])
     assert code == 0 and report["status"] == "succeeded"
     assert {n: _table(lake_root, n).version() for n in data} == before

@@ -88,8 +88,6 @@ def test_profile_scores_have_the_contract_schema_and_sane_values(scored):
                                                  "cdp_propensity_churn"}
 
 
-@pytest.mark.xfail(strict=False, reason="measured 0.47 out of time on this 500-person world: the demo's purchase "
-                   "signal is weak (past order count alone ~0.6) and the model needs work; see the issue 7 report")
 def test_propensity_predicts_the_unseen_last_week(scored):
     """Out of time: scores as of a week before the end, checked against who actually bought in that week."""
     truth = scored["truth"]
@@ -98,11 +96,15 @@ def test_propensity_predicts_the_unseen_last_week(scored):
     df = scored["tables"][PROFILE_SCORES.name].dropna(subset=["propensity_purchase"])
     y = df["profile_id"].isin(set(future["profile_id"])).astype(int)
     assert 10 < y.sum() < len(y) - 10
-    # The demo's purchase signal is modest (past order count alone reaches about 0.6 on a 7-day window), so
-    # the bar is "clearly better than chance" on this deterministic world, for the written scores and the
-    # logged holdout metric alike.
-    assert roc_auc_score(y, df["propensity_purchase"]) > 0.55
-    assert scored["result"].metrics["models"]["propensity_purchase"]["auc"] > 0.55
+    # The demo's shoppers research (visits, abandoned carts) in the days before they buy, next to a
+    # heterogeneous purchase rate; past order count alone reaches about 0.6 on a 7-day window.
+    auc = roc_auc_score(y, df["propensity_purchase"])
+    assert auc > 0.6
+    past_orders_only = roc_auc_score(y, df["rfm_frequency"])
+    assert auc > past_orders_only + 0.05
+    model = scored["result"].metrics["models"]["propensity_purchase"]
+    assert model["auc"] > 0.6  # the logged holdout (profiles kept out of training, all snapshots)
+    assert len(model["cutoffs"]) == 4 and model["rows_train"] > 2 * len(y)  # four weekly snapshots
 
 
 def test_distributed_propensity_equals_pandas_scoring_of_the_champion(scored, spark):
@@ -142,7 +144,8 @@ def test_distributed_clv_equals_pandas_scoring_of_the_champions(scored, spark):
 def test_models_are_registered_with_champion_alias_and_evaluation_artifacts(scored):
     config = scored["config"]
     with tracking.mlflow_store(config) as client:
-        for name in ("cdp_clv_bgnbd", "cdp_clv_gamma_gamma", "cdp_propensity_purchase", "cdp_propensity_churn"):
+        for name in ("cdp_clv_bgnbd", "cdp_clv_gamma_gamma", "cdp_propensity_purchase", "cdp_propensity_churn",
+                     "cdp_recommendations_als"):
             mv = client.get_model_version_by_alias(name, "champion")
             assert mv.tags["role"] == "champion" and mv.tags["holdout_metric"]
         mv = client.get_model_version_by_alias("cdp_propensity_purchase", "champion")
@@ -156,7 +159,49 @@ def test_models_are_registered_with_champion_alias_and_evaluation_artifacts(scor
         als_runs = client.search_runs([client.get_experiment_by_name("cdp-scores").experiment_id],
                                       "tags.mlflow.runName LIKE 'als-%'")
         assert als_runs and "precision_at_k" in als_runs[0].data.metrics
+        als = client.get_model_version_by_alias("cdp_recommendations_als", "champion")
+        assert als.run_id == als_runs[0].info.run_id and als.tags["holdout_metric"] == "precision_at_k"
+        assert float(als.tags["holdout_value"]) == als_runs[0].data.metrics["precision_at_k"]
+        assert {"rank", "reg_param", "alpha", "max_iter", "top_k"} <= set(als_runs[0].data.params)
     assert str(config.lake.root) in tracking.tracking_uri(config)
+
+
+def test_registered_als_champion_reproduces_the_written_recommendations(scored):
+    """The JVM-free pyfunc (factors + id maps) gives the Spark ALS model's top-K: same products, same scores."""
+    recs = scored["tables"][RECOMMENDATIONS.name]
+    with tracking.mlflow_store(scored["config"]):
+        model = mlflow.pyfunc.load_model("models:/cdp_recommendations_als@champion")
+        assert model.metadata.signature.inputs.input_names() == ["profile_id"]
+        profiles = sorted(recs["profile_id"].unique())
+        got = model.predict(pd.DataFrame({"profile_id": [*profiles, "prof-unknown"]}))
+    assert "prof-unknown" not in set(got["profile_id"])  # cold start: dropped, as in Spark
+    both = recs.merge(got, on=["profile_id", "rank"], suffixes=("_spark", "_pyfunc"), validate="one_to_one")
+    assert len(both) == len(recs) == len(got)
+    np.testing.assert_allclose(both["score_pyfunc"], both["score_spark"], rtol=1e-4, atol=1e-5)
+    # Products agree at every rank, except where two products tie on score (float32 rounding decides).
+    differ = both[both["product_id_spark"] != both["product_id_pyfunc"]]
+    assert len(differ) <= 0.02 * len(both)
+    for row in differ.itertuples():
+        neighbours = recs[(recs["profile_id"] == row.profile_id) & ((recs["rank"] - row.rank).abs() == 1)]
+        assert (neighbours["score"] - row.score_spark).abs().min() < 1e-5
+
+
+def test_cli_lists_the_registered_models_with_als(scored, monkeypatch):
+    import contextlib
+    import io
+    import json
+
+    import cdp_spark.cli as cli
+
+    monkeypatch.setattr(cli, "_config", lambda conf: scored["config"])
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert cli.main(["mlflow", "models", "--json"]) == 0
+    rows = json.loads(buffer.getvalue())
+    champions = {r["name"]: r for r in rows if r["alias"] == "champion"}
+    assert set(champions) == {"cdp_clv_bgnbd", "cdp_clv_gamma_gamma", "cdp_propensity_purchase",
+                              "cdp_propensity_churn", "cdp_recommendations_als"}
+    assert champions["cdp_recommendations_als"]["metric"] == "precision_at_k"
 
 
 def test_affinities_follow_the_demo_preferences(scored):

@@ -94,3 +94,39 @@ def test_champion_challenger_sequence_and_scoring_from_the_champion(store):
 def _first_args(logged):
     info, run_id, holdout = logged
     return info.model_uri, holdout, run_id
+
+
+def test_als_recommender_ranks_by_factor_dot_products():
+    rng = np.random.default_rng(5)
+    users, items = [f"prof-{i}" for i in range(6)], [f"SKU-{i:05d}" for i in range(9)]
+    uf, itf = rng.normal(size=(6, 3)), rng.normal(size=(9, 3))
+    itf[4] = itf[2]  # a tie: product id order decides, as documented
+    model = tracking.ALSRecommender(users, uf, items, itf, k=4)
+    got = model.recommend(["prof-3", "prof-0", "nobody", "prof-3"])
+    assert list(got["profile_id"].unique()) == ["prof-3", "prof-0"]  # unknown dropped, duplicates once
+    for pid, rows in got.groupby("profile_id", sort=False):
+        u = users.index(pid)
+        # Independent ranking: plain Python sort on (-score, product id) in float32 like Spark's factors.
+        scores = {p: float(np.float32(uf[u]).astype(np.float32) @ np.float32(itf[j])) for j, p in enumerate(items)}
+        expected = sorted(scores, key=lambda p: (-scores[p], p))[:4]
+        assert rows["product_id"].tolist() == expected and rows["rank"].tolist() == [1, 2, 3, 4]
+        np.testing.assert_allclose(rows["score"], [scores[p] for p in expected], rtol=1e-6)
+    assert len(model.recommend(["prof-1"], k=50)) == 9
+    with pytest.raises(ValueError, match="differ in number"):
+        tracking.ALSRecommender(users[:2], uf, items, itf, k=3)
+
+
+def test_als_pyfunc_round_trip_and_registration(store):
+    rng = np.random.default_rng(6)
+    users, items = ["a", "b", "c"], ["x", "y", "z", "w"]
+    model = tracking.ALSRecommender(users, rng.normal(size=(3, 2)), items, rng.normal(size=(4, 2)), k=2)
+    with tracking.mlflow_store(store) as client:
+        with mlflow.start_run() as run:
+            info = tracking.log_pyfunc(model, pd.DataFrame({"profile_id": users}), name="als")
+        decision = tracking.register_model(client, "cdp_test_als", info.model_uri, Holdout("precision_at_k", 0.12),
+                                           run.info.run_id)
+        assert decision.role == "champion"
+        loaded = mlflow.pyfunc.load_model("models:/cdp_test_als@champion")
+        out = loaded.predict(pd.DataFrame({"profile_id": ["c", "a"]}))
+    pd.testing.assert_frame_equal(out.reset_index(drop=True), model.recommend(["c", "a"]).reset_index(drop=True))
+    assert loaded.metadata.signature.outputs.input_names() == ["profile_id", "product_id", "score", "rank"]

@@ -77,3 +77,33 @@ def test_tombstone_tokens_are_salted_and_suppress_matching_records(spark):
     assert sorted(r.n for r in suppressed(df, stones, salt).collect()) == [2, 3, 4]
     assert suppressed(df, stones.limit(0), salt).count() == 4
     assert sorted(r.n for r in suppressed(df, stones, "other salt").collect()) == [1, 2, 3, 4]
+
+
+def test_ingest_suppression_flag_is_off_until_an_erasure_and_when_disabled(spark, tmp_path):
+    from types import SimpleNamespace
+
+    from pyspark.sql import functions as F
+
+    from cdp_spark.lake import default_registry
+    from cdp_spark.lake.embedded import EmbeddedLake
+    from cdp_spark.privacy.config import PrivacyConfig
+    from cdp_spark.privacy.tombstones import salt_for, suppression
+
+    lake = EmbeddedLake(spark, str(tmp_path / "lake"), default_registry())
+    config = SimpleNamespace(privacy=PrivacyConfig())
+    ids = F.col("identifiers")
+    assert suppression(spark, config, lake, ids) is None
+    assert not (tmp_path / "lake" / "_system" / "privacy" / "salt").exists()  # no erasure yet: no salt either
+
+    salt = salt_for(config, lake.root)
+    lake.create_if_missing("ops.tombstones")
+    lake.append("ops.tombstones", spark.createDataFrame(
+        [("email", token("email", "a@x.com", salt), "er_1", None), ("phone", token("phone", "+447700900123", salt),
+                                                                      "er_1", None)],
+        "id_type string, value_hash string, request_id string, erased_at timestamp"))
+    df = spark.createDataFrame([({"email": "a@x.com"}, 1), ({"cookie_id": "a@x.com"}, 2),  # same value, other type
+                                ({"phone": "+447700900123", "cookie_id": "k"}, 3), ({"email": "b@x.com"}, 4),
+                                ({}, 5), (None, 6)], "identifiers map<string,string>, n int")
+    flag = suppression(spark, config, lake, ids)
+    assert sorted(r.n for r in df.where(flag).collect()) == [1, 3]
+    assert suppression(spark, SimpleNamespace(privacy=PrivacyConfig(suppress_tombstoned=False)), lake, ids) is None

@@ -12,7 +12,8 @@ new checkpoint (a new query) never collides with an old one's tokens.
 
 Deduplication by ``messageId``: within a micro-batch, and against `bronze.events` rows of the same source
 received within `collector.stream.dedup_hours`. Dead-lettered messages (``_cdp_reject``) and malformed lines
-are quarantined with their reason, so ``read = accepted + quarantined + duplicates`` per batch.
+are quarantined with their reason, and records of erased people are suppressed (counted, written nowhere), so
+``read = accepted + quarantined + suppressed + duplicates`` per batch.
 
 Example:
     >>> metrics = run_stream(spark, config, lake, available_now=True)      # doctest: +SKIP
@@ -118,10 +119,11 @@ class BatchWriter:
         raw = raw.drop(*[c for c in (REJECT, REJECT_RAW) if c in raw.columns])
         raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            read_lines, oldest = self.count_and_oldest(raw)
+            lines_per_file, oldest = self.count_and_oldest(raw)
+            read_lines = sum(lines_per_file.values())
             received_at = F.lit(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp")
             stats: dict[str, Any] = {"read": 0, "accepted": 0, "quarantined": 0, "warned": {}}
-            written, per_file = stage.process_batch(self.spark, self.config, lake, source, self.dedup(raw), txn, run_id,
+            written, per_file = stage.process_batch(self.spark, self.config, lake, source, self.dedup(raw, run_id), txn, run_id,
                                                received_at, stage.template_paths(self.config), stats)
             kept = stats["read"]
         finally:
@@ -129,14 +131,19 @@ class BatchWriter:
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         lag = round((now - oldest).total_seconds(), 3) if oldest is not None else None
         if files:
-            self.record_files(files, per_file, txn, run_id)
+            self.record_files(files, lines_per_file, per_file, txn, run_id)
         out = {"read_lines": read_lines, "duplicates": read_lines - kept, "accepted": stats["accepted"],
-               "quarantined": stats["quarantined"], "written": written, "lag_s": lag}
-        out["reconciled"] = read_lines == out["accepted"] + out["quarantined"] + out["duplicates"]
+               "quarantined": stats["quarantined"], "suppressed": stats.get("suppressed", 0), "written": written,
+               "lag_s": lag}
+        # suppressed: records of erased people (privacy tombstones), counted but written nowhere
+        out["reconciled"] = read_lines == out["accepted"] + out["quarantined"] + out["suppressed"] + out["duplicates"]
         return out
 
-    def dedup(self, raw: DataFrame) -> DataFrame:
-        """Drop repeated messageIds: within the batch, and those already in bronze.events within the horizon."""
+    def dedup(self, raw: DataFrame, run_id: str) -> DataFrame:
+        """Drop repeated messageIds: within the batch, and those already in bronze.events within the horizon.
+
+        Rows this same micro-batch wrote before a crash (same `run_id`) are not repeats: the replay's writes are
+        skipped by their Txn token, and its counts must describe the batch as the first attempt saw it."""
         if "messageId" not in raw.columns:
             return raw
         mid = F.col("messageId").cast("string")
@@ -146,21 +153,25 @@ class BatchWriter:
         if self.lake.exists(EVENTS.name):
             since = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(hours=self.collector.stream.dedup_hours)
             seen = (self.lake.read(EVENTS.name)
-                    .where((F.col("source") == self.source.name) & (F.col("received_at") >= F.lit(since)))
+                    .where((F.col("source") == self.source.name) & (F.col("received_at") >= F.lit(since))
+                           & (F.col("run_id") != F.lit(run_id)))
                     .select(F.col("event_id").alias("_seen_id")))
             keyed = keyed.join(seen, F.trim(mid) == F.col("_seen_id"), "left_anti")
         return keyed.unionByName(rest)
 
     @staticmethod
-    def count_and_oldest(raw: DataFrame) -> tuple[int, dt.datetime | None]:
-        """Lines in the batch, and the oldest acknowledgement time (receivedAt) among them, in one pass."""
+    def count_and_oldest(raw: DataFrame) -> tuple[dict[str, int], dt.datetime | None]:
+        """Lines per file of the batch (before deduplication: the ledger counts a file's lines), and the oldest
+        acknowledgement time (receivedAt) among them, in one pass."""
         oldest = (F.min(F.to_timestamp(F.col("receivedAt").cast("string"))) if "receivedAt" in raw.columns
                   else F.lit(None).cast("timestamp"))
-        row = raw.agg(F.count(F.lit(1)), oldest).first()
-        return int(row[0]), row[1]
+        rows = raw.groupBy("_file").agg(F.count(F.lit(1)).alias("n"), oldest.alias("oldest")).collect()
+        return {r["_file"]: int(r["n"]) for r in rows}, min((r["oldest"] for r in rows if r["oldest"]), default=None)
 
-    def record_files(self, files: list[str], per_file: dict[str, tuple[int, int, int]], txn: Txn, run_id: str) -> None:
-        """The landed files of the batch in bronze.ingested_files (same Txn), like the batch stage's file ledger."""
+    def record_files(self, files: list[str], lines: dict[str, int], per_file: dict[str, tuple[int, int, int]], txn: Txn,
+                     run_id: str) -> None:
+        """The landed files of the batch in bronze.ingested_files (same Txn), like the batch stage's file ledger:
+        rows_read is the file's lines (duplicates included), accepted and quarantined what the chain decided."""
         jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
         hconf = self.spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -169,7 +180,9 @@ class BatchWriter:
             p = jvm.org.apache.hadoop.fs.Path(f)
             st = p.getFileSystem(hconf).getFileStatus(p)
             mtime = dt.datetime.fromtimestamp(st.getModificationTime() / 1000, dt.timezone.utc).replace(tzinfo=None)
-            read, acc, quar = per_file.get(f, per_file.get(st.getPath().toString(), (0, 0, 0)))
+            name = st.getPath().toString()
+            _, acc, quar = per_file.get(f, per_file.get(name, (0, 0, 0)))
+            read = lines.get(f, lines.get(name, 0))
             rows.append((self.source.name, st.getPath().toString(), int(st.getLen()), mtime, 1, "ingested",
                          read, acc, quar, run_id, now))
         self.lake.append(INGESTED_FILES.name, self.spark.createDataFrame(rows, INGESTED_FILES.schema), txn=txn)
@@ -265,7 +278,8 @@ def run_stream(spark: SparkSession, config: "CdpConfig", lake: "Lake", *, source
 
 def summarise(batches: list[dict[str, Any]], progress: list[Any]) -> dict[str, Any]:
     """Totals and progress metrics (input rows/s, batch duration, lag) of a run."""
-    total: dict[str, Any] = {k: sum(b[k] for b in batches) for k in ("read_lines", "accepted", "quarantined", "duplicates")}
+    total: dict[str, Any] = {k: sum(b.get(k, 0) for b in batches)
+                             for k in ("read_lines", "accepted", "quarantined", "suppressed", "duplicates")}
     written: dict[str, int] = {}
     for b in batches:
         for table, rows in b.get("written", {}).items():

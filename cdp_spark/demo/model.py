@@ -9,6 +9,10 @@ The behaviour model, per person:
 - purchases, BTYD-like (BG/NBD): while "alive" a person buys on a day with probability 1 - exp(-buy_rate),
   buy_rate log-normal; after each purchase they drop out with probability ``dropout`` (so the number of purchases
   before dropping out is geometric), which gives the CLV models in ``cdp_spark.ml`` something to find;
+- a consideration phase: in the ``RESEARCH_DAYS`` days before each purchase day the person makes extra
+  "research" visits (Poisson(``RESEARCH_VISITS_PER_DAY``) a day) and leaves a product in the cart without
+  ordering in ``RESEARCH_CART_SHARE`` of them (other visits: ``BROWSE_CART_SHARE``), so recent visits and
+  abandoned carts announce a purchase, as in real shops (the signal the purchase-propensity model learns);
 - category preferences: a favourite and a second category drive both product views and the items bought, so
   viewing a category more often goes with buying it (the propensity signal);
 - devices: a browser and/or an app device; some households share one (family tablet or PC);
@@ -33,6 +37,10 @@ DAY_SECONDS = 86_400
 COOKIE_TTL_DAYS = 7          # Safari ITP: script-set cookies die after 7 days without a visit
 SLOT_SECONDS = 40            # average time between two events of a session
 PRODUCTS_PER_CATEGORY = 25
+RESEARCH_DAYS = 5            # consideration phase: extra visits on the days before a purchase
+RESEARCH_VISITS_PER_DAY = 0.6
+RESEARCH_CART_SHARE = 0.3    # research visits ending with an abandoned cart
+BROWSE_CART_SHARE = 0.03     # ordinary visits ending with an abandoned cart
 CATEGORIES = ["electronics", "books", "home", "fashion", "beauty", "sports", "toys", "garden"]
 CATEGORY_BASE_PRICE_EUR = [180.0, 14.0, 45.0, 60.0, 25.0, 55.0, 30.0, 40.0]
 PRODUCT_NOUNS = ["Classic", "Pro", "Mini", "Plus", "Eco", "Deluxe", "Smart", "Lite", "Max", "Original"]
@@ -197,7 +205,8 @@ def people(spark: SparkSession, spec: WorldSpec) -> DataFrame:
 
 
 def sessions(people_df: DataFrame, spec: WorldSpec) -> DataFrame:
-    """One row per visit: browse sessions, one purchase session per purchase day, one newsletter-signup session.
+    """One row per visit: browse sessions, one purchase session per purchase day, one newsletter-signup session,
+    research sessions in the days before a purchase (some abandon a cart: ``abandons_cart``).
 
     Adds the device used (``owner``: whose device; a shared-household member often uses the partner's), the
     channel, whether the person logs in, and for web the cookie generation of the browser.
@@ -211,15 +220,22 @@ def sessions(people_df: DataFrame, spec: WorldSpec) -> DataFrame:
     by_person = Window.partitionBy("pid").orderBy("day_idx").rowsBetween(Window.unboundedPreceding, Window.currentRow)
     pd_ = pd_.withColumn("_buys", F.col("u_buy") < 1.0 - F.exp(-F.col("buy_rate")))
     pd_ = pd_.withColumn("_nth", F.sum(F.col("_buys").cast("int")).over(by_person))
-    purchase = F.col("_buys") & (F.col("_nth") <= F.col("lifetime_purchases"))  # dropped out after that
+    pd_ = pd_.withColumn("_purchase", F.col("_buys") & (F.col("_nth") <= F.col("lifetime_purchases")))  # then drops out
+    # Consideration phase: a purchase within the next RESEARCH_DAYS days brings research visits today.
+    ahead = Window.partitionBy("pid").orderBy("day_idx").rangeBetween(1, RESEARCH_DAYS)
+    pd_ = pd_.withColumn("_buy_soon", F.coalesce(F.max(F.col("_purchase").cast("int")).over(ahead), F.lit(0)) == 1)
+    n_research = F.when(F.col("_buy_soon"), poisson(uniform(s, "research", pid, day), F.lit(RESEARCH_VISITS_PER_DAY),
+                                                    3)).otherwise(0)
     n_browse = poisson(F.col("u_visits"), F.col("visit_rate"), 5)
     none = F.array().cast("array<string>")
     kinds = F.concat(F.array_repeat(F.lit("browse"), n_browse),
-                     F.when(purchase, F.array(F.lit("purchase"))).otherwise(none),
-                     F.when(F.col("newsletter_day") == day, F.array(F.lit("signup"))).otherwise(none))
-    sess = pd_.select("*", F.posexplode(kinds).alias("sess_no", "kind")).drop("_buys", "_nth", "u_buy", "u_visits")
+                     F.when(F.col("_purchase"), F.array(F.lit("purchase"))).otherwise(none),
+                     F.when(F.col("newsletter_day") == day, F.array(F.lit("signup"))).otherwise(none),
+                     F.array_repeat(F.lit("research"), n_research))  # last: earlier sessions keep their numbers
+    sess = pd_.select("*", F.posexplode(kinds).alias("sess_no", "kind")).drop(
+        "_buys", "_nth", "_purchase", "_buy_soon", "u_buy", "u_visits")
     keys = (pid, day, F.col("sess_no"))
-    salts = ["channel", "shared_use", "start", "login", "views", "qa", "clear_cookies"]
+    salts = ["channel", "shared_use", "start", "login", "views", "qa", "clear_cookies", "abandon"]
     sess = sess.withColumns({f"u_{x}": uniform(s, x, *keys) for x in salts})
     u = {x: F.col(f"u_{x}") for x in salts}
     both = F.col("has_web") & F.col("has_app")
@@ -232,6 +248,8 @@ def sessions(people_df: DataFrame, spec: WorldSpec) -> DataFrame:
     sess = sess.withColumns({
         "channel": channel, "owner": owner, "start_epoch": start, "login": login,
         "n_views": 1 + poisson(u["views"], F.lit(2.5), 8), "qa_traffic": u["qa"] < 0.004,
+        "abandons_cart": u["abandon"] < F.when(F.col("kind") == "research", RESEARCH_CART_SHARE)
+        .when(F.col("kind") == "browse", BROWSE_CART_SHARE).otherwise(0.0),
     })
     # Cookie churn: a browser (owner + web) gets a new cookie after COOKIE_TTL_DAYS without a visit, or at random
     # when the user clears cookies. The browser is the owner's, so both members of a household share its cookie.
@@ -276,7 +294,8 @@ def order_id(seed: int) -> Column:
 def events(sessions_df: DataFrame, spec: WorldSpec) -> DataFrame:
     """One row per event of a session: landing page, login, newsletter signup, product views, cart, order.
 
-    Slots: 0 landing, 1 login, 2 signup, 3..2+n_views product views, then add-to-cart and order for purchases.
+    Slots: 0 landing, 1 login, 2 signup, 3..2+n_views product views, then add-to-cart and order for purchases
+    (add-to-cart alone for the sessions that abandon their cart).
     """
     s = spec.seed
     slot = F.col("slot")
@@ -284,7 +303,7 @@ def events(sessions_df: DataFrame, spec: WorldSpec) -> DataFrame:
     buying = F.col("kind") == "purchase"
     kind = (F.when(slot == 0, "landing").when(slot == 1, F.when(F.col("login"), "login"))
             .when(slot == 2, F.when(F.col("kind") == "signup", "signup"))
-            .when(slot <= n + 2, "view").when(slot == n + 3, F.when(buying, "cart"))
+            .when(slot <= n + 2, "view").when(slot == n + 3, F.when(buying | F.col("abandons_cart"), "cart"))
             .when(slot == n + 4, F.when(buying, "order")))
     ev = sessions_df.select("*", F.explode(F.sequence(F.lit(0), n + 4)).alias("slot"))
     ev = ev.withColumn("event_kind", kind).where(F.col("event_kind").isNotNull())

@@ -25,12 +25,17 @@ def predicted_type(values: Column) -> Column:
     return out
 
 
-def key_stats(raw: DataFrame, source: Source, seen_at: Column) -> DataFrame:
+TYPE_SAMPLE_ROWS = 50_000
+
+
+def key_stats(raw: DataFrame, source: Source, seen_at: Column, rows: int | None = None) -> DataFrame:
     """One row per incoming key of this batch, in `bronze.raw_keys` shape (sketch per batch).
 
-    Every key is aggregated side by side in one pass (count, HLL sketch, type checks per column) rather than
-    exploding the batch into (key, value) rows, which multiplied the rows by the number of keys and shuffled them.
-    Keys without a non-null value in the batch are left out.
+    Every key is aggregated side by side in one pass (count, HLL sketch) rather than exploding the batch into
+    (key, value) rows, which multiplied the rows by the number of keys and shuffled them. Keys without a non-null
+    value in the batch are left out. The predicted type needs four regular expressions per value; for a batch of
+    known size `rows` above `TYPE_SAMPLE_ROWS` it is checked on a seeded random sample of about that many rows
+    (measured: the type checks cost more than counting and sketching together).
     """
     keys = [f for f in raw.schema.fields if not f.name.startswith("_")]
     if not keys:
@@ -38,16 +43,21 @@ def key_stats(raw: DataFrame, source: Source, seen_at: Column) -> DataFrame:
     mapped = {v for v in source.mapping.values()} | {e.column for e in source.consent.purposes.values()}
     if source.timestamp:
         mapped.add(source.timestamp.field)
-    aggs: list[Column] = []
-    per_key: list[Column] = []
-    for i, f in enumerate(keys):
-        value = F.col(f"`{f.name}`").cast("string")
-        aggs += [F.count(value).alias(f"n{i}"), F.hll_sketch_agg(value).alias(f"h{i}"), predicted_type(value).alias(f"t{i}")]
-        native = f.dataType.simpleString()
-        ptype = F.col(f"t{i}") if native == "string" else F.lit(native)
-        per_key.append(F.struct(F.lit(f.name).alias("key"), F.col(f"n{i}").alias("times_seen"),
-                                F.col(f"h{i}").alias("distinct_sketch"), ptype.alias("predicted_type")))
-    stacked = raw.agg(*aggs).select(F.explode(F.array(*per_key)).alias("k")).select("k.*").where(F.col("times_seen") > 0)
+    value = {f.name: F.col(f"`{f.name}`").cast("string") for f in keys}
+    texts = [i for i, f in enumerate(keys) if f.dataType.simpleString() == "string"]
+    types = [predicted_type(value[keys[i].name]).alias(f"t{i}") for i in texts]
+    counts = [c for i, f in enumerate(keys)
+              for c in (F.count(value[f.name]).alias(f"n{i}"), F.hll_sketch_agg(value[f.name]).alias(f"h{i}"))]
+    if rows is not None and rows > TYPE_SAMPLE_ROWS and types:
+        sample = raw.sample(fraction=TYPE_SAMPLE_ROWS / rows, seed=17)
+        totals = raw.agg(*counts).crossJoin(sample.agg(*types))
+    else:
+        totals = raw.agg(*counts, *types)
+    per_key = [F.struct(F.lit(f.name).alias("key"), F.col(f"n{i}").alias("times_seen"),
+                        F.col(f"h{i}").alias("distinct_sketch"),
+                        (F.col(f"t{i}") if i in texts else F.lit(f.dataType.simpleString())).alias("predicted_type"))
+               for i, f in enumerate(keys)]
+    stacked = totals.select(F.explode(F.array(*per_key)).alias("k")).select("k.*").where(F.col("times_seen") > 0)
     return stacked.select(
         F.lit(source.name).alias("source"), "key", "predicted_type",
         seen_at.alias("first_seen"), seen_at.alias("last_seen"), F.col("times_seen").cast("long"),

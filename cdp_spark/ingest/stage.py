@@ -23,6 +23,7 @@ from cdp_spark.ingest.sources import Source
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES, PROFILE_RECORDS, QUARANTINE, RAW_KEYS, SNAPSHOT_STATE
 from cdp_spark.lake import Txn
 from cdp_spark.pipeline import StageResult
+from cdp_spark.privacy.tombstones import suppression
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -75,7 +76,7 @@ def _batch_id(source: Source, actions: list[FileAction], extra: str = "") -> str
 def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source: Source, as_of: dt.date) -> dict[str, Any]:
     """Ingest one source's new data; idempotent (Txn tokens derived from the batch's files)."""
     paths = template_paths(config)
-    stats: dict[str, Any] = {"read": 0, "accepted": 0, "quarantined": 0, "warned": {}, "written": {},
+    stats: dict[str, Any] = {"read": 0, "accepted": 0, "quarantined": 0, "suppressed": 0, "warned": {}, "written": {},
                              "files_ingested": 0, "files_skipped": 0, "files_rejected": 0, "files_missing": 0,
                              "files_superseded": 0, "empty_files": 0}
     known = _known_files(lake, source.name)
@@ -127,7 +128,7 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
     if ledger_rows:
         frame = spark.createDataFrame(ledger_rows, INGESTED_FILES.schema)
         lake.append(INGESTED_FILES.name, frame, txn=txn)
-    stats["reconciled"] = stats["read"] == stats["accepted"] + stats["quarantined"]
+    stats["reconciled"] = stats["read"] == stats["accepted"] + stats["quarantined"] + stats.get("suppressed", 0)
     return stats
 
 
@@ -140,24 +141,30 @@ def lake_version(lake: "Lake", path: str) -> int:
 def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, paths, stats):  # type: ignore[no-untyped-def]
     """Run one raw batch through the chain and write bronze: shared by batch files and streaming micro-batches.
 
-    Fills ``stats`` (read/accepted/quarantined/warned) and returns (rows written per table, per-file counts).
+    Fills ``stats`` (read/accepted/quarantined/suppressed/warned) and returns (rows written per table, per-file counts).
     Every write carries ``txn``, so a replayed batch writes nothing twice.
     """
     checked = chain.prepare(spark, raw, source, config.catalogue, config.routes, paths=paths)
+    # Privacy: a record carrying an erased (tombstoned) identifier is only counted as suppressed, never written.
+    hit = suppression(spark, config, lake, chain.identifiers_column(checked, config.catalogue))
+    checked = checked.withColumn("_suppressed", hit if hit is not None else F.lit(False))
     checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         names = [e.name for e in source.expectations if e.action in ("warn", "fail")]
         # One pass counts everything: per-file reconciliation, expectation hits and the rows of every output, so
         # the writes below need no count of their own.
-        ok = F.size("_reasons") == 0
+        live = ~F.col("_suppressed")
+        ok = (F.size("_reasons") == 0) & live
         outputs = chain.output_flags(checked, source, config.catalogue)
         flagged = F.concat("_warnings", "_fatal")
         rows = checked.groupBy("_file").agg(
-            F.count(F.lit(1)).alias("n"), F.count(F.when(ok, 1)).alias("acc"),
+            F.count(F.lit(1)).alias("n"), F.count(F.when(ok, 1)).alias("acc"), F.count(F.when(~live, 1)).alias("sup"),
             *[F.count(F.when(ok & flag, 1)).alias(f"out_{table}") for table, flag in outputs.items()],
-            *[F.count(F.when(F.array_contains(flagged, n), 1)).alias(f"c{i}") for i, n in enumerate(names)],
+            *[F.count(F.when(live & F.array_contains(flagged, n), 1)).alias(f"c{i}") for i, n in enumerate(names)],
         ).collect()
-        per_file = {r["_file"]: (int(r["n"]), int(r["acc"]), int(r["n"] - r["acc"])) for r in rows}
+        # (read, accepted, quarantined): the ledger's rows_read - rows_accepted - rows_quarantined is the suppressed.
+        per_file = {r["_file"]: (int(r["n"]), int(r["acc"]), int(r["n"] - r["acc"] - r["sup"])) for r in rows}
+        stats["suppressed"] = sum(int(r["sup"]) for r in rows)
         by_name = {n: sum(int(r[f"c{i}"]) for r in rows) for i, n in enumerate(names)}
         out_rows = {t: sum(int(r[f"out_{t}"]) for r in rows) for t in outputs}
         fatal = {e.name: by_name[e.name] for e in source.expectations if e.action == "fail" and by_name.get(e.name)}
@@ -169,22 +176,22 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
         stats["read"] = sum(v[0] for v in per_file.values())
         stats["accepted"] = sum(v[1] for v in per_file.values())
         stats["quarantined"] = sum(v[2] for v in per_file.values())
-        accepted, quarantined = chain.split(checked)
+        accepted, quarantined = chain.split(checked.where(live))
         written: dict[str, int] = {}
         if source.role in ("events", "both"):
             events = chain.to_events(accepted, source, config.catalogue, run_id, received_at)
             written[EVENTS.name] = _append(lake, EVENTS.name, events, txn, out_rows[EVENTS.name])
         if source.role in ("profiles", "both"):
             if source.load_mode == "snapshot":
-                written[PROFILE_RECORDS.name] = _snapshot_changes(spark, lake, source, config, checked, accepted, txn,
-                                                                  run_id, received_at, stats)
+                written[PROFILE_RECORDS.name] = _snapshot_changes(spark, lake, source, config, checked.where(live),
+                                                                  accepted, txn, run_id, received_at, stats)
             else:
                 records = chain.to_profile_records(accepted, source, config.catalogue, run_id, received_at)
                 written[PROFILE_RECORDS.name] = _append(lake, PROFILE_RECORDS.name, records, txn,
                                                         out_rows[PROFILE_RECORDS.name])
         written[QUARANTINE.name] = _append(lake, QUARANTINE.name, chain.to_quarantine(quarantined, source, run_id, received_at),
                                            txn, stats["quarantined"])
-        _update_keys(lake, source, raw, txn, received_at)
+        _update_keys(lake, source, raw, txn, received_at, stats["read"])
         return written, per_file
     finally:
         checked.unpersist()
@@ -203,13 +210,13 @@ def _append(lake: "Lake", name: str, df: DataFrame, txn: Txn, rows: int | None =
         df.unpersist()
 
 
-def _update_keys(lake: "Lake", source: Source, raw: DataFrame, txn: Txn, seen_at: Any) -> None:
+def _update_keys(lake: "Lake", source: Source, raw: DataFrame, txn: Txn, seen_at: Any, rows: int | None = None) -> None:
     from cdp_spark.ingest.enrichers import flatten
     from cdp_spark.ingest.sources import Flatten
 
     # Keys are leaf fields: nested records are flattened as the source's flatten enricher does (default 3 levels).
     depth = next((e.depth for e in source.enrichers if isinstance(e, Flatten)), 3)
-    batch = keystats.key_stats(flatten(raw, depth), source, seen_at)
+    batch = keystats.key_stats(flatten(raw, depth), source, seen_at, rows)
     if "key" not in batch.columns:
         return
     if lake.exists(RAW_KEYS.name):

@@ -114,6 +114,11 @@ class PropensitySettings(Strict):
     purchase_days: PositiveInt = Field(30, description="N: purchase propensity window")
     churn_days: PositiveInt = Field(60, description="M: a customer churns when they do not buy in M days")
     holdout_share: float = Field(0.25, gt=0.0, lt=0.9, description="profiles (by hash) kept out for the AUC")
+    snapshots: PositiveInt = Field(
+        4, le=52, description="training snapshots: cutoffs as_of - N days, as_of - 2N days, ... (label windows "
+        "of N days each, so small shops get more training rows)")
+    regularisation_c: PositiveFloat = Field(
+        0.1, description="logistic: inverse L2 strength (sklearn's C; smaller = stronger regularisation)")
     model: Literal["logistic", "gradient_boosting"] = Field(
         "logistic", description="logistic regression on log-scaled features, or histogram gradient boosting")
     max_train_rows: PositiveInt = Field(500_000, description="train on a deterministic hash sample above this size")

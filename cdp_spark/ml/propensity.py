@@ -1,35 +1,42 @@
 """Propensity models: P(purchase in the next N days) and P(churn = no purchase in the next M days).
 
-Point-in-time features, no leakage (:func:`features_at`)
---------------------------------------------------------
-Features are computed from events strictly up to a cutoff instant: activity counts over 7/30 days and in
-total, views, carts and purchases, days since the first/last event and the last purchase, distinct
-categories, the RFM measures (recency, frequency, monetary) and, when the profile view exists, static traits
-(age, days since signup, only when signup precedes the cutoff). The profile table's calculated attributes are
-not used as such: they hold today's values, which would leak the label; the same aggregates are recomputed
-here as of the cutoff instead.
+Point-in-time features, no leakage (:func:`features_at`, :func:`features_at_cutoffs`)
+------------------------------------------------------------------------------------
+Features are computed from events strictly before a cutoff instant, in one aggregation over the events:
+
+- activity: events and active days in the last 7/30/90 days; distinct categories in 30 days;
+- funnel counts: product views, add-to-carts and purchases (distinct orders) in the last 7/30/90 days;
+- recency: days since the first and the last event, the last view, the last add-to-cart and the last
+  purchase (``rfm_recency_days``); "never" (or before the 365-day look-back) reads as 365 days;
+- RFM: purchase frequency and monetary value over the whole history;
+- when the profile view exists, static traits (age, days since signup, only when signup precedes the cutoff).
+
+The profile table's calculated attributes are not used as such: they hold today's values, which would leak
+the label; the same aggregates are recomputed here as of each cutoff instead.
 
 Training (:func:`training_frame`, :func:`train_classifier`)
 -----------------------------------------------------------
-Cutoff = end of (as_of - N days). Features at the cutoff, label from the N days after it (purchase: any
-purchase; churn: none, among customers who had bought before the cutoff). Profiles are split by a hash of
-their id into train and holdout; the holdout gives AUC, Brier score and a calibration curve. The model is a
-scikit-learn pipeline (:func:`make_estimator`): a regularised logistic regression on log-scaled features by
-default, or HistGradientBoostingClassifier for large data.
+Snapshots: cutoff_i = end of (as_of - (i + 1) * N days) for i = 0 .. snapshots - 1. Each snapshot has the
+features at its cutoff and the label from the N days after it (purchase: any purchase; churn: none, among
+customers who had bought before the cutoff), so label windows tile the recent past without overlapping and a
+small shop still gets several hundred training rows. Profiles are split by a hash of their id into train and
+holdout (all snapshots of a profile on the same side); the holdout gives AUC, Brier score and a calibration
+curve. The model is a scikit-learn pipeline (:func:`make_estimator`): an L2-regularised logistic regression
+on log-scaled features by default, or HistGradientBoostingClassifier for large data.
 
 Scoring (:func:`score_distributed`) runs the fitted model on features at as_of in ``mapInPandas``.
 
 Example:
-    >>> frame = training_frame(events, date(2026, 11, 1), kind="purchase", days=7)     # doctest: +SKIP
-    >>> result = train_classifier(summary_to_pandas(frame))                              # doctest: +SKIP
-    >>> round(result.metrics["auc"], 2)                                                   # doctest: +SKIP
+    >>> frame = training_frame(events, date(2026, 11, 1), kind="purchase", days=7, snapshots=4)  # doctest: +SKIP
+    >>> result = train_classifier(frame.toPandas(), EVENT_FEATURES)                              # doctest: +SKIP
+    >>> round(result.metrics["auc"], 2)                                                           # doctest: +SKIP
     0.78
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,53 +46,88 @@ from pyspark.sql import types as T
 
 from cdp_spark.ml.rfm import as_of_cutoff
 
+WINDOWS = (7, 30, 90)
+RECENCY_CAP_DAYS = 365.0  # "never" or longer ago than the look-back
 EVENT_FEATURES = [
-    "events_total", "events_7d", "events_30d", "active_days_30d", "views_7d", "views_30d", "carts_30d",
-    "purchases_30d", "categories_30d", "days_since_first_event", "days_since_last_event",
-    "rfm_recency_days", "rfm_frequency", "rfm_monetary",
+    *(f"events_{w}d" for w in WINDOWS), "active_days_7d", "active_days_30d", "active_days_90d",
+    *(f"views_{w}d" for w in WINDOWS), *(f"carts_{w}d" for w in WINDOWS), *(f"purchases_{w}d" for w in WINDOWS),
+    "categories_30d", "days_since_first_event", "days_since_last_event", "days_since_last_view",
+    "days_since_last_cart", "rfm_recency_days", "rfm_frequency", "rfm_monetary",
 ]
 TRAIT_FEATURES = ["age_years", "days_since_signup"]
 _DAY = 86_400.0
 
 
-def _days_before(cutoff: datetime, ts: Column) -> Column:
-    return (F.lit(cutoff.timestamp()) - F.unix_micros(ts) / F.lit(1e6)) / F.lit(_DAY)
+def features_at_cutoffs(events: DataFrame, cutoffs: Sequence[datetime],
+                        value_field: str = "revenue_reporting") -> DataFrame:
+    """(profile_id, cutoff timestamp, :data:`EVENT_FEATURES`) for every cutoff, in one pass over ``events``.
+
+    ``events`` are profile events with ``event_type`` (purchase/cart/view or null for other events). Each event
+    is paired with the cutoffs it precedes, then one ``groupBy(profile_id, cutoff)`` computes every feature, so
+    several training snapshots cost one scan. A profile appears at a cutoff when it has an event before it.
+
+    Example:
+        >>> features_at_cutoffs(typed, [datetime(2026, 10, 18, tzinfo=timezone.utc),
+        ...                             datetime(2026, 10, 25, tzinfo=timezone.utc)]).count()   # doctest: +SKIP
+    """
+    if not cutoffs:
+        raise ValueError("features_at_cutoffs needs at least one cutoff")
+    cut_array = F.array(*[F.lit(c).cast("timestamp") for c in sorted(set(cutoffs))])
+    paired = (events.select("*", F.explode(cut_array).alias("cutoff"))
+              .where(F.col("event_time") < F.col("cutoff")))
+    age = (F.unix_micros(F.col("cutoff")) - F.unix_micros(F.col("event_time"))) / F.lit(1e6 * _DAY)
+    kind = F.col("event_type")
+    value = F.col(value_field).cast("double") if value_field in events.columns else F.lit(None).cast("double")
+    order = F.coalesce(F.col("order_id"), F.col("event_id")) if "order_id" in events.columns else F.col("event_id")
+    is_purchase = kind == "purchase"
+    category = F.col("category") if "category" in events.columns else F.lit(None).cast("string")
+    within = {w: age <= w for w in WINDOWS}
+    aggs: list[Column] = []
+    for w in WINDOWS:
+        aggs += [F.count(F.when(within[w], 1)).alias(f"events_{w}d"),
+                 F.countDistinct(F.when(within[w], F.col("event_date"))).alias(f"active_days_{w}d"),
+                 F.count(F.when(within[w] & (kind == "view"), 1)).alias(f"views_{w}d"),
+                 F.count(F.when(within[w] & (kind == "cart"), 1)).alias(f"carts_{w}d"),
+                 F.countDistinct(F.when(within[w] & is_purchase, order)).alias(f"purchases_{w}d")]
+    cap = F.lit(RECENCY_CAP_DAYS)
+
+    def recency(cond: Column) -> Column:
+        return F.least(F.coalesce(F.min(F.when(cond, age)), cap), cap)
+
+    aggs += [
+        F.countDistinct(F.when(within[30], category)).alias("categories_30d"),
+        F.max(age).alias("days_since_first_event"),
+        recency(F.lit(True)).alias("days_since_last_event"),
+        recency(kind == "view").alias("days_since_last_view"),
+        recency(kind == "cart").alias("days_since_last_cart"),
+        recency(is_purchase).alias("rfm_recency_days"),
+        F.countDistinct(F.when(is_purchase, order)).alias("rfm_frequency"),
+        F.coalesce(F.sum(F.when(is_purchase, F.coalesce(value, F.lit(0.0)))), F.lit(0.0)).alias("rfm_monetary"),
+    ]
+    agg = paired.groupBy("profile_id", "cutoff").agg(*aggs)
+    return agg.select("profile_id", "cutoff", *(F.col(c).cast("double").alias(c) for c in EVENT_FEATURES))
 
 
 def features_at(events: DataFrame, cutoff: datetime, value_field: str = "revenue_reporting") -> DataFrame:
     """One row per profile with any event before ``cutoff``: profile_id + :data:`EVENT_FEATURES`.
 
-    ``events`` are profile events with ``event_type`` (purchase/cart/view or null for other events);
-    only events strictly before ``cutoff`` are read.
-
     Example:
         >>> features_at(typed, datetime(2026, 10, 25, tzinfo=timezone.utc)).show(3)   # doctest: +SKIP
     """
-    past = events.where(F.col("event_time") < F.lit(cutoff))
-    age = _days_before(cutoff, F.col("event_time"))
-    kind = F.col("event_type")
-    in7, in30 = age <= 7, age <= 30
-    value = F.col(value_field).cast("double") if value_field in events.columns else F.lit(None).cast("double")
-    order = F.coalesce(F.col("order_id"), F.col("event_id")) if "order_id" in events.columns else F.col("event_id")
-    is_purchase = kind == "purchase"
-    category = F.col("category") if "category" in events.columns else F.lit(None).cast("string")
-    agg = past.groupBy("profile_id").agg(
-        F.count(F.lit(1)).alias("events_total"),
-        F.count(F.when(in7, 1)).alias("events_7d"),
-        F.count(F.when(in30, 1)).alias("events_30d"),
-        F.countDistinct(F.when(in30, F.col("event_date"))).alias("active_days_30d"),
-        F.count(F.when(in7 & (kind == "view"), 1)).alias("views_7d"),
-        F.count(F.when(in30 & (kind == "view"), 1)).alias("views_30d"),
-        F.count(F.when(in30 & (kind == "cart"), 1)).alias("carts_30d"),
-        F.countDistinct(F.when(in30 & is_purchase, order)).alias("purchases_30d"),
-        F.countDistinct(F.when(in30, category)).alias("categories_30d"),
-        F.max(age).alias("days_since_first_event"),
-        F.min(age).alias("days_since_last_event"),
-        F.min(F.when(is_purchase, age)).alias("rfm_recency_days"),
-        F.countDistinct(F.when(is_purchase, order)).alias("rfm_frequency"),
-        F.sum(F.when(is_purchase, F.coalesce(value, F.lit(0.0)))).alias("rfm_monetary"),
-    )
-    return agg.select("profile_id", *(F.col(c).cast("double").alias(c) for c in EVENT_FEATURES))
+    return features_at_cutoffs(events, [cutoff], value_field).drop("cutoff")
+
+
+def _trait_columns(traits: Column | None, fields: set[str], cut_day: Column) -> list[Column]:
+    age = (F.months_between(cut_day, traits["birth_date"]) / 12.0) if traits is not None and "birth_date" in fields \
+        else F.lit(None)
+    signup = F.datediff(cut_day, traits["signup_date"]) if traits is not None and "signup_date" in fields \
+        else F.lit(None)
+    return [age.cast("double").alias("age_years"),
+            F.when(signup >= 0, signup).cast("double").alias("days_since_signup")]
+
+
+def _trait_fields(profiles: DataFrame) -> set[str]:
+    return set(profiles.schema["traits"].dataType.fieldNames()) if "traits" in profiles.columns else set()
 
 
 def trait_features(profiles: DataFrame, cutoff: datetime) -> DataFrame:
@@ -93,12 +135,9 @@ def trait_features(profiles: DataFrame, cutoff: datetime) -> DataFrame:
 
     Missing trait fields give nulls; a signup after the cutoff is unknown at the cutoff (null).
     """
-    fields = set(profiles.schema["traits"].dataType.fieldNames()) if "traits" in profiles.columns else set()
-    cut_day = F.lit(cutoff.date())
-    age = (F.months_between(cut_day, F.col("traits.birth_date")) / 12.0) if "birth_date" in fields else F.lit(None)
-    signup = F.datediff(cut_day, F.col("traits.signup_date")) if "signup_date" in fields else F.lit(None)
-    return profiles.select("profile_id", age.cast("double").alias("age_years"),
-                           F.when(signup >= 0, signup).cast("double").alias("days_since_signup"))
+    fields = _trait_fields(profiles)
+    traits = F.col("traits") if fields else None
+    return profiles.select("profile_id", *_trait_columns(traits, fields, F.lit(cutoff.date())))
 
 
 def buyers_after(events: DataFrame, cutoff: datetime, days: int) -> DataFrame:
@@ -107,30 +146,55 @@ def buyers_after(events: DataFrame, cutoff: datetime, days: int) -> DataFrame:
     Example:
         >>> buyers_after(typed, cutoff, 7).count()   # doctest: +SKIP
     """
-    end = cutoff + timedelta(days=days)
-    return (events.where((F.col("event_type") == "purchase") & (F.col("event_time") >= F.lit(cutoff))
-                         & (F.col("event_time") < F.lit(end)))
-            .select("profile_id").distinct().withColumn("_bought", F.lit(1)))
+    return buyers_after_cutoffs(events, [cutoff], days).drop("cutoff")
+
+
+def buyers_after_cutoffs(events: DataFrame, cutoffs: Sequence[datetime], days: int) -> DataFrame:
+    """(profile_id, cutoff, _bought = 1) for each cutoff's buyers in [cutoff, cutoff + days), in one pass."""
+    cut_array = F.array(*[F.lit(c).cast("timestamp") for c in sorted(set(cutoffs))])
+    bought = (events.where(F.col("event_type") == "purchase").select("profile_id", "event_time")
+              .select("*", F.explode(cut_array).alias("cutoff")))
+    end = F.col("cutoff") + F.make_interval(days=F.lit(days))
+    return (bought.where((F.col("event_time") >= F.col("cutoff")) & (F.col("event_time") < end))
+            .select("profile_id", "cutoff").distinct().withColumn("_bought", F.lit(1)))
+
+
+def snapshot_cutoffs(as_of: date, days: int, snapshots: int = 1) -> list[datetime]:
+    """Training cutoffs: the ends of as_of - days, as_of - 2 days, ... (``snapshots`` of them, latest first).
+
+    Example:
+        >>> [c.date().isoformat() for c in snapshot_cutoffs(date(2026, 11, 1), 7, 3)]
+        ['2026-10-26', '2026-10-19', '2026-10-12']
+    """
+    if snapshots < 1:
+        raise ValueError("snapshots must be at least 1")
+    return [as_of_cutoff(as_of - timedelta(days=days * (i + 1)))[0] for i in range(snapshots)]
 
 
 def training_frame(events: DataFrame, as_of: date, *, kind: Literal["purchase", "churn"], days: int,
-                   value_field: str = "revenue_reporting", traits: DataFrame | None = None) -> DataFrame:
-    """Features at cutoff = end of (as_of - days) and the label from the ``days`` after it.
+                   value_field: str = "revenue_reporting", traits: DataFrame | None = None,
+                   snapshots: int = 1) -> DataFrame:
+    """Features at each snapshot cutoff (see :func:`snapshot_cutoffs`) and the label from the ``days`` after it.
 
     purchase: every profile active before the cutoff, label 1 when it bought in the window.
     churn: customers who bought before the cutoff, label 1 when they did not buy in the window.
+    Columns: profile_id, cutoff, the features, label.
 
     Example:
         >>> training_frame(typed, date(2026, 11, 1), kind="churn", days=14).groupBy("label").count()  # doctest: +SKIP
     """
-    cutoff, _ = as_of_cutoff(as_of - timedelta(days=days))
-    feats = features_at(events, cutoff, value_field)
+    cutoffs = snapshot_cutoffs(as_of, days, snapshots)
+    feats = features_at_cutoffs(events, cutoffs, value_field)
     if traits is not None:
-        feats = feats.join(trait_features(traits, cutoff), "profile_id", "left")
+        fields = _trait_fields(traits)
+        cols = ["profile_id", "traits"] if fields else ["profile_id"]
+        joined = feats.join(traits.select(*cols), "profile_id", "left")
+        feats = joined.select(*feats.columns, *_trait_columns(F.col("traits") if fields else None, fields,
+                                                              F.to_date(F.col("cutoff"))))
     if kind == "churn":
         feats = feats.where(F.col("rfm_frequency") > 0)
-    bought = buyers_after(events, cutoff, days)
-    joined = feats.join(bought, "profile_id", "left")
+    bought = buyers_after_cutoffs(events, cutoffs, days)
+    joined = feats.join(bought, ["profile_id", "cutoff"], "left")
     label = F.col("_bought").isNotNull() if kind == "purchase" else F.col("_bought").isNull()
     return joined.withColumn("label", label.cast("int")).drop("_bought")
 
@@ -163,12 +227,13 @@ class TrainResult:
 
 
 def make_estimator(model: str = "logistic", *, max_iter: int = 200, learning_rate: float = 0.05,
-                   max_leaf_nodes: int = 15, random_state: int = 0) -> Any:
+                   max_leaf_nodes: int = 15, random_state: int = 0, c: float = 0.1) -> Any:
     """The scikit-learn classifier: ``logistic`` or ``gradient_boosting``.
 
     ``logistic``: log1p of the (non-negative, skewed) counts, median imputation with missing-value
-    indicators, standardisation and an L2 logistic regression; robust on a few hundred customers and well
-    calibrated. ``gradient_boosting``: HistGradientBoostingClassifier, for large data with interactions.
+    indicators (traits), standardisation and an L2 logistic regression with inverse strength ``c`` (the
+    count windows are strongly correlated, so a firm penalty keeps the weights stable); robust on a few
+    hundred customers and well calibrated. ``gradient_boosting``: HistGradientBoostingClassifier, for large data with interactions.
 
     Example:
         >>> type(make_estimator("logistic")).__name__
@@ -188,7 +253,7 @@ def make_estimator(model: str = "logistic", *, max_iter: int = 200, learning_rat
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     return make_pipeline(FunctionTransformer(_signed_log1p), SimpleImputer(strategy="median", add_indicator=True),
-                         StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+                         StandardScaler(), LogisticRegression(C=c, max_iter=1000))
 
 
 def _signed_log1p(X: Any) -> Any:
@@ -196,8 +261,11 @@ def _signed_log1p(X: Any) -> Any:
 
 
 def train_classifier(pdf: pd.DataFrame, features: list[str], *, model: str = "logistic", max_iter: int = 200,
-                     learning_rate: float = 0.05, max_leaf_nodes: int = 15, random_state: int = 0) -> TrainResult:
+                     learning_rate: float = 0.05, max_leaf_nodes: int = 15, random_state: int = 0,
+                     c: float = 0.1) -> TrainResult:
     """Fit on rows with ``holdout`` False, evaluate on the others (AUC, Brier, log loss, calibration curve).
+
+    With a ``cutoff`` column (several snapshots), ``auc_latest_cutoff`` is the AUC of the latest snapshot alone.
 
     Example:
         >>> train_classifier(pdf, EVENT_FEATURES).metrics["auc"]   # doctest: +SKIP
@@ -210,7 +278,7 @@ def train_classifier(pdf: pd.DataFrame, features: list[str], *, model: str = "lo
         if part["label"].nunique() < 2:
             raise ValueError(f"the {name} set has a single label class")
     est = make_estimator(model, max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
-                         random_state=random_state)
+                         random_state=random_state, c=c)
     est.fit(train[features].astype(float), train["label"].astype(int))
     p = est.predict_proba(test[features].astype(float))[:, 1]
     y = test["label"].astype(int).to_numpy()
@@ -218,9 +286,14 @@ def train_classifier(pdf: pd.DataFrame, features: list[str], *, model: str = "lo
     metrics = {"auc": float(roc_auc_score(y, p)), "brier": float(brier_score_loss(y, p)),
                "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6))),
                "base_rate_holdout": float(y.mean())}
+    if "cutoff" in test.columns and test["cutoff"].nunique() > 1:
+        latest = (test["cutoff"] == test["cutoff"].max()).to_numpy()
+        if len(np.unique(y[latest])) == 2:
+            metrics["auc_latest_cutoff"] = float(roc_auc_score(y[latest], p[latest]))
     summary = {"rows_train": int(len(train)), "rows_holdout": int(len(test)),
                "positives_train": int(train["label"].sum()), "positives_holdout": int(y.sum()),
-               "features": features}
+               "features": features,
+               "cutoffs": sorted({str(t) for t in pdf["cutoff"]}) if "cutoff" in pdf.columns else []}
     return TrainResult(est, features, metrics, (prob_true, prob_pred), summary)
 
 

@@ -138,7 +138,7 @@ def compute(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.da
             clock.lap(f"propensity_{kind}")
         affinities_df = _affinities(cfg, typed, as_of, counts, models)
         clock.lap("affinity")
-        recs_df = _recommendations(cfg, typed, as_of, counts, models)
+        recs_df = _recommendations(cfg, typed, as_of, counts, models, client, prefix)
         clock.lap("als")
 
     if rfm_df is not None:
@@ -354,7 +354,8 @@ def _propensity(cfg: ScoresConfig, typed: DataFrame, traits: DataFrame | None, a
     if n_purchases < p.min_events:
         models[key] = _skip(f"{key}: {n_purchases} purchases, below scores.propensity.min_events={p.min_events}")
         return None
-    frame = propensity.training_frame(typed, as_of, kind=kind, days=days, value_field=cfg.value_field, traits=traits)
+    frame = propensity.training_frame(typed, as_of, kind=kind, days=days, value_field=cfg.value_field, traits=traits,
+                                      snapshots=p.snapshots)
     frame = frame.withColumn("holdout", propensity.holdout_flag(p.holdout_share))
     pdf = propensity.to_pandas_bounded(frame, p.max_train_rows)
     features = [f for f in [*propensity.EVENT_FEATURES, *propensity.TRAIT_FEATURES] if f in pdf.columns
@@ -369,14 +370,15 @@ def _propensity(cfg: ScoresConfig, typed: DataFrame, traits: DataFrame | None, a
             return None
     result = propensity.train_classifier(pdf, features, model=p.model, max_iter=p.max_iter,
                                          learning_rate=p.learning_rate,
-                                         max_leaf_nodes=p.max_leaf_nodes)
+                                         max_leaf_nodes=p.max_leaf_nodes, c=p.regularisation_c)
     name = f"{prefix}{key}"
     model = tracking.ClassifierModel(result.estimator, features)
     with mlflow.start_run(run_name=f"{key}-{as_of}") as run:
         mlflow.log_params({"kind": kind, "window_days": days, "cutoff": (as_of - dt.timedelta(days=days)).isoformat(),
                            "as_of": as_of.isoformat(), "model": p.model,
                            "max_iter": p.max_iter, "learning_rate": p.learning_rate,
-                           "max_leaf_nodes": p.max_leaf_nodes, "holdout_share": p.holdout_share})
+                           "max_leaf_nodes": p.max_leaf_nodes, "holdout_share": p.holdout_share,
+                           "snapshots": p.snapshots, "regularisation_c": p.regularisation_c})
         mlflow.log_metrics(result.metrics)
         mlflow.log_dict(result.summary, "dataset_summary.json")
         mlflow.log_figure(propensity.calibration_figure(result, f"{key} (holdout)"), "calibration_curve.png")
@@ -415,8 +417,16 @@ def _affinities(cfg: ScoresConfig, typed: DataFrame, as_of: dt.date, counts: dic
 
 
 def _recommendations(cfg: ScoresConfig, typed: DataFrame, as_of: dt.date, counts: dict,
-                     models: dict) -> DataFrame | None:
+                     models: dict, client: Any = None, prefix: str = "cdp_") -> DataFrame | None:
+    """ALS on all interactions up to as_of, evaluated on a time split and registered as ``<prefix>recommendations_als``.
+
+    The registered version is a JVM-free pyfunc (:class:`cdp_spark.ml.tracking.ALSRecommender`) judged by its
+    holdout precision@K. The recommendations table is written from this run's fit (a champion fitted on an
+    earlier day would not know today's profiles); the registration records whether it beat the champion.
+    """
     import mlflow
+
+    from cdp_spark.ml import tracking
 
     r = cfg.recommendations
     weights = {k: v for k, v in cfg.affinity.weights.items()}
@@ -431,12 +441,23 @@ def _recommendations(cfg: ScoresConfig, typed: DataFrame, as_of: dt.date, counts
     evaluation = aff.evaluate_als(typed, as_of, eval_days=r.eval_days, k=r.top_k, weights=weights, **params)
     fit = aff.fit_als(aff.interactions(typed, as_of, weights=weights), **params)
     recs = materialise(aff.recommend(fit, r.top_k))
-    with mlflow.start_run(run_name=f"als-{as_of}"):
-        mlflow.log_params({**params, "top_k": r.top_k, "eval_days": r.eval_days, "as_of": as_of.isoformat()})
+    registered = None
+    with mlflow.start_run(run_name=f"als-{as_of}") as run:
+        mlflow.log_params({**params, "top_k": r.top_k, "eval_days": r.eval_days, "as_of": as_of.isoformat(),
+                           "implicit_prefs": True, "weights": weights})
         mlflow.log_metrics({k: float(v) for k, v in evaluation.items() if isinstance(v, (int, float))})
-        mlflow.log_dict({"interaction_events": n, "users": fit.users.count(), "items": fit.items.count()},
-                        "dataset_summary.json")
-    models["als"] = {"status": "scored", **evaluation, "rows": recs.count()}
+        summary = {"interaction_events": n, "users": fit.users.count(), "items": fit.items.count()}
+        mlflow.log_dict(summary, "dataset_summary.json")
+        if client is not None:
+            model = tracking.ALSRecommender.from_fit(fit, r.top_k)
+            example = pd.DataFrame({"profile_id": model.user_ids[:5]})
+            info = tracking.log_pyfunc(model, example, name="als")
+            precision = float(evaluation.get("precision_at_k", float("nan")))
+            registered = tracking.register_model(client, f"{prefix}recommendations_als", info.model_uri,
+                                                 tracking.Holdout("precision_at_k", precision), run.info.run_id)
+    models["als"] = {"status": "scored", **evaluation, "rows": recs.count(), **summary}
+    if registered is not None:
+        models["als"]["registered"] = registered.as_dict()
     return recs
 
 

@@ -213,15 +213,80 @@ class ClassifierModel(_pyfunc_base()):  # type: ignore[misc]
         return pd.DataFrame({"probability": self.predict_proba(model_input)})
 
 
+class ALSRecommender(_pyfunc_base()):  # type: ignore[misc]
+    """Pyfunc ALS recommender: ``profile_id`` -> top-k (profile_id, product_id, score, rank), no JVM needed.
+
+    Holds the fitted user and item factors of a Spark ML ``ALSModel`` with their ids; a score is the dot
+    product of the factors, as in ``ALSModel.recommendForAllUsers`` (products a profile already interacted
+    with are not excluded, as there). Unknown profiles get no rows (the cold-start "drop" strategy).
+
+    Example:
+        >>> m = ALSRecommender(["p1"], np.array([[1.0, 0.0]]), ["a", "b"], np.array([[0.25, 1.0], [0.5, 0.0]]), k=1)
+        >>> m.recommend(["p1", "nobody"]).to_dict("records")
+        [{'profile_id': 'p1', 'product_id': 'b', 'score': 0.5, 'rank': 1}]
+    """
+
+    _skip_type_hint_validation = True  # the signature comes from an example frame, not type hints
+
+    def __init__(self, user_ids: list[str], user_factors: np.ndarray, item_ids: list[str], item_factors: np.ndarray,
+                 k: int):
+        self.user_ids = [str(u) for u in user_ids]
+        self.user_factors = np.asarray(user_factors, dtype=np.float32)
+        self.item_ids = np.asarray([str(i) for i in item_ids], dtype=object)
+        self.item_factors = np.asarray(item_factors, dtype=np.float32)
+        self.k = int(k)
+        if self.user_factors.shape[0] != len(self.user_ids) or self.item_factors.shape[0] != len(self.item_ids):
+            raise ValueError("ALSRecommender: ids and factor rows differ in number")
+
+    @classmethod
+    def from_fit(cls, fit: Any, k: int) -> "ALSRecommender":
+        """Collect an :class:`cdp_spark.ml.affinity.AlsFit`'s factors and id maps (driver memory: users x rank)."""
+        from pyspark.sql import functions as F
+
+        users = (fit.model.userFactors.join(fit.users, F.col("id") == F.col("user"))
+                 .select("profile_id", "features").orderBy("profile_id").toPandas())
+        items = (fit.model.itemFactors.join(fit.items, F.col("id") == F.col("item"))
+                 .select("product_id", "features").orderBy("product_id").toPandas())
+        rank = fit.model.rank
+
+        def matrix(frame: pd.DataFrame) -> np.ndarray:
+            return np.vstack(frame["features"].to_numpy()) if len(frame) else np.zeros((0, rank), np.float32)
+
+        return cls(users["profile_id"].tolist(), matrix(users), items["product_id"].tolist(), matrix(items), k)
+
+    def recommend(self, profile_ids: Any, k: int | None = None) -> pd.DataFrame:
+        """Top-``k`` products per known profile, best first (ties: product id order)."""
+        k = min(int(k or self.k), len(self.item_ids))
+        index = {u: i for i, u in enumerate(self.user_ids)}
+        known = [str(p) for p in dict.fromkeys(profile_ids) if str(p) in index]
+        if not known or k == 0:
+            return pd.DataFrame({"profile_id": pd.Series([], dtype=object), "product_id": pd.Series([], dtype=object),
+                                 "score": pd.Series([], dtype=float), "rank": pd.Series([], dtype="int32")})
+        scores = self.user_factors[[index[p] for p in known]] @ self.item_factors.T
+        # Stable sort on -score keeps product-id order among ties (items are stored sorted by id).
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return pd.DataFrame({
+            "profile_id": np.repeat(np.asarray(known, dtype=object), k),
+            "product_id": self.item_ids[top].ravel(),
+            "score": np.take_along_axis(scores, top, axis=1).ravel().astype(float),
+            "rank": np.tile(np.arange(1, k + 1, dtype="int32"), len(known)),
+        })
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        return self.recommend(model_input["profile_id"])
+
+
 def log_pyfunc(model: Any, example: pd.DataFrame, name: str = "model") -> Any:
     """Log a pyfunc model with a signature inferred from ``example`` in the active run; returns ModelInfo."""
     import mlflow
     from mlflow.models import infer_signature
 
-    signature = infer_signature(example, model.predict(None, example))
     # Explicit requirements: MLflow's inference would re-import the model in a subprocess, slowly.
     reqs = [f"{pkg}=={_version(pkg)}" for pkg in ("mlflow", "numpy", "pandas", "scipy", "scikit-learn")]
     with warnings.catch_warnings():
+        # Integer outputs (ALS rank) never hold missing values, so MLflow's hint about them does not apply.
+        warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent missing values.*")
+        signature = infer_signature(example, model.predict(None, example))
         # No input example on purpose: the signature is given, and an example would be scored and stored too.
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         return mlflow.pyfunc.log_model(name=name, python_model=model, signature=signature, pip_requirements=reqs)
