@@ -45,7 +45,9 @@ def key_stats(raw: DataFrame, source: Source, seen_at: Column, rows: int | None 
         mapped.add(source.timestamp.field)
     value = {f.name: F.col(f"`{f.name}`").cast("string") for f in keys}
     texts = [i for i, f in enumerate(keys) if f.dataType.simpleString() == "string"]
-    types = [predicted_type(value[keys[i].name]).alias(f"t{i}") for i in texts]
+    # A key with no value in the sample has no evidence of a narrower type: "string" (not the vacuous "boolean").
+    types = [F.when(F.count(value[keys[i].name]) > 0, predicted_type(value[keys[i].name])).otherwise(F.lit("string"))
+             .alias(f"t{i}") for i in texts]
     counts = [c for i, f in enumerate(keys)
               for c in (F.count(value[f.name]).alias(f"n{i}"), F.hll_sketch_agg(value[f.name]).alias(f"h{i}"))]
     if rows is not None and rows > TYPE_SAMPLE_ROWS and types:
