@@ -34,6 +34,8 @@ def write_result(name: str, payload: dict[str, object]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": name, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "machine": machine_info(), **payload}
+    # Other work on the machine slows a benchmark down; the load average at the end says how quiet it was.
+    doc.setdefault("load_average_1_5_15", [round(x, 2) for x in os.getloadavg()])
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     print(json.dumps(doc, indent=2, default=str))

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cdp_spark.cli_common import ConfOption, JsonOption
 from cdp_spark.config import CdpConfig, ConfigError, load_config, load_config_with_sources
 from cdp_spark.lake import LakeError
 from cdp_spark.api.cli import api_app, sandbox_app
@@ -37,8 +38,6 @@ app.add_typer(config_app, name="config")
 out = Console()
 err = Console(stderr=True)
 
-ConfOption = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml")
-JsonOption = typer.Option(False, "--json", help="machine-readable JSON on stdout")
 
 
 @contextlib.contextmanager

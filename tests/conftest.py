@@ -4,25 +4,46 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cdp_spark.spark import build_session, capabilities, embedded_conf
+from tests.spark_settings import TEST_SQL_CONF, cli_keeps_test_settings
 
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    # local[1], one shuffle partition, AQE off: measured fastest for many tiny tests on 2 cores.
     conf = embedded_conf(
         cores=1,
         shuffle_partitions=1,
-        extra={"spark.sql.adaptive.enabled": "false", "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))},
+        extra={**TEST_SQL_CONF, "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))},
     )
     session = build_session("cdp-spark-tests", conf, str(tmp_path_factory.mktemp("checkpoints")))
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True)
+def _test_sql_conf_restored():
+    """Put the shared session back on the test settings after each test.
+
+    An in-process `cdp ...` call applies the CLI's embedded defaults to the shared session (see
+    tests/spark_settings.py); left there they made every later Spark test slower (tests/test_demo_generator.py with
+    AQE on and 4 shuffle partitions: 184 CPU seconds instead of 121).
+    """
+    yield
+    if "pyspark.sql" not in sys.modules:  # a pure-Python test: never import Spark for it
+        return
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        for key, value in TEST_SQL_CONF.items():
+            if active.conf.get(key, None) != value:
+                active.conf.set(key, value)
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +75,9 @@ class DemoLake:
 
     @contextlib.contextmanager
     def env(self):
-        """Point the shipped `conf/cdp.yaml` at this lake (its root comes from CDP_LAKE_ROOT)."""
-        with pytest.MonkeyPatch.context() as mp:
+        """Point the shipped `conf/cdp.yaml` at this lake (its root comes from CDP_LAKE_ROOT), and keep the shared
+        session on the test settings while the in-process CLI reuses it."""
+        with pytest.MonkeyPatch.context() as mp, cli_keeps_test_settings():
             mp.setenv("CDP_LAKE_ROOT", str(self.root))
             yield
 

@@ -111,6 +111,72 @@ def test_stream_maps_dedups_quarantines_and_replays_exactly_once(spark, env, mon
     assert (4, 2, 1) in counts
 
 
+def _stream_settings(config, **stream):
+    collector = config.collector.model_copy(update={"stream": config.collector.stream.model_copy(update=stream)})
+    return config.model_copy(update={"collector": collector})
+
+
+def test_key_stats_of_every_batch_reach_raw_keys_once_across_replays_and_restarts(spark, env, monkeypatch):
+    """Key stats stay pending between folds; a replayed batch, a failed fold and a crash after the fold's MERGE
+    never count a batch twice nor lose one."""
+    from cdp_spark.collect import stream as S
+    from cdp_spark.ingest import keystats
+
+    config, lake = env
+    # one landed file per micro-batch, and no fold before the stream stops
+    config = _stream_settings(config, max_files_per_trigger=1, key_stats_flush_seconds=3600)
+    pending = keystats.PendingKeyStats(spark, "web", S.checkpoint_path(config, "web") + "/key_stats", "unused")
+    post(config, [[track("m1"), track("m2", user="u2")]])
+    post(config, [[track("m3", user="u3")]])
+
+    def seen():
+        if not lake.exists("bronze.raw_keys"):
+            return {}
+        return {r.key: r.times_seen for r in lake.read("bronze.raw_keys").where(F.col("source") == "web").collect()}
+
+    # Run 1: batch 1 dies after its key stats were kept, and the fold at stop fails too: both batches stay pending.
+    real_record, real_fold = S.BatchWriter.record_files, keystats.fold
+
+    def die_in_batch_1(self, files, lines, per_file, txn, run_id):
+        if txn.version == 1:
+            raise RuntimeError("simulated crash before the checkpoint commit")
+        return real_record(self, files, lines, per_file, txn, run_id)
+
+    def broken_fold(*args, **kwargs):
+        raise RuntimeError("raw_keys unavailable")
+
+    monkeypatch.setattr(S.BatchWriter, "record_files", die_in_batch_1)
+    monkeypatch.setattr(keystats, "fold", broken_fold)
+    with pytest.raises(StreamError):
+        run_stream(spark, config, lake, available_now=True)
+    assert seen() == {} and pending.batch_ids() == [0, 1]
+
+    # Run 2: batch 1 is replayed (its pending stats replaced, not added); the fold merges, then dies before cleanup.
+    monkeypatch.setattr(S.BatchWriter, "record_files", real_record)
+
+    def merge_then_die(*args, **kwargs):
+        real_fold(*args, **kwargs)
+        raise RuntimeError("killed after the merge")
+
+    monkeypatch.setattr(keystats, "fold", merge_then_die)
+    with pytest.raises(StreamError, match="key stats could not be folded"):
+        run_stream(spark, config, lake, available_now=True)
+    expected = {"messageId": 3, "userId": 3, "event": 3, "type": 3}
+    assert {k: seen()[k] for k in expected} == expected and pending.batch_ids() == [0, 1]
+
+    # Run 3 with a new batch: the already folded batches are dropped, the new one counted once.
+    monkeypatch.setattr(keystats, "fold", real_fold)
+    post(config, [[track("m4", user="u4")]])
+    m = run_stream(spark, config, lake, available_now=True)["sources"]["web"]
+    assert m["batches"] == 1 and m["reconciled"]
+    assert {k: seen()[k] for k in expected} == {k: 4 for k in expected} and pending.batch_ids() == []
+    assert lake.read("bronze.events").count() == 4
+    # first/last seen are the micro-batches' receipt times (stamped when kept, not left null)
+    times = lake.read("bronze.events").agg(F.min("received_at"), F.max("received_at")).first()
+    for r in lake.read("bronze.raw_keys").where((F.col("source") == "web") & F.col("key").isin(*expected)).collect():
+        assert r.first_seen == times[0] and r.last_seen == times[1], r.key
+
+
 def test_kafka_source_is_configurable_and_needs_the_connector(spark, env):
     config, lake = env
     config = config.model_copy(update={"collector": config.collector.model_copy(update={

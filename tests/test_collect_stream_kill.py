@@ -25,7 +25,11 @@ FILES, PER_FILE = 4, 30
 
 def _conf(tmp_path: Path) -> Path:
     raw = {
-        "engine": {"mode": "embedded", "cores": 1, "shuffle_partitions": 1},
+        # The test session's settings (tests/conftest.py); the job's JVM lives for about one micro-batch, so C2
+        # compilation would cost more CPU than it ever pays back.
+        "engine": {"mode": "embedded", "cores": 1, "shuffle_partitions": 1,
+                   "spark_conf": {"spark.sql.adaptive.enabled": "false",
+                                  "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"}},
         "lake": {"root": str(tmp_path / "lake")},
         "catalogue": CATALOGUE,
         "sources": [yaml.safe_load((REPO / "conf" / "sources" / "web.yaml").read_text())],

@@ -5,6 +5,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from deltalake import DeltaTable
@@ -18,17 +19,27 @@ D1, D2 = dt.date(2026, 10, 1), dt.date(2026, 10, 2)
 
 
 def test_two_processes_appending_at_once_lose_no_row(spark, tmp_path):
+    # Writer "b" is a separate process with its own JVM and delta-rs; writer "a" is this test process on the shared
+    # session (a second worker process would only add another JVM start-up to the suite).
     root = str(tmp_path / "lake")
-    EmbeddedLake(spark, root, REGISTRY).create_if_missing("test.events")
+    lake = EmbeddedLake(spark, root, REGISTRY)
+    lake.create_if_missing("test.events")
     start = str(tmp_path / "go")
     env = {**os.environ, "PYTHONPATH": ROOT}
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "tests.lake_worker", root, p, "4", "25", start], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for p in ("a", "b")
-    ]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outputs]
+    with open(tmp_path / "worker.log", "w+") as log:  # a file, not a pipe: Spark's chatter must never block it
+        worker = subprocess.Popen([sys.executable, "-m", "tests.lake_worker", root, "b", "4", "25", start], cwd=ROOT,
+                                  env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        frames = [events_df(spark, 25, D1, f"a{b}-") for b in range(4)]
+        open(start + ".a", "w").close()
+        # Same protocol as tests/lake_worker.py: both writers start appending once both are ready.
+        deadline = time.monotonic() + 300
+        while not os.path.exists(start + ".b") and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for frame in frames:
+            lake.append("test.events", frame)
+        worker.wait(timeout=300)
+        log.seek(0)
+        assert worker.returncode == 0, log.read()[-2000:]
     table = DeltaTable(root + "/test/events")
     ids = table.to_pyarrow_table(columns=["event_id"]).column("event_id").to_pylist()
     assert len(ids) == 200 and len(set(ids)) == 200

@@ -16,9 +16,9 @@ import datetime as dt
 import json
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.activation.config import Destination
@@ -116,15 +116,34 @@ def deliver(d: Destination, members: Iterable[Member], state: dict[tuple[str, st
 
 
 # ---- Spark / lake wiring ----
-def _members(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destination) -> list[Member]:
+def members_for(spark: SparkSession, config: "CdpConfig", lake: "Lake", membership: DataFrame) -> Iterator[Member]:
+    """Activation records for membership rows (``audience, profile_id, variant``), joined to the profile view.
+
+    Used by the stage (members of a destination's audiences) and by notebooks that design an audience and send it
+    to a test destination. Rows stream to the driver one partition at a time.
+
+    Example:
+        >>> rows = spark.createDataFrame([("vip", "p1", "all")], "audience string, profile_id string, variant string")
+        >>> [m.profile_id for m in members_for(spark, config, lake, rows)]   # doctest: +SKIP
+        ['p1']
+    """
     from cdp_spark.audiences.stage import profiles_frame
 
+    view = profiles_frame(spark, config, lake)
+    traits = F.to_json("traits") if "traits" in view.columns else F.lit(None).cast("string")
+    view = view.select("profile_id", "identifiers", traits.alias("traits"), "consent")
+    for r in membership.select("audience", "profile_id", "variant").join(view, "profile_id", "left").toLocalIterator():
+        yield Member(r.audience, r.profile_id, r.variant, dict(r.identifiers or {}),
+                     json.loads(r.traits) if r.traits else {}, dict(r.consent or {}))
+
+
+def _members(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destination) -> list[Member]:
+    """The current members of the destination's linked audiences and variants, holdout variants left out."""
     if not lake.exists("gold.audience_members"):
         return []
     holdouts = {(a.name, v.name) for a in config.audiences for v in a.variants if v.holdout}
-    links = [(x.name, x.variants) for x in d.audiences]
     cond = F.lit(False)
-    for name, variants in links:
+    for name, variants in ((x.name, x.variants) for x in d.audiences):
         c = F.col("audience") == F.lit(name)
         if variants:
             c = c & F.col("variant").isin(*variants)
@@ -132,14 +151,7 @@ def _members(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destinat
     members = lake.read("gold.audience_members").where(cond)
     for a, v in holdouts:
         members = members.where(~((F.col("audience") == a) & (F.col("variant") == v)))
-    view = profiles_frame(spark, config, lake)
-    traits = F.to_json("traits") if "traits" in view.columns else F.lit(None).cast("string")
-    view = view.select("profile_id", "identifiers", traits.alias("traits"), "consent")
-    out = []
-    for r in members.join(view, "profile_id", "left").toLocalIterator():
-        out.append(Member(r.audience, r.profile_id, r.variant, dict(r.identifiers or {}),
-                          json.loads(r.traits) if r.traits else {}, dict(r.consent or {})))
-    return out
+    return list(members_for(spark, config, lake, members))
 
 
 def _state(lake: "Lake", name: str) -> dict[tuple[str, str], StateRow]:

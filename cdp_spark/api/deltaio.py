@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import pyarrow as pa
 
 if TYPE_CHECKING:  # pragma: no cover
+    from deltalake import DeltaTable
+
     from cdp_spark.lake import Lake
 
 APPEND_ATTEMPTS = 10
@@ -34,8 +36,17 @@ def _plain(t: pa.DataType) -> pa.DataType:
 
 def arrow_schema(lake: "Lake", name: str) -> pa.Schema:
     """The table's schema as plain Arrow types (all nullable, as Spark writes them)."""
-    schema = pa.schema(lake.delta_table(name).schema().to_arrow())
+    return _table_schema(lake.delta_table(name))
+
+
+def _table_schema(table: "DeltaTable") -> pa.Schema:
+    schema = pa.schema(table.schema().to_arrow())
     return pa.schema([pa.field(f.name, _plain(f.type), True) for f in schema])
+
+
+def _arrow_rows(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
+    # column by column: 3x less CPU than Table.from_pylist, and it runs in a server's flush thread, holding the GIL
+    return pa.Table.from_pydict({f.name: [r.get(f.name) for r in rows] for f in schema}, schema=schema)
 
 
 def append_rows(lake: "Lake", name: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -46,8 +57,7 @@ def append_rows(lake: "Lake", name: str, rows: Sequence[dict[str, Any]]) -> None
     if not rows:
         return
     lake.create_if_missing(name)
-    schema = arrow_schema(lake, name)
-    table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)
+    table = _arrow_rows(arrow_schema(lake, name), rows)
     spec = lake.spec(name)
     for attempt in range(APPEND_ATTEMPTS):
         try:
@@ -57,6 +67,50 @@ def append_rows(lake: "Lake", name: str, rows: Sequence[dict[str, Any]]) -> None
         except CommitFailedError:  # a concurrent blind append won: ours is still valid, retry
             if attempt == APPEND_ATTEMPTS - 1:
                 raise
+
+
+class Appender:
+    """Appends to one table again and again (a service's audit log), keeping the table handle between commits.
+
+    `append_rows` opens the table (reading its log since the last checkpoint) for every call, which costs more
+    with every commit a busy service adds; the kept handle only reads the commits made since its last append
+    (by this process or another one). The handle is dropped after a failure, so the next append starts afresh.
+
+    Example:
+        >>> audit = Appender(lake, "ops.api_audit")                  # doctest: +SKIP
+        >>> audit.append([{"at": now, "status": 200, ...}])          # doctest: +SKIP
+    """
+
+    def __init__(self, lake: "Lake", name: str):
+        self.lake, self.name = lake, name
+        self._table: "DeltaTable | None" = None
+        self._schema: pa.Schema | None = None
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append ``rows`` in one Delta commit (not thread-safe: one caller at a time, e.g. one flusher)."""
+        from deltalake import write_deltalake
+        from deltalake.exceptions import CommitFailedError
+
+        if not rows:
+            return
+        try:
+            if self._table is None:
+                self.lake.create_if_missing(self.name)
+                self._table = self.lake.delta_table(self.name)
+                self._schema = _table_schema(self._table)
+            assert self._schema is not None
+            data = _arrow_rows(self._schema, rows)
+            partition_by = list(self.lake.spec(self.name).partition_by) or None
+            for attempt in range(APPEND_ATTEMPTS):
+                try:
+                    write_deltalake(self._table, data, mode="append", partition_by=partition_by)
+                    return
+                except CommitFailedError:  # a concurrent blind append won: ours is still valid, retry
+                    if attempt == APPEND_ATTEMPTS - 1:
+                        raise
+        except Exception:
+            self._table = self._schema = None  # e.g. the table was replaced: reopen it next time
+            raise
 
 
 def read_rows(lake: "Lake", name: str, filters: list[tuple[str, str, Any]] | None = None) -> list[dict[str, Any]]:

@@ -70,14 +70,16 @@ class KeyStore:
         self.path = Path(path)
         self.org_id = org_id
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._keys: dict[str, ApiKey] = {}
 
     # ---- reading (cached, reloaded when the file changes) ----
     def _load(self) -> dict[str, ApiKey]:
+        # One stat per request (~1 us) rather than a cache with a TTL: a revocation takes effect at the next
+        # request of every worker. Every save replaces the file, so its inode changes even within one mtime tick.
         try:
             st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             stamp = None
         if stamp == self._stamp:

@@ -37,6 +37,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from cdp_spark.lake.files import fsync_path
+
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
@@ -185,7 +187,7 @@ class ServingStore:
         with self._locked():
             if replay_since is not None:
                 self._replay(path, replay_since)
-            _fsync(path)
+            fsync_path(path)
             self._swap(path)
         self._cleanup()
         return path
@@ -217,7 +219,7 @@ class ServingStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.folder / POINTER)
-        _fsync(self.folder)
+        fsync_path(self.folder)
 
     def _cleanup(self) -> None:
         try:
@@ -289,15 +291,6 @@ def _patch(conn: sqlite3.Connection, profile_id: str, traits: dict[str, Any], at
 
 def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.timezone.utc).isoformat() if t.tzinfo else t.isoformat() + "+00:00"
-
-
-def _fsync(path: Path) -> None:
-    """fsync a file, or a folder (so that a rename inside it is durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---- building from the lake ----

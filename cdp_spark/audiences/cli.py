@@ -22,6 +22,7 @@ from typing import Optional
 import typer
 
 from cdp_spark.audiences.config import Audience
+from cdp_spark.cli_common import ConfOption, JsonOption
 
 audience_app = typer.Typer(no_args_is_help=True, help="Audiences: list, preview (writes nothing), export members.")
 
@@ -101,8 +102,7 @@ def export_members(spark, config, lake, name: str, out) -> int:  # type: ignore[
 
 
 @audience_app.command("list")
-def list_audiences(conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF"),
-                   as_json: bool = typer.Option(False, "--json")) -> None:
+def list_audiences(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """The defined audiences."""
     from cdp_spark.cli import _config, _exit_codes, _print_json, out
 
@@ -121,8 +121,7 @@ def list_audiences(conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", env
 def preview(name: str = typer.Argument(..., help="audience name"),
             as_of: Optional[str] = typer.Option(None, "--as-of", help="YYYY-MM-DD (default today, UTC)"),
             sample: int = typer.Option(5, help="sample members to show (masked)"),
-            conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF"),
-            as_json: bool = typer.Option(False, "--json")) -> None:
+            conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Evaluate one audience now and print its size and a masked sample; writes nothing."""
     from cdp_spark.audiences.compiler import AudienceError
     from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out
@@ -152,7 +151,7 @@ def preview(name: str = typer.Argument(..., help="audience name"),
 def export(name: str = typer.Argument(..., help="audience name"),
            as_csv: bool = typer.Option(False, "--csv", help="CSV (the only format)"),
            out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="file (default stdout)"),
-           conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF")) -> None:
+           conf: str = ConfOption) -> None:
     """Download an audience's current members as CSV (profile_id, variant, entered_at, email)."""
     from cdp_spark.cli import _config, _exit_codes, err
     from cdp_spark.runtime import Runtime
@@ -173,8 +172,7 @@ def export(name: str = typer.Argument(..., help="audience name"),
 
 def activate(destination: str = typer.Argument(..., help="destination name (conf/destinations)"),
              as_of: Optional[str] = typer.Option(None, "--as-of", help="YYYY-MM-DD (default today, UTC)"),
-             conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF"),
-             as_json: bool = typer.Option(False, "--json")) -> None:
+             conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Send audiences to one destination now (adds/removes since its last successful delivery, or a snapshot)."""
     from cdp_spark.activation import stage
     from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out

@@ -34,11 +34,11 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cdp_spark.collect.config import CollectorConfig, KeyInfo
 from cdp_spark.collect.messages import TYPES, problem, stamp
 from cdp_spark.collect.spool import Spool, recover
+from cdp_spark.http_errors import error, install_error_handlers
 
 log = logging.getLogger("cdp_spark.collect")
 STAMP_BYTES = 256  # messageId, receivedAt, timestamp, originalTimestamp, sentAt added by `stamp`
@@ -51,10 +51,6 @@ class Refused(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
-def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
 
 
 class RateLimiter:
@@ -251,15 +247,7 @@ def create_app(config: CollectorConfig, landing: str, *, spool: Spool | None = N
                   description="Segment HTTP Tracking API compatible collector")
     app.state.collector = collector
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - defensive
-        log.error("unexpected collector error: %s", type(exc).__name__)
-        return error(500, "internal_error", "internal error; retry later")
+    install_error_handlers(app, log=log, internal_message="internal error; retry later")
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

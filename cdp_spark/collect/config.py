@@ -64,6 +64,9 @@ class StreamConfig(Strict):
     trigger_seconds: float = Field(2.0, gt=0)
     max_files_per_trigger: PositiveInt = 100
     dedup_hours: PositiveInt = Field(24, description="messageIds already in bronze.events this recently are dropped")
+    key_stats_flush_seconds: float = Field(
+        60.0, ge=0, description="fold the micro-batches' pending key stats into bronze.raw_keys at most this often "
+                                "(one MERGE), and when the stream stops; 0 folds after every micro-batch")
 
 
 class CollectorConfig(Strict):

@@ -29,20 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from cdp_spark.lake.files import fsync_path
 from cdp_spark.ops.ledger import process_alive
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".json"
 INPROGRESS = ".inprogress"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -107,7 +100,7 @@ class Spool:
                 path = folder / f".{name}{SUFFIX}{INPROGRESS}"
                 handle = open(path, "ab", buffering=0)
                 if self.fsync:
-                    _fsync_dir(folder)  # the new file's directory entry is durable too
+                    fsync_path(folder)  # the new file's directory entry is durable too
                 f = self._files[source] = _Open(name, path, handle, time.monotonic())
             return f
 
@@ -126,7 +119,7 @@ class Spool:
             final = f.path.with_name(f.name + SUFFIX)
             os.replace(f.path, final)
             if self.fsync:
-                _fsync_dir(final.parent)
+                fsync_path(final.parent)
             return final
 
     def rotate_all(self, *, older_than: float = 0.0) -> list[Path]:
@@ -186,7 +179,7 @@ def recover(root: str | os.PathLike[str], *, stale_seconds: float = 3600.0, fsyn
         _truncate_partial_line(path)
         os.replace(path, final)
         if fsync:
-            _fsync_dir(final.parent)
+            fsync_path(final.parent)
         done.append(final)
     if done:
         log.info("spool recovery: %d in-progress file(s) of dead writers made visible", len(done))

@@ -15,6 +15,11 @@ received within `collector.stream.dedup_hours`. Dead-lettered messages (``_cdp_r
 are quarantined with their reason, and records of erased people are suppressed (counted, written nowhere), so
 ``read = accepted + quarantined + suppressed + duplicates`` per batch.
 
+Key stats (`bronze.raw_keys`) are not merged per micro-batch (a MERGE took seconds of every batch): each batch's
+stats are kept durably pending in ``<checkpoint>/key_stats`` and folded with one MERGE every
+`collector.stream.key_stats_flush_seconds` and when the stream stops (`keystats.PendingKeyStats`: exactly once
+across replays and crashes). Until a fold, `cdp keys` does not show the newest batches' keys.
+
 Example:
     >>> metrics = run_stream(spark, config, lake, available_now=True)      # doctest: +SKIP
     >>> metrics["sources"]["web"]["accepted"]                              # doctest: +SKIP
@@ -31,12 +36,13 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from pyspark import StorageLevel
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.collect.config import CollectorConfig
 from cdp_spark.collect.spool import recover
-from cdp_spark.ingest import readers, stage
+from cdp_spark.ingest import keystats, readers, stage
 from cdp_spark.ingest.sources import Source
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES
 from cdp_spark.lake import Txn
@@ -81,14 +87,48 @@ class BatchWriter:
         self.collector: CollectorConfig = config.collector  # type: ignore[attr-defined]
         self.batches: list[dict[str, Any]] = []
         self._query_id: str | None = None
+        self._pending: keystats.PendingKeyStats | None = None
+        self._flushed_at = time.monotonic()
         self.lock = threading.Lock()
 
     def query_id(self) -> str:
         """The query id persisted in the checkpoint's metadata file (stable across restarts of this checkpoint)."""
         if self._query_id is None:
-            meta = self.spark.read.text(f"{self.checkpoint}/metadata").first()
+            try:
+                meta = self.spark.read.text(f"{self.checkpoint}/metadata").first()
+            except AnalysisException:  # no checkpoint yet: the writer is used outside a started query
+                meta = None
             self._query_id = json.loads(meta[0])["id"] if meta else "unknown"
         return self._query_id
+
+    def pending(self) -> keystats.PendingKeyStats:
+        """The key stats of this query's micro-batches not yet folded into bronze.raw_keys."""
+        if self._pending is None:
+            self._pending = keystats.PendingKeyStats(self.spark, self.source.name, f"{self.checkpoint}/key_stats",
+                                                     f"collect-keys.{self.source.name}.{self.query_id()}")
+        return self._pending
+
+    def flush_key_stats(self) -> int:
+        """Fold the pending key stats into bronze.raw_keys now (one MERGE); returns the number of batches folded.
+
+        Example:
+            >>> writer.flush_key_stats()      # doctest: +SKIP
+            30
+        """
+        with self.lock:
+            folded = self.pending().flush(self.lake)
+            self._flushed_at = time.monotonic()
+        return folded
+
+    def periodic_fold(self, stats: dict[str, Any]) -> None:
+        """The timed fold during the stream. A failure does not stop the stream (the stats stay pending, safely):
+        it is logged and retried one interval later; the fold when the stream stops reports it as an error."""
+        try:
+            stats["key_stats_folded"] = self.flush_key_stats()
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            self._flushed_at = time.monotonic()
+            log.warning("source %s: folding key stats into bronze.raw_keys failed (%s); retrying in %.0fs",
+                        self.source.name, type(exc).__name__, self.collector.stream.key_stats_flush_seconds)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
@@ -102,6 +142,8 @@ class BatchWriter:
             raw = readers.read_files(self.spark, self.source, files)
         txn = Txn(f"collect.{self.source.name}.{self.query_id()}", int(batch_id))
         stats = self.process(raw, txn, f"stream-{self.source.name}-{self.query_id()[:8]}-{batch_id}", files)
+        if time.monotonic() - self._flushed_at >= self.collector.stream.key_stats_flush_seconds:
+            self.periodic_fold(stats)
         stats["batch_id"] = int(batch_id)
         stats["duration_s"] = round(time.perf_counter() - started, 3)
         with self.lock:
@@ -121,10 +163,13 @@ class BatchWriter:
         try:
             lines_per_file, oldest = self.count_and_oldest(raw)
             read_lines = sum(lines_per_file.values())
-            received_at = F.lit(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp")
+            received = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            received_at = F.lit(received).cast("timestamp")
             stats: dict[str, Any] = {"read": 0, "accepted": 0, "quarantined": 0, "warned": {}}
+            # Key stats stay pending (replaced if this batch is replayed) until the next fold: no MERGE per batch.
             written, per_file = stage.process_batch(self.spark, self.config, lake, source, self.dedup(raw, run_id), txn, run_id,
-                                               received_at, stage.template_paths(self.config), stats)
+                                                    received_at, stage.template_paths(self.config), stats,
+                                                    key_sink=lambda keys: self.pending().put(txn.version, keys, seen_at=received))
             kept = stats["read"]
         finally:
             raw.unpersist()
@@ -151,7 +196,10 @@ class BatchWriter:
         rest = raw.where(mid.isNull() | F.col("_error").isNotNull())
         keyed = keyed.dropDuplicates(["messageId"])
         if self.lake.exists(EVENTS.name):
-            since = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(hours=self.collector.stream.dedup_hours)
+            # Whole hours: the literal then stays the same from batch to batch, so Spark reuses the compiled code
+            # instead of generating it again (the horizon is at most an hour longer).
+            now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+            since = now - dt.timedelta(hours=self.collector.stream.dedup_hours)
             seen = (self.lake.read(EVENTS.name)
                     .where((F.col("source") == self.source.name) & (F.col("received_at") >= F.lit(since))
                            & (F.col("run_id") != F.lit(run_id)))
@@ -264,6 +312,7 @@ def run_stream(spark: SparkSession, config: "CdpConfig", lake: "Lake", *, source
         for q, _ in running:
             if q.isActive:
                 q.stop()
+        unfolded = _fold_key_stats(running, names)
     metrics: dict[str, Any] = {"sources": {}}
     for (q, w), n in zip(running, names):
         if q.exception() is not None:
@@ -273,7 +322,22 @@ def run_stream(spark: SparkSession, config: "CdpConfig", lake: "Lake", *, source
                     q2.stop()
             raise StreamError(f"stream of source {n} failed (restart it: the checkpoint replays the batch): {first}")
         metrics["sources"][n] = summarise(w.batches, q.recentProgress)
+    if unfolded:
+        raise StreamError(f"the stream stopped but its key stats could not be folded into bronze.raw_keys "
+                          f"({'; '.join(unfolded)}); they stay pending and are folded by the next run")
     return metrics
+
+
+def _fold_key_stats(running: list[Any], names: list[str]) -> list[str]:
+    """Fold every stopped query's pending key stats; returns the failures (they stay pending, nothing is lost)."""
+    failures = []
+    for (_, writer), name in zip(running, names):
+        try:
+            writer.flush_key_stats()
+        except Exception as exc:  # noqa: BLE001 - reported after the queries' own errors, which matter more
+            log.warning("source %s: pending key stats not folded (%s); the next run folds them", name, type(exc).__name__)
+            failures.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+    return failures
 
 
 def summarise(batches: list[dict[str, Any]], progress: list[Any]) -> dict[str, Any]:

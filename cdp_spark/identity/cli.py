@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from cdp_spark.cli_common import ConfOption, JsonOption
 from cdp_spark.identity.tables import IDENTITY_RUNS
 
 app = typer.Typer(no_args_is_help=True, help="Identity resolution: statistics and full rebuilds.")
@@ -35,8 +36,8 @@ def latest_run(lake: Any, as_of: Optional[str] = None) -> dict[str, Any] | None:
 @app.command("stats")
 def stats(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="the latest run for this as-of date (default: latest)"),
-    conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Component sizes, the largest profiles (masked ids), hubs, blocked and expired identifiers, limit splits."""
     from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out
@@ -79,8 +80,8 @@ def stats(
 def run(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="business date YYYY-MM-DD (default: today, UTC)"),
     full: bool = typer.Option(False, "--full", help="rebuild from all of bronze (needed after a rule change)"),
-    conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Run the identity stage (recorded in the ledger like `cdp run identity`), incremental unless --full."""
     from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out

@@ -20,7 +20,7 @@ from cdp_spark.ingest import chain, keystats
 from cdp_spark.ingest.files import FileAction, plan_files
 from cdp_spark.ingest.readers import LandedFile, discover, existing, read_files, read_table
 from cdp_spark.ingest.sources import Source
-from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES, PROFILE_RECORDS, QUARANTINE, RAW_KEYS, SNAPSHOT_STATE
+from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES, PROFILE_RECORDS, QUARANTINE, SNAPSHOT_STATE
 from cdp_spark.lake import Txn
 from cdp_spark.pipeline import StageResult
 from cdp_spark.privacy.tombstones import suppression
@@ -138,11 +138,14 @@ def lake_version(lake: "Lake", path: str) -> int:
     return int(DeltaTable(path, storage_options=lake.storage_options).version())
 
 
-def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, paths, stats):  # type: ignore[no-untyped-def]
+def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, paths, stats, *,  # type: ignore[no-untyped-def]
+                  key_sink=None):
     """Run one raw batch through the chain and write bronze: shared by batch files and streaming micro-batches.
 
     Fills ``stats`` (read/accepted/quarantined/suppressed/warned) and returns (rows written per table, per-file counts).
-    Every write carries ``txn``, so a replayed batch writes nothing twice.
+    Every write carries ``txn``, so a replayed batch writes nothing twice. The batch's key stats are folded into
+    bronze.raw_keys at once, or handed to ``key_sink(stats_frame)`` (the stream keeps them pending, see
+    `keystats.PendingKeyStats`).
     """
     checked = chain.prepare(spark, raw, source, config.catalogue, config.routes, paths=paths)
     # Privacy: a record carrying an erased (tombstoned) identifier is only counted as suppressed, never written.
@@ -191,7 +194,7 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
                                                         out_rows[PROFILE_RECORDS.name])
         written[QUARANTINE.name] = _append(lake, QUARANTINE.name, chain.to_quarantine(quarantined, source, run_id, received_at),
                                            txn, stats["quarantined"])
-        _update_keys(lake, source, raw, txn, received_at, stats["read"])
+        _update_keys(lake, source, raw, txn, received_at, stats["read"], key_sink)
         return written, per_file
     finally:
         checked.unpersist()
@@ -210,19 +213,24 @@ def _append(lake: "Lake", name: str, df: DataFrame, txn: Txn, rows: int | None =
         df.unpersist()
 
 
-def _update_keys(lake: "Lake", source: Source, raw: DataFrame, txn: Txn, seen_at: Any, rows: int | None = None) -> None:
+def _update_keys(lake: "Lake", source: Source, raw: DataFrame, txn: Txn, seen_at: Any, rows: int | None = None,
+                 key_sink: Any = None) -> None:
+    """The batch's key stats into bronze.raw_keys (one MERGE), or to ``key_sink`` (first/last seen left null)."""
     from cdp_spark.ingest.enrichers import flatten
     from cdp_spark.ingest.sources import Flatten
 
     # Keys are leaf fields: nested records are flattened as the source's flatten enricher does (default 3 levels).
     depth = next((e.depth for e in source.enrichers if isinstance(e, Flatten)), 3)
-    batch = keystats.key_stats(flatten(raw, depth), source, seen_at, rows)
-    if "key" not in batch.columns:
+    if key_sink is not None:
+        # The sink stamps the time itself: a per-batch time literal would make Spark generate and compile the
+        # key-stats code again for every micro-batch, instead of reusing it.
+        batch = keystats.key_stats(flatten(raw, depth), source, F.lit(None).cast("timestamp"), rows)
+        if "key" in batch.columns:
+            key_sink(batch)
         return
-    if lake.exists(RAW_KEYS.name):
-        old = lake.read(RAW_KEYS.name).where(F.col("source") == source.name)
-        batch = keystats.combine(old.select(*batch.columns), batch)
-    lake.merge(RAW_KEYS.name, batch.select(*RAW_KEYS.schema.fieldNames()), txn=txn)
+    batch = keystats.key_stats(flatten(raw, depth), source, seen_at, rows)
+    if "key" in batch.columns:
+        keystats.fold(lake, source.name, batch, txn)
 
 
 def _snapshot_changes(spark, lake, source, config, checked, accepted, txn, run_id, received_at, stats):  # type: ignore[no-untyped-def]

@@ -13,6 +13,8 @@ import sys
 
 import typer
 
+from cdp_spark.cli_common import ConfOption, JsonOption
+
 mlflow_app = typer.Typer(no_args_is_help=True, help="MLflow: tracking UI and registered score models.")
 
 
@@ -20,7 +22,7 @@ mlflow_app = typer.Typer(no_args_is_help=True, help="MLflow: tracking UI and reg
 def ui(
     start: bool = typer.Option(False, "--start", help="start the UI instead of printing the command"),
     port: int = typer.Option(5000, help="port of the UI"),
-    conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml"),
+    conf: str = ConfOption,
 ) -> None:
     """Print (or start) `mlflow ui` on the configured tracking store."""
     from cdp_spark.cli import _config, _exit_codes, err, out
@@ -42,8 +44,8 @@ def ui(
 
 @mlflow_app.command("models")
 def models(
-    conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Registered score models with their champion and challenger versions and holdout metrics."""
     from rich.table import Table

@@ -15,6 +15,8 @@ from typing import Any, Iterator, Optional
 import typer
 from rich.table import Table
 
+from cdp_spark.cli_common import ConfOption, JsonOption
+
 
 @contextlib.contextmanager
 def _terminated_as_interrupt() -> Iterator[None]:
@@ -81,8 +83,8 @@ def maintain(
     retention_hours: Optional[int] = typer.Option(
         None, "--retention-hours", min=1, help="vacuum retention (default lake.vacuum_retention_hours)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what vacuum would delete; change nothing"),
-    conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Compact, vacuum (with the configured retention) and checkpoint every table; safe while readers run."""
     from cdp_spark.cli import _config, _exit_codes, _print_json, err, out
@@ -114,8 +116,8 @@ def maintain(
 
 
 def status(
-    conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """One screen: last run per stage, table freshness, streaming lag, failing destinations, the lease."""
     from cdp_spark.cli import _config, _exit_codes, _print_json, out
@@ -158,8 +160,8 @@ def status(
 def report(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="business date YYYY-MM-DD (default: today, UTC)"),
     out_file: str = typer.Option("report.html", "--out", "-o", help="where to write the HTML page"),
-    conf: str = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable JSON on stdout"),
+    conf: str = ConfOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Write the self-contained HTML run report (charts with their numbers) for an as-of date."""
     from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out

@@ -11,9 +11,9 @@ from typing import Optional
 
 import typer
 
+from cdp_spark.cli_common import ConfOption, JsonOption
+
 # The same options as cdp_spark.cli's (defined here: this module is imported by cdp_spark.cli).
-ConfOption = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml")
-JsonOption = typer.Option(False, "--json", help="machine-readable JSON on stdout")
 
 NOW_HELP = ("vacuum at once with retention 0 (tests, urgent cases). WARNING: removes every old version of the "
             "touched tables: time travel to before the erasure stops working and readers holding an old snapshot fail")
@@ -70,8 +70,7 @@ def _show(result: dict, as_json: bool) -> None:  # type: ignore[type-arg]
 
 
 @erase_app.command("run")
-def run_pending(now: bool = typer.Option(False, "--now", help=NOW_HELP), conf: str = ConfOption,
-                as_json: bool = JsonOption) -> None:
+def run_pending(now: bool = typer.Option(False, "--now", help=NOW_HELP), conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Execute every open erasure request (e.g. filed through the API's DELETE)."""
     from cdp_spark.cli import _config, _exit_codes, _print_json, out
     from cdp_spark.privacy.erase import run_pending as run
@@ -127,8 +126,7 @@ def verify(
 
 
 @erase_app.command("status")
-def status(request_id: str = typer.Argument(..., metavar="REQUEST"), conf: str = ConfOption,
-           as_json: bool = JsonOption) -> None:
+def status(request_id: str = typer.Argument(..., metavar="REQUEST"), conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """The request's progress (every recorded step)."""
     from cdp_spark.cli import _config, _exit_codes, _print_json, out
     from cdp_spark.privacy import requests as R
