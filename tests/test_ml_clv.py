@@ -283,6 +283,8 @@ def test_degenerate_inputs_are_refused_or_flagged():
     with pytest.raises(ValueError):
         fit_bgnbd_arrays([0, 0, 0], [0, 0, 0], [10, 20, 30])   # no repeat buyer: dropout unidentified
     assert not fit_bgnbd_arrays([1], [5], [10]).converged        # one customer: parameters run off
+    assert not fit_bgnbd_arrays([1, 3], [5, 8], [10, 12]).converged   # fewer distinct customers than parameters
+    assert not fit_gamma_gamma_arrays([1, 2], [10.0, 20.0]).converged
     with pytest.raises(ValueError):
         fit_gamma_gamma_arrays([0, 2], [0.0, 10.0])
 

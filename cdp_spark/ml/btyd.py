@@ -161,6 +161,7 @@ def fit_bgnbd_arrays(x, t_x, T, *, max_iter: int = 2000) -> BGNBDParams:
     ux, ut_x, uT = rows[:, 0], rows[:, 1] * scale, rows[:, 2] * scale
     w = weights.astype(float)
     theta, converged = _maximize(_bgnbd_objective, np.zeros(4), (ux, ut_x, uT, w), max_iter)
+    converged = converged and _identifiable(rows, 4)
     r, alpha, a, b = np.exp(theta)
     alpha = alpha / scale
     ll = float((w * bgnbd_log_likelihood(rows[:, 0], rows[:, 1], rows[:, 2], r, alpha, a, b)).sum())
@@ -268,6 +269,7 @@ def fit_gamma_gamma_arrays(x, m, *, max_iter: int = 2000) -> GammaGammaParams:
     scale = 1.0 / np.mean(m)  # spend of order one suits the optimiser; gamma is scaled back
     w = weights.astype(float)
     theta, converged = _maximize(_gamma_gamma_objective, np.zeros(3), (rows[:, 0], rows[:, 1] * scale, w), max_iter)
+    converged = converged and _identifiable(rows, 3)
     p, q, gamma = np.exp(theta)
     gamma = gamma / scale
     ll = float((w * gamma_gamma_log_likelihood(rows[:, 0], rows[:, 1], p, q, gamma)).sum())
@@ -389,6 +391,13 @@ def _maximize(objective, x0: np.ndarray, args: tuple, max_iter: int) -> tuple[np
         best = nm.x if nm.fun <= res.fun else res.x
         grad = objective(best, *args)[1]
         return best, bool(nm.success or np.max(np.abs(grad)) < 1e-5) and _interior(best)
+
+
+def _identifiable(distinct_rows: np.ndarray, parameters: int) -> bool:
+    # Fewer distinct customer summaries than parameters cannot pin the parameters down: the likelihood rises along
+    # a ridge, and where the optimiser stops on it depends on its tolerances (a newer scipy stopped inside the box
+    # for a single customer, so the box check alone did not catch it).
+    return bool(distinct_rows.shape[0] >= parameters)
 
 
 def _interior(theta: np.ndarray) -> bool:
