@@ -1,7 +1,8 @@
 """Benchmark: native connected components (large-star/small-star) vs scipy and naive min-label propagation.
 
-Graphs: (a) a demo-like identity graph: people with a customer id, 1-3 emails, a phone and 2-6 cookies, each
-record a star to its highest-priority identifier, ids hashed to 64 bits like the stage; (b) an adversarial chain
+Graphs: (a) a demo-like identity graph: people with a customer id, 2 emails, a phone, 4-5 cookies and 2 device
+ids, in two-person households of which 8% share a device (as the demo generator draws them), each record a star
+to its highest-priority identifier, ids hashed to 64 bits like the stage; (b) an adversarial chain
 with shuffled ids. Baselines in the same process: scipy.sparse.csgraph.connected_components on the collected edges
 (single-machine lower bound) and naive min-label propagation in Spark (on a shorter chain: it needs
 diameter-many rounds). Besides connected components alone, the whole resolution (`identity.stage.resolve`:
@@ -30,21 +31,40 @@ import numpy as np
 from bench.common import Timer, write_result
 
 
-def identity_graph(spark, edges_target: int):  # type: ignore[no-untyped-def]
-    """About ``edges_target`` star edges: ~10 links per person."""
+SHARED_HOUSEHOLDS = 0.08  # as in cdp_spark.demo.model: 8% of two-person households share a device
+
+
+def _people_links(spark, edges_target: int):  # type: ignore[no-untyped-def]
+    """(person, k, owner, slot): ~10 links per person, the demo's identity shape.
+
+    Per person a customer id with 2 emails, a phone, 4 cookies and 2 device ids of their own, plus one more link:
+    in a household that shares a device (``SHARED_HOUSEHOLDS`` of the two-person households, as the demo
+    generator draws them) it is the partner's first cookie, otherwise a fifth own cookie. So components hold one
+    person or a household of two, and each shared household breaks the one-customer-id limit and is split.
+    """
     from pyspark.sql import functions as F
 
-    people = max(1, edges_target // 10)
+    people = max(2, edges_target // 10)
     p = spark.range(people).withColumnRenamed("id", "person")
-    hub = F.xxhash64(F.lit("customer_id"), F.col("person"))
+    household = F.col("person") - F.col("person") % 2
+    shared = ((F.xxhash64(F.lit("share"), household) % 10_000 + 10_000) % 10_000 < SHARED_HOUSEHOLDS * 10_000) \
+        & (household + 1 < people)
+    partner = F.col("person") + 1 - 2 * (F.col("person") % 2)
     k = spark.range(10).withColumnRenamed("id", "k")
-    # per person: 2 emails, 1 phone, 4 cookies, 2 devices, and 1 link that hits a random other person's cookie
-    # (so components vary in size, like shared devices do in real data)
-    e = p.crossJoin(k).select(
-        hub.alias("src"),
-        F.when(F.col("k") < 9, F.xxhash64(F.lit("x"), F.col("person"), F.col("k")))
-         .otherwise(F.xxhash64(F.lit("x"), (F.xxhash64("person") % people + people) % people, F.lit(3))).alias("dst"))
-    return e
+    last = F.col("k") == 9
+    return p.crossJoin(k).select(
+        "person", "k",
+        F.when(last & shared, partner).otherwise(F.col("person")).alias("owner"),
+        F.when(last & shared, F.lit(3)).otherwise(F.col("k")).cast("long").alias("slot"))
+
+
+def identity_graph(spark, edges_target: int):  # type: ignore[no-untyped-def]
+    """About ``edges_target`` star edges (customer id -> each other identifier); the shape of _people_links."""
+    from pyspark.sql import functions as F
+
+    return _people_links(spark, edges_target).select(
+        F.xxhash64(F.lit("customer_id"), F.col("person")).alias("src"),
+        F.xxhash64(F.lit("x"), F.col("owner"), F.col("slot")).alias("dst"))
 
 
 def scipy_cc(src: np.ndarray, dst: np.ndarray) -> tuple[int, float]:
@@ -116,22 +136,18 @@ def measure(name: str, edges, with_min_label: bool = False) -> dict[str, object]
 
 
 def identity_records(spark, edges_target: int):  # type: ignore[no-untyped-def]
-    """Records whose star edges are the identity graph above: per person 10 two-identifier records (customer id
-    with 2 emails, a phone, 4 cookies, 2 device ids, and one cookie of another person: a shared device)."""
+    """Records whose star edges are the identity graph above: per person 10 two-identifier records, each the
+    customer id with one other identifier (see _people_links)."""
     import datetime as dt
 
     from pyspark.sql import functions as F
 
-    people = max(1, edges_target // 10)
     kinds = ["email", "email", "phone", "cookie_id", "cookie_id", "cookie_id", "cookie_id", "device_id", "device_id",
              "cookie_id"]
-    kind = F.element_at(F.array(*[F.lit(k) for k in kinds]), (F.col("k") + 1).cast("int"))
-    other = (F.xxhash64("person") % people + people) % people
-    owner = F.when(F.col("k") < 9, F.col("person")).otherwise(other)
-    slot = F.when(F.col("k") < 9, F.col("k")).otherwise(F.lit(3))
-    value = F.concat_ws("-", F.lit("v"), owner.cast("string"), slot.cast("string"))
+    kind = F.element_at(F.array(*[F.lit(k) for k in kinds]), (F.col("slot") + 1).cast("int"))
+    value = F.concat_ws("-", F.lit("v"), F.col("owner").cast("string"), F.col("slot").cast("string"))
     seen = dt.datetime(2026, 10, 30, 12)
-    return (spark.range(people).withColumnRenamed("id", "person").crossJoin(spark.range(10).withColumnRenamed("id", "k"))
+    return (_people_links(spark, edges_target)
             .select(F.concat_ws("-", F.lit("r"), F.col("person").cast("string"), F.col("k").cast("string")).alias("record_id"),
                     F.lit("bench").alias("source"), F.lit(seen).alias("seen_at"),
                     F.create_map(F.lit("customer_id"), F.concat(F.lit("c"), F.col("person").cast("string")),

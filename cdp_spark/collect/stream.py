@@ -35,7 +35,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -79,11 +78,21 @@ def kafka_available(spark: SparkSession) -> bool:
     return _jvm_class_loadable(spark, "org.apache.spark.sql.kafka010.KafkaSourceProvider")
 
 
-class BatchWriter:
-    """The foreachBatch function of one source: files of micro-batch N → bronze with Txn(..., N)."""
+def utc_now() -> dt.datetime:
+    """The current UTC time, naive (as Spark's timestamps are stored here)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
-    def __init__(self, spark: SparkSession, config: "CdpConfig", lake: "Lake", source: Source, checkpoint: str):
+
+class BatchWriter:
+    """The foreachBatch function of one source: files of micro-batch N → bronze with Txn(..., N).
+
+    `clock` gives a micro-batch's receipt time (``received_at``; tests pass a fixed sequence).
+    """
+
+    def __init__(self, spark: SparkSession, config: "CdpConfig", lake: "Lake", source: Source, checkpoint: str,
+                 clock: Callable[[], dt.datetime] = utc_now):
         self.spark, self.config, self.lake, self.source, self.checkpoint = spark, config, lake, source, checkpoint
+        self.clock = clock
         self.collector: CollectorConfig = config.collector  # type: ignore[attr-defined]
         self.batches: list[dict[str, Any]] = []
         self._query_id: str | None = None
@@ -159,16 +168,17 @@ class BatchWriter:
             reason = F.concat(F.lit("collector:"), F.col(REJECT))
             raw = raw.withColumn("_error", F.coalesce(F.col("_error"), F.when(F.col(REJECT).isNotNull(), reason)))
         raw = raw.drop(*[c for c in (REJECT, REJECT_RAW) if c in raw.columns])
-        raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+        received = self.clock()
+        raw, received_at = with_received_at(self.spark, raw, received, self.source)
+        raw = raw.persist(stage.CACHE_LEVEL)
         try:
             lines_per_file, oldest = self.count_and_oldest(raw)
             read_lines = sum(lines_per_file.values())
-            received = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-            received_at = F.lit(received).cast("timestamp")
             stats: dict[str, Any] = {"read": 0, "accepted": 0, "quarantined": 0, "warned": {}}
             # Key stats stay pending (replaced if this batch is replayed) until the next fold: no MERGE per batch.
-            written, per_file = stage.process_batch(self.spark, self.config, lake, source, self.dedup(raw, run_id), txn, run_id,
-                                                    received_at, stage.template_paths(self.config), stats,
+            written, per_file = stage.process_batch(self.spark, self.config, lake, source,
+                                                    self.dedup(raw, run_id, received), txn, run_id, received_at,
+                                                    stage.template_paths(self.config), stats,
                                                     key_sink=lambda keys: self.pending().put(txn.version, keys, seen_at=received))
             kept = stats["read"]
         finally:
@@ -184,8 +194,9 @@ class BatchWriter:
         out["reconciled"] = read_lines == out["accepted"] + out["quarantined"] + out["suppressed"] + out["duplicates"]
         return out
 
-    def dedup(self, raw: DataFrame, run_id: str) -> DataFrame:
-        """Drop repeated messageIds: within the batch, and those already in bronze.events within the horizon.
+    def dedup(self, raw: DataFrame, run_id: str, received: dt.datetime) -> DataFrame:
+        """Drop repeated messageIds: within the batch, and those already in bronze.events received within the
+        horizon before this batch's receipt time `received`.
 
         Rows this same micro-batch wrote before a crash (same `run_id`) are not repeats: the replay's writes are
         skipped by their Txn token, and its counts must describe the batch as the first attempt saw it."""
@@ -198,7 +209,7 @@ class BatchWriter:
         if self.lake.exists(EVENTS.name):
             # Whole hours: the literal then stays the same from batch to batch, so Spark reuses the compiled code
             # instead of generating it again (the horizon is at most an hour longer).
-            now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+            now = received.replace(minute=0, second=0, microsecond=0)
             since = now - dt.timedelta(hours=self.collector.stream.dedup_hours)
             seen = (self.lake.read(EVENTS.name)
                     .where((F.col("source") == self.source.name) & (F.col("received_at") >= F.lit(since))
@@ -234,6 +245,27 @@ class BatchWriter:
             rows.append((self.source.name, st.getPath().toString(), int(st.getLen()), mtime, 1, "ingested",
                          read, acc, quar, run_id, now))
         self.lake.append(INGESTED_FILES.name, self.spark.createDataFrame(rows, INGESTED_FILES.schema), txn=txn)
+
+
+def with_received_at(spark: SparkSession, raw: DataFrame, received: dt.datetime,
+                     source: Source) -> tuple[DataFrame, Any]:
+    """The micro-batch's receipt time as a column of `raw` (``_received_at``, carried by `chain.prepare`) and the
+    Column that the chain's outputs take as ``received_at``.
+
+    Why a column and not ``F.lit(received)``: Spark inlines a timestamp literal into the generated Java code, so
+    every micro-batch's plans were new code, compiled again (5 classes per micro-batch of the web source).
+    A value joined in from a one-row frame is data, so the next micro-batch reuses the compiled code.
+    A snapshot source's deletions are built from the stored state, not from these rows: it keeps the literal.
+
+    Example:
+        >>> raw, received_at = with_received_at(spark, raw, dt.datetime(2026, 11, 1, 10), source)  # doctest: +SKIP
+        >>> raw.select("_received_at").first()[0]                                                  # doctest: +SKIP
+        datetime.datetime(2026, 11, 1, 10, 0)
+    """
+    if source.load_mode == "snapshot":
+        return raw, F.lit(received).cast("timestamp")
+    stamp = spark.createDataFrame([(received,)], "_received_at timestamp")
+    return raw.crossJoin(F.broadcast(stamp)), F.col("_received_at")
 
 
 def kafka_raw(spark: SparkSession, batch: DataFrame) -> DataFrame:

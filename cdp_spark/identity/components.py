@@ -87,14 +87,16 @@ def materialise(df: DataFrame, reliable: bool = False) -> DataFrame:
 
     Used for results read more than once (lazily cached plans were recomputed inside broadcasts), for every
     connected-components round (so the plan stays one round long) and for inputs whose files a stage is about to
-    overwrite. ``reliable=True`` writes a reliable checkpoint when a checkpoint dir is set (it survives executor
-    loss); otherwise, and by default, a local checkpoint (executor storage, cheaper).
+    overwrite. ``reliable=True`` writes a reliable checkpoint when a checkpoint dir is set and executors run apart
+    from the driver (it survives executor loss); otherwise, and by default, a local checkpoint (executor storage,
+    cheaper). In local mode the executors are the driver, so a reliable checkpoint would only add a disk write.
 
     Example:
         >>> edges = materialise(canonical_edges(raw), reliable=True)   # doctest: +SKIP
     """
     spark = df.sparkSession
-    if reliable and spark.sparkContext.getCheckpointDir():
+    sc = spark.sparkContext
+    if reliable and sc.getCheckpointDir() and not sc.master.startswith("local"):
         df = df.persist()  # so the checkpoint job does not compute the data a second time
         out = df.checkpoint(eager=True)
         df.unpersist()

@@ -37,8 +37,8 @@ def fresh_id(as_of: dt.date, org: str = DEFAULT_ORG):  # type: ignore[no-untyped
 
 def assign_profile_ids(groups: DataFrame, previous: DataFrame | None, as_of: dt.date,
                        org: str = DEFAULT_ORG) -> tuple[DataFrame, DataFrame]:
-    """groups (vid, id_type, value, group) + previous (vid, profile_id, profile_created_at, assigned_at) ->
-    (graph: vid, id_type, value, group, profile_id, profile_created_at, assigned_at;
+    """groups (vid, id_type, value, group, any other columns) + previous (vid, profile_id, profile_created_at,
+    assigned_at) -> (graph: the groups' columns + profile_id, profile_created_at, assigned_at;
      history: old_profile_id, new_profile_id, reason, identifiers)."""
     today = F.lit(dt.datetime.combine(as_of, dt.time())).cast("timestamp")
     if previous is None:
@@ -61,7 +61,7 @@ def assign_profile_ids(groups: DataFrame, previous: DataFrame | None, as_of: dt.
         "group", F.coalesce("kept_id", fresh_id(as_of, org)).alias("profile_id"),
         F.coalesce("kept_created", F.lit(as_of)).alias("profile_created_at"))
     graph = joined.join(ids, "group").select(
-        "vid", "id_type", "value", "group", "profile_id", "profile_created_at",
+        *groups.columns, "profile_id", "profile_created_at",
         F.when(F.col("old_id") == F.col("profile_id"), F.col("old_assigned")).otherwise(today).alias("assigned_at"))
     survivors = kept.select(F.col("kept_id").alias("old_id"), F.lit(True).alias("_survives"))
     history = (overlap.join(ids, "group").where(F.col("old_id") != F.col("profile_id"))

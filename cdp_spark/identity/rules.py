@@ -50,12 +50,12 @@ def violating_components(nodes: DataFrame, cfg: IdentityConfig, as_of: dt.date) 
 def apply_limits(nodes: DataFrame, edges: DataFrame, cfg: IdentityConfig, as_of: dt.date,
                  max_rounds: int | None = None) -> tuple[DataFrame, dict[str, int]]:
     """nodes (vid, id_type, value, priority, last_seen, component) + active edges (src, dst, times_seen,
-    last_seen) -> (vid, id_type, value, group, reason) and split counts. ``group`` is a member vid."""
+    last_seen) -> (vid, id_type, value, group, reason, component) and split counts. ``group`` is a member vid."""
     bad = materialise(violating_components(nodes, cfg, as_of))
     n_bad = bad.count()
     base = nodes.select("vid", "id_type", "value", "component")
     ok = base.join(bad, "component", "left_anti").select("vid", "id_type", "value", F.col("component").alias("group"),
-                                                          F.lit(None).cast("string").alias("reason"))
+                                                          F.lit(None).cast("string").alias("reason"), "component")
     stats = {"components_split": n_bad, "over_limit": 0, "unreachable": 0}
     if n_bad == 0:
         return ok, stats
@@ -95,11 +95,11 @@ def apply_limits(nodes: DataFrame, edges: DataFrame, cfg: IdentityConfig, as_of:
         rejected = materialise(over if rejected is None else rejected.unionByName(over))
     rejected_ids = rejected.select("vid") if rejected is not None else v.limit(0).select("vid")
     attached = v.join(assigned.select("vid", "group"), "vid").select("vid", "id_type", "value", "group",
-                                                                     F.lit("limit_split").alias("reason"))
+                                                                     F.lit("limit_split").alias("reason"), "component")
     lone = v.join(assigned.select("vid"), "vid", "left_anti").join(
         rejected_ids.withColumn("_rej", F.lit(True)), "vid", "left")
     lone = materialise(lone.select("vid", "id_type", "value", F.col("vid").alias("group"),
-                            F.when(F.col("_rej"), "over_limit").otherwise("unreachable").alias("reason")))
+                            F.when(F.col("_rej"), "over_limit").otherwise("unreachable").alias("reason"), "component"))
     counts = {r.reason: r["count"] for r in lone.groupBy("reason").count().collect()}
     stats["over_limit"], stats["unreachable"] = counts.get("over_limit", 0), counts.get("unreachable", 0)
     return ok.unionByName(attached).unionByName(lone), stats

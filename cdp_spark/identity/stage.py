@@ -72,16 +72,20 @@ class Resolution:
 def evidence(records: DataFrame, cfg: IdentityConfig) -> tuple[DataFrame, DataFrame]:
     """records -> (node evidence incl. blocked identifiers, edge evidence of the kept ones); nothing as-of dependent."""
     occ = materialise(G.with_rules(G.explode_identifiers(records, cfg), cfg).withColumn("blocked", G.blocked(cfg)))
-    nodes = G.identifiers(occ)
-    edges = G.star_edges(occ.where(~F.col("blocked"))).drop("src_priority", "dst_priority")
+    sources = G.source_names(occ)
+    nodes = G.identifiers(occ, sources)
+    edges = G.star_edges(occ.where(~F.col("blocked")), sources).drop("src_priority", "dst_priority")
     return nodes, edges
 
 
 def classify(nodes_ev: DataFrame, edges_ev: DataFrame, cfg: IdentityConfig, as_of: dt.date) -> tuple[DataFrame, DataFrame]:
-    """Evidence -> (nodes, edges) with the as-of dependent ``status`` (and priorities, TTLs), both materialised."""
-    edges, hub = G.classify_edges(G.with_priorities(edges_ev, cfg), cfg, as_of)
-    edges = materialise(edges)
-    nodes = G.with_ttl(nodes_ev, cfg).join(hub.select("vid", F.lit(True).alias("_hub")), "vid", "left")
+    """Evidence -> (nodes, edges) with the as-of dependent ``status`` (and priorities, TTLs)."""
+    # The edges are materialised once: the hub guard and the classification both read them. The classified edges
+    # are not: they are those edges plus map-side lookups in the broadcast hubs.
+    edges = materialise(G.with_priorities(edges_ev, cfg))
+    hub = materialise(G.hubs(edges.where(~G.expired_edges(edges, cfg, as_of)), cfg.max_links))
+    edges = G.with_edge_status(edges, hub, cfg, as_of)
+    nodes = G.with_ttl(nodes_ev, cfg).join(F.broadcast(hub.select("vid", F.lit(True).alias("_hub"))), "vid", "left")
     status = (F.when(F.col("blocked"), "blocked").when(G.expired_nodes(nodes, as_of), "expired")
               .when(F.col("_hub"), "hub").otherwise("active"))
     return materialise(nodes.withColumn("status", status).drop("_hub")), edges
@@ -95,18 +99,18 @@ def resolve_components(nodes: DataFrame, edges: DataFrame, cfg: IdentityConfig, 
     active_nodes = nodes.where(F.col("status").isin(*USED))
     active_edges = edges.where(F.col("status") == "active")
     cc_stats = CCStats()
-    cc = connected_components(active_edges.select("src", "dst"), active_nodes.select(F.col("vid").alias("id")),
-                              engine=engine or cfg.engine, max_iterations=cfg.max_iterations,
-                              checkpoint_every=cfg.checkpoint_every, stats=cc_stats)
-    with_cc = materialise(active_nodes.join(cc.select(F.col("id").alias("vid"), "component"), "vid"))
+    cc = connected_components(active_edges.select("src", "dst"), engine=engine or cfg.engine,
+                              max_iterations=cfg.max_iterations, checkpoint_every=cfg.checkpoint_every, stats=cc_stats)
+    # An identifier without active links is its own component: one outer join instead of a vertex list for the CC.
+    with_cc = materialise(active_nodes.join(cc.select(F.col("id").alias("vid"), "component"), "vid", "left")
+                          .withColumn("component", F.coalesce("component", "vid")))
     groups, _ = apply_limits(with_cc, active_edges, cfg, as_of)
     groups = materialise(groups)
     prev = None
     if previous is not None:
         prev = previous.select(F.col("vertex_id").alias("vid"), "profile_id", "profile_created_at", "assigned_at")
-    graph, history = assign_profile_ids(groups.select("vid", "id_type", "value", "group"), prev, as_of, org)
-    graph = materialise(graph.join(groups.select("vid", F.col("reason").alias("split_reason")), "vid")
-                        .join(with_cc.select("vid", "component"), "vid").drop("group"))
+    graph, history = assign_profile_ids(groups.withColumnRenamed("reason", "split_reason"), prev, as_of, org)
+    graph = materialise(graph.drop("group"))
     return graph, materialise(history), cc_stats
 
 
@@ -122,7 +126,7 @@ def _outputs(nodes: DataFrame, edges: DataFrame, graph: DataFrame, history: Data
                              _sources, "status")
     graph_out = graph.select("id_type", "value", F.col("vid").alias("vertex_id"), "profile_id", "profile_created_at",
                              "assigned_at", "split_reason")
-    identifiers_out, links_out = materialise(identifiers_out), materialise(links_out)
+    identifiers_out = materialise(identifiers_out)  # links_out is a projection of materialised edges
     stats.update(graph_stats(identifiers_out, links_out, graph))
     return Resolution(identifiers_out, links_out, graph_out, history, stats)
 

@@ -24,6 +24,9 @@ from cdp_spark.ingest.routes import route_column
 from cdp_spark.ingest.sources import Catalogue, RouteRule, Source
 
 META = ["_raw", "_file", "_line", "_error"]
+# Optional raw columns that `prepare` carries through unchanged when present (batch ingestion has none): the
+# stream's per-micro-batch receipt time comes as data in this column, not as a literal (see collect/stream.py).
+CARRIED = ["_received_at"]
 SPARK_TYPES = {"string": "string", "long": "bigint", "double": "double", "boolean": "boolean",
                "timestamp": "timestamp", "date": "date"}
 EVENT_COLUMNS = ["page_url", "product_id", "category", "order_id", "price", "quantity", "currency", "revenue"]
@@ -99,7 +102,8 @@ def prepare(
     properties = properties_column(df, source)
 
     mapped = df.select(
-        *[F.col(m) for m in META], *canonical, consent.alias("_consent"), properties.alias("_properties"),
+        *[F.col(m) for m in META], *[F.col(c) for c in CARRIED if c in df.columns],
+        *canonical, consent.alias("_consent"), properties.alias("_properties"),
         _reasons(structural).alias("_structural"),
         _reasons([(flag, f"invalid:{name}") for name, flag in invalid.items()]).alias("_issues"),
         *[flag.alias(f"_bad_{name}") for name, flag in invalid.items()],

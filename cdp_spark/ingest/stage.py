@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+# Deserialized (columnar) cache, as `DataFrame.cache()` uses: PySpark's `StorageLevel.MEMORY_AND_DISK` is the
+# *serialized* level, which also serializes every cached batch on write and deserializes it on every scan.
+CACHE_LEVEL = StorageLevel.MEMORY_AND_DISK_DESER
+
 
 class ExpectationFailed(RuntimeError):
     """An expectation with action `fail` was violated; nothing of that source was written."""
@@ -110,7 +114,7 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
     if plan.ingest:
         file_paths = [a.file.path for a in plan.ingest]
         raw = read_files(spark, source, file_paths) if source.kind == "files" else read_table(spark, lake, source, location)
-        raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+        raw = raw.persist(CACHE_LEVEL)
         try:
             written, per_file = process_batch(spark, config, lake, source, raw, txn, run_id, received_at, paths, stats)
         finally:
@@ -151,7 +155,7 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
     # Privacy: a record carrying an erased (tombstoned) identifier is only counted as suppressed, never written.
     hit = suppression(spark, config, lake, chain.identifiers_column(checked, config.catalogue))
     checked = checked.withColumn("_suppressed", hit if hit is not None else F.lit(False))
-    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+    checked = checked.persist(CACHE_LEVEL)
     try:
         names = [e.name for e in source.expectations if e.action in ("warn", "fail")]
         # One pass counts everything: per-file reconciliation, expectation hits and the rows of every output, so
@@ -203,7 +207,7 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
 def _append(lake: "Lake", name: str, df: DataFrame, txn: Txn, rows: int | None = None) -> int:
     """Append ``df`` (its row count ``rows`` known from the batch's counting pass; counted here otherwise)."""
     if rows is None:
-        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        df = df.persist(CACHE_LEVEL)
     try:
         rows = df.count() if rows is None else rows
         if rows or not lake.exists(name):

@@ -33,7 +33,8 @@ EVENTS = TableSpec(
         Column("properties", _S, "other event properties as a JSON object", pii="pii"),
         Column("consent", CONSENT_TYPE, "per purpose: channel, status (granted/denied/unknown), timestamp"),
         Column("quality_issues", _ISSUES, "values set to null by normalisers, e.g. invalid:phone"),
-        Column("received_at", _TS, "when the stage ingested the record, UTC"),
+        Column("received_at", _TS, "when the stage ingested the record, UTC; from the stream, the receipt time of its "
+               "micro-batch (one value per micro-batch, taken when the batch starts)"),
         Column("run_id", _S, "ingest run id"),
         Column("ingest_file", _S, "source file (or table) the record came from"),
         Column("ingest_line", _L, "1-based line in the file (null for parquet, delta, jdbc)"),

@@ -83,6 +83,23 @@ def _profile_view(spark: SparkSession, config: "CdpConfig", lake: "Lake") -> Dat
 # ---------------------------------------------------------------------------------------------- compute
 
 
+MODEL_EVENT_COLUMNS = ("profile_id", "event_id", "event_name", "event_time", "event_date", "order_id", "product_id",
+                       "category")
+
+
+def model_columns(cfg: ScoresConfig, available: list[str]) -> list[str]:
+    """The event columns the models read, in table order: the fixed ones, the value field and the affinity
+    dimensions' columns. The events are materialised once for all models, so the rest of a bronze row (raw
+    properties, context, identifiers) would only fill memory: at 10M events it took several GB per partition.
+
+    Example:
+        >>> model_columns(ScoresConfig(), ["event_id", "context", "profile_id", "revenue_reporting"])
+        ['event_id', 'profile_id', 'revenue_reporting']
+    """
+    wanted = {*MODEL_EVENT_COLUMNS, cfg.value_field, *(d.split(".", 1)[0] for d in cfg.affinity.dimensions)}
+    return [c for c in available if c in wanted]
+
+
 def compute(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) -> ScoreOutputs:
     """Every model of the stage for ``as_of``, returned as DataFrames (tracked in MLflow, nothing written)."""
     from cdp_spark.identity.lookup import profile_events
@@ -91,6 +108,7 @@ def compute(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.da
     cfg = settings(config)
     clock = _Clock()
     events = profile_events(spark, config, lake, as_of)
+    events = events.select(*model_columns(cfg, events.columns))
     typed = materialise(aff.fill_from_products(events.withColumn("event_type", event_type_column(cfg.events))))
     bought = materialise(purchases(typed, cfg.value_field))
     counts = {r["event_type"]: r["count"] for r in typed.groupBy("event_type").count().collect()
