@@ -83,6 +83,17 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+def brief(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters of it), for errors kept in the ledger.
+
+    Example:
+        >>> brief(ValueError("bad value\\nstack detail"))
+        'ValueError: bad value'
+    """
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
 class BatchWriter:
     """The foreachBatch function of one source: files of micro-batch N → bronze with Txn(..., N).
 
@@ -183,7 +194,7 @@ class BatchWriter:
             kept = stats["read"]
         finally:
             raw.unpersist()
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        now = utc_now()
         lag = round((now - oldest).total_seconds(), 3) if oldest is not None else None
         if files:
             self.record_files(files, lines_per_file, per_file, txn, run_id)
@@ -233,7 +244,7 @@ class BatchWriter:
         rows_read is the file's lines (duplicates included), accepted and quarantined what the chain decided."""
         jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
         hconf = self.spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        now = utc_now()
         rows = []
         for f in files:
             p = jvm.org.apache.hadoop.fs.Path(f)
@@ -368,7 +379,7 @@ def _fold_key_stats(running: list[Any], names: list[str]) -> list[str]:
             writer.flush_key_stats()
         except Exception as exc:  # noqa: BLE001 - reported after the queries' own errors, which matter more
             log.warning("source %s: pending key stats not folded (%s); the next run folds them", name, type(exc).__name__)
-            failures.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            failures.append(f"{name}: {brief(exc)}")
     return failures
 
 
@@ -402,7 +413,7 @@ def run_with_ledger(spark: SparkSession, config: "CdpConfig", lake: "Lake", *, a
     try:
         metrics = run_stream(spark, config, lake, sources=sources, available_now=available_now, timeout=timeout)
     except BaseException as exc:
-        ledger.finish(entry, "failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        ledger.finish(entry, "failed", error=brief(exc))
         raise
     rows_in = {f"collector.{n}": m["read_lines"] for n, m in metrics["sources"].items()}
     rows_out: dict[str, int] = {}

@@ -225,15 +225,15 @@ def _update_keys(lake: "Lake", source: Source, raw: DataFrame, txn: Txn, seen_at
 
     # Keys are leaf fields: nested records are flattened as the source's flatten enricher does (default 3 levels).
     depth = next((e.depth for e in source.enrichers if isinstance(e, Flatten)), 3)
-    if key_sink is not None:
-        # The sink stamps the time itself: a per-batch time literal would make Spark generate and compile the
-        # key-stats code again for every micro-batch, instead of reusing it.
-        batch = keystats.key_stats(flatten(raw, depth), source, F.lit(None).cast("timestamp"), rows)
-        if "key" in batch.columns:
-            key_sink(batch)
+    # A sink stamps the time itself: a per-batch time literal would make Spark generate and compile the key-stats
+    # code again for every micro-batch, instead of reusing it.
+    stamp = F.lit(None).cast("timestamp") if key_sink is not None else seen_at
+    batch = keystats.key_stats(flatten(raw, depth), source, stamp, rows)
+    if "key" not in batch.columns:
         return
-    batch = keystats.key_stats(flatten(raw, depth), source, seen_at, rows)
-    if "key" in batch.columns:
+    if key_sink is not None:
+        key_sink(batch)
+    else:
         keystats.fold(lake, source.name, batch, txn)
 
 
