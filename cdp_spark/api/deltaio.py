@@ -51,20 +51,24 @@ def _arrow_rows(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
 
 def append_rows(lake: "Lake", name: str, rows: Sequence[dict[str, Any]]) -> None:
     """Append ``rows`` (dicts by column name; missing columns are null) in one Delta commit."""
-    from deltalake import write_deltalake
-    from deltalake.exceptions import CommitFailedError
-
     if not rows:
         return
     lake.create_if_missing(name)
-    table = _arrow_rows(arrow_schema(lake, name), rows)
-    spec = lake.spec(name)
+    _append_with_retry(lake.path(name), _arrow_rows(arrow_schema(lake, name), rows),
+                       list(lake.spec(name).partition_by) or None, storage_options=lake.storage_options)
+
+
+def _append_with_retry(target: Any, data: pa.Table, partition_by: list[str] | None, **options: Any) -> None:
+    """One blind append of ``data`` to ``target`` (a table path or an open DeltaTable), retried when a concurrent
+    append commits first: ours is still valid on top of it."""
+    from deltalake import write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
     for attempt in range(APPEND_ATTEMPTS):
         try:
-            write_deltalake(lake.path(name), table, mode="append", partition_by=list(spec.partition_by) or None,
-                            storage_options=lake.storage_options)
+            write_deltalake(target, data, mode="append", partition_by=partition_by, **options)
             return
-        except CommitFailedError:  # a concurrent blind append won: ours is still valid, retry
+        except CommitFailedError:
             if attempt == APPEND_ATTEMPTS - 1:
                 raise
 
@@ -88,9 +92,6 @@ class Appender:
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
         """Append ``rows`` in one Delta commit (not thread-safe: one caller at a time, e.g. one flusher)."""
-        from deltalake import write_deltalake
-        from deltalake.exceptions import CommitFailedError
-
         if not rows:
             return
         try:
@@ -99,15 +100,8 @@ class Appender:
                 self._table = self.lake.delta_table(self.name)
                 self._schema = _table_schema(self._table)
             assert self._schema is not None
-            data = _arrow_rows(self._schema, rows)
-            partition_by = list(self.lake.spec(self.name).partition_by) or None
-            for attempt in range(APPEND_ATTEMPTS):
-                try:
-                    write_deltalake(self._table, data, mode="append", partition_by=partition_by)
-                    return
-                except CommitFailedError:  # a concurrent blind append won: ours is still valid, retry
-                    if attempt == APPEND_ATTEMPTS - 1:
-                        raise
+            _append_with_retry(self._table, _arrow_rows(self._schema, rows),
+                               list(self.lake.spec(self.name).partition_by) or None)
         except Exception:
             self._table = self._schema = None  # e.g. the table was replaced: reopen it next time
             raise
