@@ -197,7 +197,7 @@ def main() -> None:
 
         class Timed(S.BatchWriter):
             def __call__(self, batch, batch_id):  # type: ignore[no-untyped-def]
-                files = [r[0] for r in batch.select("file").distinct().collect()]
+                files = sorted({r[0] for r in batch.select("file").collect()})
                 super().__call__(batch, batch_id)
                 done = time.time()
                 for f in files:

@@ -2,16 +2,19 @@
 dedup, dead letters in quarantine, and a crash in the middle of a micro-batch replayed exactly once."""
 from __future__ import annotations
 
+import datetime as dt
+
 import yaml
 import pytest
 from fastapi.testclient import TestClient
 from pyspark.sql import functions as F
 
 from cdp_spark.collect.app import create_app
+from cdp_spark.api.deltaio import append_rows
 from cdp_spark.collect.stream import StreamError, kafka_available, run_stream, run_with_ledger
 from cdp_spark.config import CdpConfig
 from cdp_spark.ingest.sources import CatalogueScope
-from cdp_spark.lake import default_registry
+from cdp_spark.lake import Txn, default_registry
 from cdp_spark.lake.embedded import EmbeddedLake
 from tests.ingest_fixtures import CATALOGUE, REPO
 
@@ -111,6 +114,20 @@ def test_stream_maps_dedups_quarantines_and_replays_exactly_once(spark, env, mon
     assert (4, 2, 1) in counts
 
 
+def test_file_ledger_rows_go_through_delta_rs_once_per_batch_token(env):
+    """The stream's file ledger rows are committed without Spark, with the micro-batch's Txn: a replay adds none."""
+    _, lake = env
+    lake.create_if_missing("bronze.ingested_files")
+    at = dt.datetime(2026, 11, 1, 10, 0, 1)
+    row = ("web", "file:/landing/web/a.json", 120, at, 1, "ingested", 3, 2, 1, "stream-web-q-4", at)
+    record = dict(zip(lake.spec("bronze.ingested_files").schema.fieldNames(), row))
+    assert append_rows(lake, "bronze.ingested_files", [record], Txn("collect.web.q", 4)) is True
+    assert append_rows(lake, "bronze.ingested_files", [record], Txn("collect.web.q", 4)) is False   # the replay
+    got = [tuple(r) for r in lake.read("bronze.ingested_files").collect()]
+    assert got == [row]                          # read back by Spark as written: times stay UTC, nothing twice
+    assert lake.committed("bronze.ingested_files", Txn("collect.web.q", 4))
+
+
 def _stream_settings(config, **stream):
     collector = config.collector.model_copy(update={"stream": config.collector.stream.model_copy(update=stream)})
     return config.model_copy(update={"collector": collector})
@@ -175,6 +192,32 @@ def test_key_stats_of_every_batch_reach_raw_keys_once_across_replays_and_restart
     times = lake.read("bronze.events").agg(F.min("received_at"), F.max("received_at")).first()
     for r in lake.read("bronze.raw_keys").where((F.col("source") == "web") & F.col("key").isin(*expected)).collect():
         assert r.first_seen == times[0] and r.last_seen == times[1], r.key
+
+
+def test_timed_folds_run_beside_the_micro_batches_and_count_every_batch_once(spark, env, monkeypatch):
+    """A timed fold runs in its own thread while later micro-batches keep their stats pending; the fold when the
+    stream stops waits for it, and every message's keys are counted exactly once."""
+    import threading
+
+    from cdp_spark.ingest import keystats
+
+    config, lake = env
+    config = _stream_settings(config, max_files_per_trigger=1, key_stats_flush_seconds=0.001)
+    for i in range(4):
+        post(config, [[track(f"m{i}a", user=f"u{i}"), track(f"m{i}b", user=f"v{i}")]])
+    threads, real_fold = [], keystats.fold
+
+    def recording_fold(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real_fold(*args, **kwargs)
+
+    monkeypatch.setattr(keystats, "fold", recording_fold)
+    m = run_stream(spark, config, lake, available_now=True)["sources"]["web"]
+    assert m["batches"] == 4 and m["reconciled"]
+    assert any(t.startswith("key-stats-fold-web") for t in threads)     # beside the batches, not inside them
+    seen = {r.key: r.times_seen for r in lake.read("bronze.raw_keys").where(F.col("source") == "web").collect()}
+    assert {k: seen[k] for k in ("messageId", "userId", "event", "type")} == dict.fromkeys(
+        ("messageId", "userId", "event", "type"), 8)
 
 
 def test_kafka_source_is_configurable_and_needs_the_connector(spark, env):

@@ -117,11 +117,15 @@ def test_missing_categories_are_filled_from_the_product(spark):
 
 
 def test_index_ids_are_dense_sorted_and_independent_of_partitioning(spark):
-    ids = [f"u{i:03d}" for i in (5, 1, 9, 1, 7, 3, 5)]
+    # Enough ids for several sorted ranges, with duplicates and nulls, in a shuffled order.
+    ids = [f"u{(i * 7919) % 2500:04d}" for i in range(4000)] + [None]
     df = spark.createDataFrame([(i,) for i in ids], "profile_id string")
-    one = {r.profile_id: r.user for r in index_ids(df, "profile_id", "user").collect()}
-    many = {r.profile_id: r.user for r in index_ids(df.repartition(4), "profile_id", "user").collect()}
-    assert one == many == {v: i for i, v in enumerate(sorted(set(ids)))}
+    spark.conf.set("spark.sql.shuffle.partitions", "5")  # several sorted ranges (the autouse fixture restores it)
+    ranged = index_ids(df.repartition(7), "profile_id", "user")
+    assert ranged.rdd.getNumPartitions() > 1
+    many = {r.profile_id: r.user for r in ranged.collect()}
+    one = {r.profile_id: r.user for r in index_ids(df.coalesce(1), "profile_id", "user").collect()}
+    assert one == many == {v: i for i, v in enumerate(sorted({i for i in ids if i is not None}))}
 
 
 def test_ranking_metrics_match_plain_python(spark):

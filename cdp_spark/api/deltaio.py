@@ -1,4 +1,5 @@
-"""Small Delta writes and reads without Spark, for long-running services (the API) that must not start a JVM.
+"""Small Delta writes and reads without Spark: for long-running services (the API) that must not start a JVM, and
+for a few ledger rows that would otherwise cost a Spark job (the stream's file ledger).
 
 Rows go through delta-rs straight into the registered table (created from its TableSpec when missing), typed by
 the table's own schema.
@@ -8,14 +9,14 @@ Example:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pyarrow as pa
 
 if TYPE_CHECKING:  # pragma: no cover
     from deltalake import DeltaTable
 
-    from cdp_spark.lake import Lake
+    from cdp_spark.lake import Lake, Txn
 
 APPEND_ATTEMPTS = 10
 
@@ -49,28 +50,45 @@ def _arrow_rows(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pydict({f.name: [r.get(f.name) for r in rows] for f in schema}, schema=schema)
 
 
-def append_rows(lake: "Lake", name: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Append ``rows`` (dicts by column name; missing columns are null) in one Delta commit."""
+def append_rows(lake: "Lake", name: str, rows: Sequence[dict[str, Any]], txn: "Txn | None" = None) -> bool:
+    """Append ``rows`` (dicts by column name; missing columns are null) in one Delta commit, without Spark.
+
+    With ``txn`` the commit carries it, and nothing is written when the table already has it (a replayed
+    micro-batch): that is checked again before each retry of a lost commit race, so a replay racing its first
+    attempt cannot add the rows twice. Returns whether the rows were committed.
+    """
     if not rows:
-        return
+        return False
     lake.create_if_missing(name)
-    _append_with_retry(lake.path(name), _arrow_rows(arrow_schema(lake, name), rows),
-                       list(lake.spec(name).partition_by) or None, storage_options=lake.storage_options)
+    options: dict[str, Any] = {"storage_options": lake.storage_options}
+    if txn is not None:
+        from deltalake import CommitProperties, Transaction
+
+        options["commit_properties"] = CommitProperties(
+            custom_metadata={"cdp.operation": "append"}, max_commit_retries=0,
+            app_transactions=[Transaction(txn.app_id, txn.version)])
+    return _append_with_retry(lake.path(name), _arrow_rows(arrow_schema(lake, name), rows),
+                              list(lake.spec(name).partition_by) or None,
+                              done=None if txn is None else (lambda: lake.committed(name, txn)), **options)
 
 
-def _append_with_retry(target: Any, data: pa.Table, partition_by: list[str] | None, **options: Any) -> None:
-    """One blind append of ``data`` to ``target`` (a table path or an open DeltaTable), retried when a concurrent
-    append commits first: ours is still valid on top of it."""
+def _append_with_retry(target: Any, data: pa.Table, partition_by: list[str] | None,
+                       done: Callable[[], bool] | None = None, **options: Any) -> bool:
+    """One append of ``data`` to ``target`` (a table path or an open DeltaTable), retried when a concurrent
+    append commits first (ours is still valid on top of it), unless ``done()`` says it is already there."""
     from deltalake import write_deltalake
     from deltalake.exceptions import CommitFailedError
 
     for attempt in range(APPEND_ATTEMPTS):
+        if done is not None and done():
+            return False
         try:
             write_deltalake(target, data, mode="append", partition_by=partition_by, **options)
-            return
+            return True
         except CommitFailedError:
             if attempt == APPEND_ATTEMPTS - 1:
                 raise
+    return False
 
 
 class Appender:

@@ -39,6 +39,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp_spark.api.deltaio import append_rows
 from cdp_spark.collect.config import CollectorConfig
 from cdp_spark.collect.spool import recover
 from cdp_spark.ingest import keystats, readers, stage
@@ -109,7 +110,9 @@ class BatchWriter:
         self._query_id: str | None = None
         self._pending: keystats.PendingKeyStats | None = None
         self._flushed_at = time.monotonic()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()         # the batches list
+        self._fold_lock = threading.Lock()   # one fold at a time: a timed one, or the one when the stream stops
+        self._fold_thread: threading.Thread | None = None
 
     def query_id(self) -> str:
         """The query id persisted in the checkpoint's metadata file (stable across restarts of this checkpoint)."""
@@ -135,7 +138,7 @@ class BatchWriter:
             >>> writer.flush_key_stats()      # doctest: +SKIP
             30
         """
-        with self.lock:
+        with self._fold_lock:
             folded = self.pending().flush(self.lake)
             self._flushed_at = time.monotonic()
         return folded
@@ -156,14 +159,24 @@ class BatchWriter:
             raw = kafka_raw(self.spark, batch)
             files: list[str] = []
         else:
-            files = sorted(r[0] for r in batch.select("file").distinct().collect())
+            # One row per file (the source reads whole files): a plain collect, no distinct and its shuffle.
+            files = sorted({r[0] for r in batch.select("file").collect()})
             if not files:
                 return
             raw = readers.read_files(self.spark, self.source, files)
         txn = Txn(f"collect.{self.source.name}.{self.query_id()}", int(batch_id))
         stats = self.process(raw, txn, f"stream-{self.source.name}-{self.query_id()[:8]}-{batch_id}", files)
-        if time.monotonic() - self._flushed_at >= self.collector.stream.key_stats_flush_seconds:
+        interval = self.collector.stream.key_stats_flush_seconds
+        if interval == 0:
             self.periodic_fold(stats)
+        elif time.monotonic() - self._flushed_at >= interval and not (self._fold_thread and self._fold_thread.is_alive()):
+            # The fold's MERGE takes seconds: run it beside the next micro-batches, which the query starts only when
+            # this call returns. It only touches bronze.raw_keys and the pending files of batches already written,
+            # and the fold when the stream stops waits for it.
+            self._flushed_at = time.monotonic()
+            self._fold_thread = threading.Thread(target=self.periodic_fold, args=(stats,), daemon=True,
+                                                 name=f"key-stats-fold-{self.source.name}")
+            self._fold_thread.start()
         stats["batch_id"] = int(batch_id)
         stats["duration_s"] = round(time.perf_counter() - started, 3)
         with self.lock:
@@ -255,7 +268,11 @@ class BatchWriter:
             read = lines.get(f, lines.get(name, 0))
             rows.append((self.source.name, st.getPath().toString(), int(st.getLen()), mtime, 1, "ingested",
                          read, acc, quar, run_id, now))
-        self.lake.append(INGESTED_FILES.name, self.spark.createDataFrame(rows, INGESTED_FILES.schema), txn=txn)
+        if self.lake.backend == "embedded":  # a few rows: straight through delta-rs, no Spark job
+            names = INGESTED_FILES.schema.fieldNames()
+            append_rows(self.lake, INGESTED_FILES.name, [dict(zip(names, r)) for r in rows], txn)
+        else:  # the delta-spark backend writes its own table features: leave its commits to it
+            self.lake.append(INGESTED_FILES.name, self.spark.createDataFrame(rows, INGESTED_FILES.schema), txn=txn)
 
 
 def with_received_at(spark: SparkSession, raw: DataFrame, received: dt.datetime,
@@ -319,8 +336,9 @@ def start_query(spark: SparkSession, config: "CdpConfig", lake: "Lake", name: st
         if "://" not in landing:
             os.makedirs(landing, exist_ok=True)
             recover(c.landing(config.lake.root))  # in-progress files of dead collectors become visible
+        # wholetext: the micro-batch frame is only used for its file names, so one row per file, not per line.
         stream = (spark.readStream.format("text").option("maxFilesPerTrigger", c.stream.max_files_per_trigger)
-                  .option("pathGlobFilter", "*.json").load(landing)
+                  .option("pathGlobFilter", "*.json").option("wholetext", "true").load(landing)
                   .select(F.col("_metadata.file_path").alias("file")))
     writer = writer or BatchWriter(spark, config, lake, source, checkpoint)
     trigger = {"availableNow": True} if available_now else {"processingTime": f"{c.stream.trigger_seconds} seconds"}

@@ -76,6 +76,9 @@ class WorldSpec:
     days: int
     seed: int
     end_date: dt.date
+    #: Multiplies every person's visit and purchase rates: below 1, a large and mostly quiet customer base (the
+    #: scores benchmark's 1M profiles with about ten events each) keeps the same behaviour per visit.
+    activity: float = 1.0
 
     @property
     def start_date(self) -> dt.date:
@@ -191,8 +194,8 @@ def people(spark: SparkSession, spec: WorldSpec) -> DataFrame:
         F.when(F.col("is_customer"), F.concat(F.lit("C"), F.lpad(customer_number.cast("string"), 8, "0"))).alias("customer_id"),
         F.date_sub(F.lit(spec.end_date), F.floor(u["signup"] * 730).cast("int")).alias("signup_date"),
         F.when(u["newsletter"] < 0.2, F.floor(u["newsletter_day"] * spec.days)).cast("int").alias("newsletter_day"),
-        F.least(lognormal(u["visit1"], u["visit2"], 0.25, 0.9), F.lit(3.0)).alias("visit_rate"),
-        F.least(lognormal(u["buy1"], u["buy2"], 0.02, 0.8), F.lit(0.5)).alias("buy_rate"),
+        (F.least(lognormal(u["visit1"], u["visit2"], 0.25, 0.9), F.lit(3.0)) * spec.activity).alias("visit_rate"),
+        (F.least(lognormal(u["buy1"], u["buy2"], 0.02, 0.8), F.lit(0.5)) * spec.activity).alias("buy_rate"),
         "dropout",
         # Purchases before dropping out: geometric with parameter `dropout` (BG/NBD's dropout after each purchase).
         (F.floor(F.log(1.0 - u["lifetime"]) / F.log(1.0 - F.col("dropout"))) + 1).cast("int").alias("lifetime_purchases"),

@@ -103,8 +103,13 @@ class RecommendationSettings(Strict):
     reg_param: PositiveFloat = Field(0.1, description="L2 regularisation")
     alpha: PositiveFloat = Field(10.0, description="implicit-feedback confidence scale")
     max_iter: PositiveInt = Field(10, description="ALS iterations")
+    blocks: PositiveInt | None = Field(
+        None, description="ALS user and item blocks (default: Spark's default parallelism). Each block receives "
+        "a copy of every factor it needs in every iteration, so blocks beyond the cores only add shuffle")
     seed: int = 7
     eval_days: PositiveInt = Field(7, description="precision@K/NDCG on the purchases of the last N days")
+    eval_max_users: PositiveInt = Field(
+        100_000, description="the evaluation fit uses a stable hash sample of about this many profiles")
     min_events: NonNegativeInt = Field(10_000, description="skip ALS below this many interaction events")
 
 

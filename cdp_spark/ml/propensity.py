@@ -63,8 +63,12 @@ def features_at_cutoffs(events: DataFrame, cutoffs: Sequence[datetime],
     """(profile_id, cutoff timestamp, :data:`EVENT_FEATURES`) for every cutoff, in one pass over ``events``.
 
     ``events`` are profile events with ``event_type`` (purchase/cart/view or null for other events). Each event
-    is paired with the cutoffs it precedes, then one ``groupBy(profile_id, cutoff)`` computes every feature, so
-    several training snapshots cost one scan. A profile appears at a cutoff when it has an event before it.
+    is paired with the cutoffs it precedes, then grouped by ``(profile_id, cutoff)``, so several training
+    snapshots cost one scan. A profile appears at a cutoff when it has an event before it.
+
+    The distinct counts (active days, orders, categories) avoid ``countDistinct``: Spark evaluates each of
+    those with its own copy of every row (an ``Expand`` of 9 copies here). Instead each key (day, order,
+    category) is first reduced to its most recent event, and a key is in a window when that event is.
 
     Example:
         >>> features_at_cutoffs(typed, [datetime(2026, 10, 18, tzinfo=timezone.utc),
@@ -73,38 +77,60 @@ def features_at_cutoffs(events: DataFrame, cutoffs: Sequence[datetime],
     if not cutoffs:
         raise ValueError("features_at_cutoffs needs at least one cutoff")
     cut_array = F.array(*[F.lit(c).cast("timestamp") for c in sorted(set(cutoffs))])
-    paired = (events.select("*", F.explode(cut_array).alias("cutoff"))
-              .where(F.col("event_time") < F.col("cutoff")))
-    age = (F.unix_micros(F.col("cutoff")) - F.unix_micros(F.col("event_time"))) / F.lit(1e6 * _DAY)
     kind = F.col("event_type")
     value = F.col(value_field).cast("double") if value_field in events.columns else F.lit(None).cast("double")
     order = F.coalesce(F.col("order_id"), F.col("event_id")) if "order_id" in events.columns else F.col("event_id")
-    is_purchase = kind == "purchase"
     category = F.col("category") if "category" in events.columns else F.lit(None).cast("string")
-    within = {w: age <= w for w in WINDOWS}
-    aggs: list[Column] = []
-    for w in WINDOWS:
-        aggs += [F.count(F.when(within[w], 1)).alias(f"events_{w}d"),
-                 F.countDistinct(F.when(within[w], F.col("event_date"))).alias(f"active_days_{w}d"),
-                 F.count(F.when(within[w] & (kind == "view"), 1)).alias(f"views_{w}d"),
-                 F.count(F.when(within[w] & (kind == "cart"), 1)).alias(f"carts_{w}d"),
-                 F.countDistinct(F.when(within[w] & is_purchase, order)).alias(f"purchases_{w}d")]
+    age_days = (F.unix_micros(F.col("cutoff")) - F.unix_micros(F.col("event_time"))) / F.lit(1e6 * _DAY)
+    paired = (events.select("profile_id", "event_date", kind.alias("kind"), value.alias("value"),
+                            order.alias("order"), category.alias("category"), "event_time",
+                            F.explode(cut_array).alias("cutoff"))
+              .where(F.col("event_time") < F.col("cutoff")).withColumn("age", age_days))
+    keys = ["profile_id", "cutoff"]
+    age, is_purchase = F.col("age"), F.col("kind") == "purchase"
+
+    def freshest(cond: Column) -> Column:
+        return F.min(F.when(cond, age))
+
+    # Level 1: one row per (profile, cutoff, key), with the age of the key's most recent event.
+    days = paired.groupBy(*keys, "event_date").agg(
+        freshest(F.lit(True)).alias("key_age"), F.max(age).alias("oldest"),
+        *(F.count(F.when(age <= w, 1)).alias(f"events_{w}d") for w in WINDOWS),
+        *(F.count(F.when((age <= w) & (F.col("kind") == t), 1)).alias(f"{t}s_{w}d")
+          for t in ("view", "cart") for w in WINDOWS),
+        freshest(F.col("kind") == "view").alias("last_view"), freshest(F.col("kind") == "cart").alias("last_cart"),
+        freshest(is_purchase).alias("last_purchase"),
+        F.sum(F.when(is_purchase, F.coalesce(F.col("value"), F.lit(0.0)))).alias("monetary"))
+    orders = paired.where(is_purchase).groupBy(*keys, "order").agg(freshest(F.lit(True)).alias("key_age"))
+    categories = (paired.where(F.col("category").isNotNull() & (age <= 30)).groupBy(*keys, "category")
+                  .agg(F.lit(1).alias("key_age")))
+    part = F.col("part")
+    rows = (days.withColumn("part", F.lit("day")).drop("event_date")
+            .unionByName(orders.withColumn("part", F.lit("order")).drop("order"), allowMissingColumns=True)
+            .unionByName(categories.withColumn("part", F.lit("category")).drop("category"),
+                         allowMissingColumns=True))
+
+    def keys_within(name: str, w: float) -> Column:
+        return F.count(F.when((part == name) & (F.col("key_age") <= w), 1))
+
     cap = F.lit(RECENCY_CAP_DAYS)
 
-    def recency(cond: Column) -> Column:
-        return F.least(F.coalesce(F.min(F.when(cond, age)), cap), cap)
+    def recency(column: str) -> Column:
+        return F.least(F.coalesce(F.min(column), cap), cap)
 
-    aggs += [
-        F.countDistinct(F.when(within[30], category)).alias("categories_30d"),
-        F.max(age).alias("days_since_first_event"),
-        recency(F.lit(True)).alias("days_since_last_event"),
-        recency(kind == "view").alias("days_since_last_view"),
-        recency(kind == "cart").alias("days_since_last_cart"),
-        recency(is_purchase).alias("rfm_recency_days"),
-        F.countDistinct(F.when(is_purchase, order)).alias("rfm_frequency"),
-        F.coalesce(F.sum(F.when(is_purchase, F.coalesce(value, F.lit(0.0)))), F.lit(0.0)).alias("rfm_monetary"),
-    ]
-    agg = paired.groupBy("profile_id", "cutoff").agg(*aggs)
+    # Level 2: one row per (profile, cutoff).
+    agg = rows.groupBy(*keys).agg(
+        *(F.sum(f"events_{w}d").alias(f"events_{w}d") for w in WINDOWS),
+        *(keys_within("day", w).alias(f"active_days_{w}d") for w in WINDOWS),
+        *(F.sum(f"{t}s_{w}d").alias(f"{t}s_{w}d") for t in ("view", "cart") for w in WINDOWS),
+        *(keys_within("order", w).alias(f"purchases_{w}d") for w in WINDOWS),
+        F.count(F.when(part == "category", 1)).alias("categories_30d"),
+        F.max("oldest").alias("days_since_first_event"),
+        F.least(F.min(F.when(part == "day", F.col("key_age"))), cap).alias("days_since_last_event"),
+        recency("last_view").alias("days_since_last_view"), recency("last_cart").alias("days_since_last_cart"),
+        recency("last_purchase").alias("rfm_recency_days"),
+        F.count(F.when(part == "order", 1)).alias("rfm_frequency"),
+        F.coalesce(F.sum("monetary"), F.lit(0.0)).alias("rfm_monetary"))
     return agg.select("profile_id", "cutoff", *(F.col(c).cast("double").alias(c) for c in EVENT_FEATURES))
 
 
@@ -173,18 +199,22 @@ def snapshot_cutoffs(as_of: date, days: int, snapshots: int = 1) -> list[datetim
 
 def training_frame(events: DataFrame, as_of: date, *, kind: Literal["purchase", "churn"], days: int,
                    value_field: str = "revenue_reporting", traits: DataFrame | None = None,
-                   snapshots: int = 1) -> DataFrame:
+                   snapshots: int = 1, features: DataFrame | None = None) -> DataFrame:
     """Features at each snapshot cutoff (see :func:`snapshot_cutoffs`) and the label from the ``days`` after it.
 
     purchase: every profile active before the cutoff, label 1 when it bought in the window.
     churn: customers who bought before the cutoff, label 1 when they did not buy in the window.
-    Columns: profile_id, cutoff, the features, label.
+    Columns: profile_id, cutoff, the features, label. ``features``: :func:`features_at_cutoffs` already
+    computed for these cutoffs and maybe others (the stage computes every cutoff it needs in one pass).
 
     Example:
         >>> training_frame(typed, date(2026, 11, 1), kind="churn", days=14).groupBy("label").count()  # doctest: +SKIP
     """
     cutoffs = snapshot_cutoffs(as_of, days, snapshots)
-    feats = features_at_cutoffs(events, cutoffs, value_field)
+    if features is None:
+        feats = features_at_cutoffs(events, cutoffs, value_field)
+    else:
+        feats = features.where(F.col("cutoff").isin(*[F.lit(c).cast("timestamp") for c in cutoffs]))
     if traits is not None:
         fields = _trait_fields(traits)
         cols = ["profile_id", "traits"] if fields else ["profile_id"]

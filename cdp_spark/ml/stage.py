@@ -148,9 +148,16 @@ def compute(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.da
         prop = {}
         traits = _profile_view(spark, config, lake)
         metrics["profile_view_traits"] = traits is not None
+        enough = n_purchases >= cfg.propensity.min_events
+        features = materialise(propensity_features(cfg, typed, as_of)) if enough else None
         for kind, days in (("purchase", cfg.propensity.purchase_days), ("churn", cfg.propensity.churn_days)):
-            prop[kind] = _propensity(cfg, typed, traits, as_of, kind, days, n_purchases, models, versions,
-                                     client, prefix)
+            if features is None:
+                models[f"propensity_{kind}"] = _skip(f"propensity_{kind}: {n_purchases} purchases, below "
+                                                     f"scores.propensity.min_events={cfg.propensity.min_events}")
+                prop[kind] = None
+            else:
+                prop[kind] = _propensity(cfg, typed, features, traits, as_of, kind, days, models, versions, client,
+                                         prefix)
             if prop[kind] is not None:
                 prop[kind] = materialise(prop[kind])
             clock.lap(f"propensity_{kind}")
@@ -293,6 +300,9 @@ def _clv_holdout(cfg: ScoresConfig, bought: DataFrame, as_of: dt.date) -> dict[s
         pdf = clv.calibration_holdout_summary(bought, cal_end, as_of, time_unit=c.time_unit).toPandas()
         bg = clv.fit_bgnbd(pdf)
         gg = clv.fit_gamma_gamma(pdf)
+        if not bg.converged:  # e.g. a few weeks of history: its predictions would be NaN, not an evaluation
+            raise ValueError(f"the BG/NBD fit on the calibration period did not converge to interior parameters "
+                             f"({len(pdf)} customers before {cal_end})")
     except ValueError as exc:
         out["summary"]["error"] = str(exc)
         out["metrics"] = {"holdout_mae_purchases": nan, "holdout_mae_spend": nan}
@@ -361,19 +371,31 @@ def clv_percentile(scored: DataFrame, points: int = 1000, relative_error: float 
 # ------------------------------------------------------------------------------------------- propensity
 
 
-def _propensity(cfg: ScoresConfig, typed: DataFrame, traits: DataFrame | None, as_of: dt.date, kind: str, days: int,
-                n_purchases: int, models: dict, versions: dict, client: Any, prefix: str) -> DataFrame | None:
+def propensity_features(cfg: ScoresConfig, events: DataFrame, as_of: dt.date) -> DataFrame:
+    """Features at every cutoff the propensity models need, in one pass: both models' training snapshots and
+    the scoring instant (the end of ``as_of``). The snapshots of the two models overlap, and each cutoff costs a
+    pass over the events when computed on its own.
+
+    Example:
+        >>> propensity_features(cfg, typed, date(2026, 11, 1)).select("cutoff").distinct().count()  # doctest: +SKIP
+        8
+    """
+    p = cfg.propensity
+    cutoffs = {rfm.as_of_cutoff(as_of)[0], *propensity.snapshot_cutoffs(as_of, p.purchase_days, p.snapshots),
+               *propensity.snapshot_cutoffs(as_of, p.churn_days, p.snapshots)}
+    return propensity.features_at_cutoffs(events, sorted(cutoffs), cfg.value_field)
+
+
+def _propensity(cfg: ScoresConfig, typed: DataFrame, at_cutoffs: DataFrame, traits: DataFrame | None, as_of: dt.date,
+                kind: str, days: int, models: dict, versions: dict, client: Any, prefix: str) -> DataFrame | None:
     import mlflow
 
     from cdp_spark.ml import tracking
 
     p = cfg.propensity
     key = f"propensity_{kind}"
-    if n_purchases < p.min_events:
-        models[key] = _skip(f"{key}: {n_purchases} purchases, below scores.propensity.min_events={p.min_events}")
-        return None
-    frame = propensity.training_frame(typed, as_of, kind=kind, days=days, value_field=cfg.value_field, traits=traits,
-                                      snapshots=p.snapshots)
+    frame = propensity.training_frame(typed, as_of, kind=kind, days=days, value_field=cfg.value_field,
+                                      traits=traits, snapshots=p.snapshots, features=at_cutoffs)
     frame = frame.withColumn("holdout", propensity.holdout_flag(p.holdout_share))
     pdf = propensity.to_pandas_bounded(frame, p.max_train_rows)
     features = [f for f in [*propensity.EVENT_FEATURES, *propensity.TRAIT_FEATURES] if f in pdf.columns
@@ -409,7 +431,7 @@ def _propensity(cfg: ScoresConfig, typed: DataFrame, traits: DataFrame | None, a
         return None
     versions[name] = champion[1]
     cutoff, _ = rfm.as_of_cutoff(as_of)
-    current = propensity.features_at(typed, cutoff, cfg.value_field)
+    current = at_cutoffs.where(F.col("cutoff") == F.lit(cutoff).cast("timestamp")).drop("cutoff")
     if traits is not None:
         current = current.join(propensity.trait_features(traits, cutoff), "profile_id", "left")
     if kind == "churn":
@@ -455,14 +477,16 @@ def _recommendations(cfg: ScoresConfig, typed: DataFrame, as_of: dt.date, counts
     if n < r.min_events:
         models["als"] = _skip(f"als: {n} interaction events, below scores.recommendations.min_events={r.min_events}")
         return None
-    params = {"rank": r.rank, "reg_param": r.reg_param, "alpha": r.alpha, "max_iter": r.max_iter, "seed": r.seed}
-    evaluation = aff.evaluate_als(typed, as_of, eval_days=r.eval_days, k=r.top_k, weights=weights, **params)
+    params = {"rank": r.rank, "reg_param": r.reg_param, "alpha": r.alpha, "max_iter": r.max_iter, "seed": r.seed,
+              "blocks": r.blocks}
+    evaluation = aff.evaluate_als(typed, as_of, eval_days=r.eval_days, k=r.top_k, weights=weights,
+                                  max_users=r.eval_max_users, **params)
     fit = aff.fit_als(aff.interactions(typed, as_of, weights=weights), **params)
     recs = materialise(aff.recommend(fit, r.top_k))
     registered = None
     with mlflow.start_run(run_name=f"als-{as_of}") as run:
-        mlflow.log_params({**params, "top_k": r.top_k, "eval_days": r.eval_days, "as_of": as_of.isoformat(),
-                           "implicit_prefs": True, "weights": weights})
+        mlflow.log_params({**params, "top_k": r.top_k, "eval_days": r.eval_days, "eval_max_users": r.eval_max_users,
+                           "as_of": as_of.isoformat(), "implicit_prefs": True, "weights": weights})
         mlflow.log_metrics({k: float(v) for k, v in evaluation.items() if isinstance(v, (int, float))})
         summary = {"interaction_events": n, "users": fit.users.count(), "items": fit.items.count()}
         mlflow.log_dict(summary, "dataset_summary.json")

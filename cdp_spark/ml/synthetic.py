@@ -34,9 +34,12 @@ def conform(df: DataFrame, schema: T.StructType) -> DataFrame:
 
 
 def demo_events_lake(spark: "SparkSession", lake: "Lake", *, people: int, days: int, seed: int,
-                     end_date: dt.date) -> DataFrame:
-    """Write bronze.events and gold.id_graph from the demo world; return the events with profile ids."""
-    world = build_world(spark, WorldSpec(people=people, days=days, seed=seed, end_date=end_date))
+                     end_date: dt.date, activity: float = 1.0) -> DataFrame:
+    """Write bronze.events and gold.id_graph from the demo world; return the events with profile ids.
+
+    ``activity`` scales everyone's visit and purchase rates (see :class:`cdp_spark.demo.model.WorldSpec`).
+    """
+    world = build_world(spark, WorldSpec(people=people, days=days, seed=seed, end_date=end_date, activity=activity))
     # Orders arrive as one event per order line (as from a commerce backend), with the line's value.
     lines = world.order_lines.select(
         "pid", "day_idx", "sess_no", (F.lit(1000) + F.col("line_no")).alias("slot"), "order_id",
