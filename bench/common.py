@@ -7,6 +7,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -36,10 +37,27 @@ def write_result(name: str, payload: dict[str, object]) -> Path:
            "machine": machine_info(), **payload}
     # Other work on the machine slows a benchmark down; the load average at the end says how quiet it was.
     doc.setdefault("load_average_1_5_15", [round(x, 2) for x in os.getloadavg()])
+    text = json.dumps(strict_json(doc), indent=2, default=str, allow_nan=False)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    print(json.dumps(doc, indent=2, default=str))
+    path.write_text(text + "\n")
+    print(text)
     return path
+
+
+def strict_json(value: object) -> object:
+    """``value`` with NaN and infinities as null: Python writes them as bare tokens that other JSON readers refuse.
+
+    Example:
+        >>> strict_json({"mae": float("nan"), "n": [1.5]})
+        {'mae': None, 'n': [1.5]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 class Timer:

@@ -180,7 +180,7 @@ def bench_stage(people: int, events: int, cores: int = 2) -> dict[str, object]:
         out["sub_step_seconds"] = result.metrics["seconds"]
         out["event_counts"] = result.metrics["event_counts"]
         out["models"] = {k: {m: v[m] for m in ("status", "reason", "auc", "precision_at_k", "baseline_precision_at_k",
-                                               "holdout") if m in v}
+                                               "holdout", "holdout_error") if m in v}
                          for k, v in result.metrics["models"].items()}
         out["rows_out"] = result.rows_out
         out["target_stage_seconds"] = 300

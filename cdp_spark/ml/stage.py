@@ -287,6 +287,8 @@ def _clv(cfg: ScoresConfig, bought: DataFrame, as_of: dt.date, n_purchases: int,
     models["clv"] = {"status": "scored", "fit_customers": len(sample),
                      "repeat_buyers": repeat, "bgnbd": bg.as_dict(), "gamma_gamma": gg.as_dict(),
                      "holdout": holdout["metrics"], "registered": {k: d.as_dict() for k, d in decisions.items()}}
+    if "error" in holdout["summary"]:
+        models["clv"]["holdout_error"] = holdout["summary"]["error"]
     return percentile.select("profile_id", "expected_purchases", "p_alive", "clv", "clv_percentile")
 
 
