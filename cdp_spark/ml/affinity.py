@@ -35,6 +35,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from cdp_spark.identity.components import materialise
+from cdp_spark.ml.events import profile_bucket
 from cdp_spark.ml.rfm import as_of_cutoff, purchases_as_of
 
 DEFAULT_WEIGHTS = {"view": 1.0, "cart": 3.0, "purchase": 5.0}
@@ -213,8 +214,8 @@ def fit_als(interactions_df: DataFrame, *, rank: int = 16, reg_param: float = 0.
     """
     from pyspark.ml.recommendation import ALS
 
-    users = index_ids(interactions_df, "profile_id", "user").cache()
-    items = index_ids(interactions_df, "product_id", "item").cache()
+    users = index_ids(interactions_df, "profile_id", "user")   # already checkpointed: no cache on top
+    items = index_ids(interactions_df, "product_id", "item")
     ratings = (interactions_df.join(F.broadcast(items), "product_id").join(users, "profile_id")
                .select("user", "item", F.col("strength").cast("float").alias("strength")))
     als = ALS(userCol="user", itemCol="item", ratingCol="strength", implicitPrefs=True, rank=rank,
@@ -296,8 +297,7 @@ def evaluate_als(typed: DataFrame, as_of: date, *, eval_days: int, k: int, weigh
     users = train.select("profile_id").distinct().count()
     if max_users is not None and users > max_users:
         buckets = 1 << 20
-        sampled = F.pmod(F.xxhash64(F.lit("als-eval"), F.col("profile_id")), F.lit(buckets)) < int(
-            buckets * max_users / users)
+        sampled = profile_bucket("als-eval", buckets) < int(buckets * max_users / users)
         full, train = train, train.where(sampled).cache()
         train.count()
         full.unpersist()

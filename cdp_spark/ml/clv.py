@@ -48,6 +48,7 @@ from cdp_spark.ml.btyd import (
     periods_per_month,
     score_summary,
 )
+from cdp_spark.ml.events import profile_bucket
 from cdp_spark.ml.rfm import as_of_cutoff, as_of_day, purchases_as_of, utc_day
 
 __all__ = [
@@ -178,8 +179,7 @@ def summary_to_pandas(summary: DataFrame, max_rows: int = 1_000_000, seed: int =
     if total > max_rows:
         buckets = 1 << 30
         keep_below = int(buckets * max_rows / total)
-        bucket = F.pmod(F.xxhash64(F.lit(int(seed)), F.col("profile_id")), F.lit(buckets))
-        selected = selected.where(bucket < F.lit(keep_below))
+        selected = selected.where(profile_bucket(int(seed), buckets) < F.lit(keep_below))
     return selected.toPandas()
 
 

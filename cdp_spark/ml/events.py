@@ -49,3 +49,13 @@ def purchases(typed: DataFrame, value_field: str = "revenue_reporting") -> DataF
             .agg(F.min("event_time").alias("event_time"),
                  F.coalesce(F.sum("_value"), F.lit(0.0)).alias("revenue"))
             .select("profile_id", "event_time", "revenue"))
+
+
+def profile_bucket(salt: object, buckets: int) -> F.Column:
+    """A stable bucket 0 .. ``buckets`` - 1 of ``profile_id`` for ``salt``: samples and holdouts keep the profiles
+    whose bucket is below a threshold, so reruns (and other jobs with the same salt) pick the same profiles.
+
+    Example:
+        >>> df.where(profile_bucket("als-eval", 1 << 20) < 1 << 19)   # doctest: +SKIP
+    """
+    return F.pmod(F.xxhash64(F.lit(salt), F.col("profile_id")), F.lit(buckets))

@@ -44,6 +44,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from cdp_spark.ml.events import profile_bucket
 from cdp_spark.ml.rfm import as_of_cutoff
 
 WINDOWS = (7, 30, 90)
@@ -232,7 +233,7 @@ def training_frame(events: DataFrame, as_of: date, *, kind: Literal["purchase", 
 def holdout_flag(share: float, seed: int = 0) -> Column:
     """True for the profiles kept out of training (a fixed hash share, stable across runs)."""
     buckets = 1 << 20
-    return F.pmod(F.xxhash64(F.lit(seed), F.col("profile_id")), F.lit(buckets)) < F.lit(int(share * buckets))
+    return profile_bucket(seed, buckets) < F.lit(int(share * buckets))
 
 
 def to_pandas_bounded(frame: DataFrame, max_rows: int, seed: int = 0) -> pd.DataFrame:
@@ -240,8 +241,7 @@ def to_pandas_bounded(frame: DataFrame, max_rows: int, seed: int = 0) -> pd.Data
     total = frame.count()
     if total > max_rows:
         buckets = 1 << 30
-        bucket = F.pmod(F.xxhash64(F.lit(seed + 1), F.col("profile_id")), F.lit(buckets))
-        frame = frame.where(bucket < F.lit(int(buckets * max_rows / total)))
+        frame = frame.where(profile_bucket(seed + 1, buckets) < F.lit(int(buckets * max_rows / total)))
     return frame.toPandas()
 
 
