@@ -100,6 +100,9 @@ def embedded_memory(fraction: float = 0.5, cap_gb: int = 32) -> str:
     return f"{max(1024, min(int(total * fraction) >> 20, cap_gb * 1024))}m"
 
 
+JVM_OPTIONS = "-XX:-DontCompileHugeMethods"  # the embedded driver's JVM flags (see `embedded_conf`)
+
+
 def embedded_conf(
     *,
     cores: int | None = None,
@@ -136,8 +139,17 @@ def embedded_conf(
         # Compiled code is cached by its text; Spark's 100 entries are fewer than the ~130 classes of one ingest
         # batch, so a streaming micro-batch evicted and recompiled ~30 of them every time (seconds of CPU each).
         "spark.sql.codegen.cache.maxEntries": "1000",
+        # HotSpot leaves methods over 8,000 bytes of bytecode interpreted; wide projections (every audience's match
+        # flags and bit words) generate such methods, and ran about twice as slow.
+        "spark.driver.extraJavaOptions": JVM_OPTIONS,
+        # The first-level aggregation map holds 65,536 keys; grouping by profile or identifier overflows it at once,
+        # so every row paid for a miss there before the regular map (20% of the audiences' event pass).
+        "spark.sql.codegen.aggregate.map.twolevel.enabled": "false",
     }
-    conf.update(extra or {})
+    extra = dict(extra or {})
+    if extra.get("spark.driver.extraJavaOptions"):  # appended: the JVM takes the last of conflicting flags
+        extra["spark.driver.extraJavaOptions"] = f"{JVM_OPTIONS} {extra['spark.driver.extraJavaOptions']}"
+    conf.update(extra)
     return conf
 
 

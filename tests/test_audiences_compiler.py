@@ -66,6 +66,8 @@ def _events():
             props = {"coupon": ["SAVE10", "save20", "none"][(i + k) % 3], "score": (i + k) % 7}
             if (i + k) % 4 == 0:
                 props.pop("coupon")
+            if (i + k) % 3 != 1:  # a nested object, read by dotted keys
+                props["meta"] = {"channel": ["email", "Ads"][(i * k) % 2], "depth": {"n": i % 3}}
             rows.append({"profile_id": f"p{i:02d}", "event_id": f"e{n}", "event_name": NAMES[(i + k) % 3],
                          "event_time": t, "event_date": t.date(), "category": CATS[(i * 3 + k) % 4],
                          "price": float((i * 11 + k * 7) % 90), "quantity": (i + k) % 4, "source": "web",
@@ -104,7 +106,10 @@ def _cmp(v, op, value, case_sensitive=False, numeric=False):
 
 def _field(e, name):
     if name.startswith("properties."):
-        return json.loads(e["properties"]).get(name.split(".", 1)[1])
+        v = json.loads(e["properties"])
+        for part in name.split(".")[1:]:
+            v = v.get(part) if isinstance(v, dict) else None
+        return json.dumps(v) if isinstance(v, dict) else v
     return e[name]
 
 
@@ -185,6 +190,9 @@ RULES = {
     "op_exists": EV(name=NAMES, where=[{"field": "properties.coupon", "op": "exists"}]),
     "op_not_exists": EV(name=NAMES, where=[{"field": "category", "op": "not_exists"}]),
     "op_prop_num": EV(name=NAMES, where=[{"field": "properties.score", "op": ">=", "value": 5}]),
+    "op_nested": EV(name=NAMES, where=[{"field": "properties.meta.channel", "op": "=", "value": "ads"}]),
+    "op_nested_num": EV(name=NAMES, where=[{"field": "properties.meta.depth.n", "op": ">", "value": 0}]),
+    "op_object": EV(name=NAMES, where=[{"field": "properties.meta.depth", "op": "contains", "value": "2"}]),
     # windows
     "w_days": EV(name="order completed", within={"days": 7}),
     "w_hours": EV(name=NAMES, within={"hours": 30}),
@@ -198,6 +206,9 @@ RULES = {
     "agg_min": EV(name=NAMES, within={"days": 60}, aggregate={"fn": "min", "property": "price", "op": "<=", "value": 10}),
     "agg_max": EV(name=NAMES, within={"days": 60}, aggregate={"fn": "max", "property": "properties.score", "op": "=", "value": 6}),
     "agg_none": EV(name="order completed", within={"days": 60}, aggregate={"fn": "count", "op": "=", "value": 0}),
+    "agg_lt_one": EV(name="product added", within={"days": 30}, aggregate={"fn": "count", "op": "<", "value": 1}),
+    "agg_ne_one": EV(name=NAMES, within={"days": 30}, aggregate={"fn": "count", "op": "!=", "value": 1}),
+    "agg_le_two": EV(name=NAMES, within={"days": 30}, aggregate={"fn": "count", "op": "<=", "value": 2}),
     # traits, attributes, scores, consent, identifiers, affinities
     "trait_ci": {"trait": {"field": "first_name", "op": "in", "value": ["ann", "Chloe"]}},
     "trait_date": {"trait": {"field": "signup_date", "op": "<", "value": "2026-05-01"}},
@@ -264,6 +275,20 @@ def test_one_event_scan_for_all_audiences(evaluated):
     assert len(plan.event_conditions) >= 20 and len(plan.event_conditions) <= n_event
     # one aggregation over events no matter how many conditions: a single Aggregate node in the event branch
     assert plan.since == dt.date(2026, 9, 3)  # the widest window (60 days) bounds the one scan
+
+
+@pytest.mark.parametrize("op,value,presence", [
+    (">", 0, True), (">=", 1, True), ("=", 0, True), ("<", 1, True), ("<=", 0, True), ("!=", 0, True),
+    (">", 0.5, True), ("=", 1.5, True), (">=", 2, False), (">", 1, False), ("=", 1, False), ("!=", 1, False),
+    ("<=", 1, False), ("<", 2, False)])
+def test_presence_only_exactly_when_every_count_from_one_up_answers_alike(op, value, presence):
+    from cdp_spark.audiences.config import Aggregate
+
+    g = Aggregate(op=op, value=value)
+    assert C.presence_only(g) is presence
+    answers = {_cmp(n, op, value) for n in range(1, 50)}
+    assert (len(answers) == 1) is presence
+    assert not C.presence_only(Aggregate(fn="sum", property="price", op=op, value=value))
 
 
 def test_as_of_reproducible(spark):

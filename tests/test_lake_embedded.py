@@ -92,6 +92,16 @@ def test_idempotent_append_with_same_txn_is_a_noop(spark, lake):
     assert not newer.skipped and lake.read("test.events").count() == 13
 
 
+def test_append_rows_commits_once_per_txn_and_reads_back_like_a_spark_append(spark, lake):
+    rows = event_rows(4, D1)
+    lake.append_rows("test.events", rows, txn=Txn("ledger", 1))
+    lake.append_rows("test.events", rows, txn=Txn("ledger", 1))  # a replay: already there
+    assert lake.committed("test.events", Txn("ledger", 1)) and lake.read("test.events").count() == 4
+    via_spark = EmbeddedLake(spark, lake.root + "-spark", REGISTRY)
+    via_spark.append("test.events", events_df(spark, 4, D1))
+    assert independent_rows(lake, "test.events") == independent_rows(via_spark, "test.events")
+
+
 def test_empty_append_still_records_the_transaction(spark, lake):
     result = lake.append("test.events", events_df(spark, 0, D1), txn=Txn("stream", 0))
     assert not result.skipped and result.rows == 0

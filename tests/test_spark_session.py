@@ -18,6 +18,18 @@ def test_embedded_conf_follows_the_measured_settings():
     assert conf["spark.driver.bindAddress"] == "127.0.0.1"
 
 
+def test_embedded_jvm_options_come_first_and_the_users_are_appended():
+    assert spark_mod.embedded_conf(cores=2)["spark.driver.extraJavaOptions"] == "-XX:-DontCompileHugeMethods"
+    conf = spark_mod.embedded_conf(cores=2, extra={"spark.driver.extraJavaOptions": "-XX:+DontCompileHugeMethods"})
+    assert conf["spark.driver.extraJavaOptions"] == "-XX:-DontCompileHugeMethods -XX:+DontCompileHugeMethods"
+
+
+def test_the_running_driver_jvm_got_the_embedded_options(spark):
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert "-XX:-DontCompileHugeMethods" in list(runtime.getInputArguments())
+    assert spark.conf.get("spark.sql.codegen.aggregate.map.twolevel.enabled") == "false"
+
+
 def test_capabilities_detect_missing_jvm_packages(spark):
     caps = spark_mod.capabilities(spark)
     # Whatever the classpath holds, detection must agree with an actual class load.

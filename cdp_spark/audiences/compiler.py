@@ -15,7 +15,9 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
@@ -24,10 +26,11 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cdp_spark.audiences.config import (EVENT_FIELDS, NUMERIC, SCORE_FIELDS, Audience, Clause, EventCondition,
-                                        Filter, dependency_order, static_problem, type_problem)
+from cdp_spark.audiences.config import (EVENT_FIELDS, NUMERIC, SCORE_FIELDS, Aggregate, Audience, Clause,
+                                        EventCondition, Filter, dependency_order, static_problem, type_problem)
 
 BUCKETS = 10_000  # variant hash buckets: weights resolve to 0.01 %
+WORD_BITS = 63  # presence flags per bit word (the sign bit stays clear)
 
 
 class AudienceError(ValueError):
@@ -134,7 +137,7 @@ def decode_properties(events: DataFrame, names: Iterable[str], guards: dict[str,
 
     Every condition on the same key then reads that column: without it, each condition's ``get_json_object`` parsed
     the whole properties text again (40 conditions, 10 on two keys: 10 parses per event instead of 2). A key with a
-    guard is parsed only where the guard holds (null elsewhere).
+    guard is parsed only where the guard holds (null elsewhere), and any key only where the text mentions it.
 
     Example:
         >>> decode_properties(ev, ["properties.coupon"]).columns[-1]   # doctest: +SKIP
@@ -144,8 +147,22 @@ def decode_properties(events: DataFrame, names: Iterable[str], guards: dict[str,
     if not keys:
         return events
     guards = guards or {}
-    return events.select("*", *[(F.when(guards[k], event_field(k)) if k in guards else event_field(k))
-                                .alias(property_column(k).strip("`")) for k in keys])
+
+    def decoded(k: str) -> Column:
+        test = [t for t in (guards.get(k), _mentions(k)) if t is not None]
+        return F.when(functools.reduce(lambda x, y: x & y, test), event_field(k)) if test else event_field(k)
+
+    return events.select("*", *[decoded(k).alias(property_column(k).strip("`")) for k in keys])
+
+
+def _mentions(name: str) -> Column | None:
+    """A byte search that must succeed for ``properties.<key>`` to exist: each part of the key, quoted, is in the
+    text. Parsing the JSON costs far more, and most events lack most keys. None for keys with characters an encoder
+    may escape (the search could then miss a key that is there)."""
+    parts = name[len("properties."):].split(".")
+    if not all(re.fullmatch(r"[A-Za-z0-9_$-]+", p) for p in parts):
+        return None
+    return functools.reduce(lambda x, y: x & y, [F.col("properties").contains(f'"{p}"') for p in parts])
 
 
 @dataclass
@@ -257,8 +274,12 @@ def event_aggregates(plan: Plan, events: DataFrame) -> DataFrame:
         return F.col(property_column(name)) if name.startswith("properties.") else F.col(name)
 
     # One projection computes every condition's match flag (and value) per event; the aggregation then only
-    # counts/sums columns.
-    cols, aggs = [], []
+    # counts/sums columns. Conditions that only ask whether a matching event exists (the default, count > 0) share
+    # bit words: one bit_or per 63 of them instead of one counter each (every counter is a column of the partial
+    # aggregate, its shuffle, the sort and the join). A word's expression is one large generated method: HotSpot
+    # compiles it only with -XX:-DontCompileHugeMethods (set by the embedded mode, see `spark.embedded_conf`).
+    presence = [k for k, c in plan.event_conditions.items() if presence_only(c.aggregate)]
+    cols, aggs, flags = [], [], {}
     for key, c in plan.event_conditions.items():
         start, stop = window(c, plan.as_of)
         match = (F.col("event_name").isin(*c.name) & (F.col("event_time") >= F.lit(start))
@@ -267,6 +288,9 @@ def event_aggregates(plan: Plan, events: DataFrame) -> DataFrame:
             match = match & F.coalesce(compare(field_col(f.field), EVENT_FIELDS.get(f.field), f, plan.as_of),
                                        F.lit(False))
         g = c.aggregate
+        if key in presence:
+            flags[key] = match
+            continue
         cols.append(match.alias(f"m_{key}"))
         if g.fn == "count":
             aggs.append(F.count_if(F.col(f"m_{key}")).alias(key))
@@ -274,7 +298,33 @@ def event_aggregates(plan: Plan, events: DataFrame) -> DataFrame:
             cols.append(field_col(g.property or "").cast("double").alias(f"x_{key}"))
             fn = {"sum": F.sum, "avg": F.avg, "min": F.min, "max": F.max}[g.fn]
             aggs.append(fn(F.when(F.col(f"m_{key}"), F.col(f"x_{key}"))).alias(key))
-    return ev.select("profile_id", *cols).groupBy("profile_id").agg(*aggs)
+    words = [presence[i:i + WORD_BITS] for i in range(0, len(presence), WORD_BITS)]
+    for w, keys in enumerate(words):
+        bits = [F.when(flags[k], F.lit(1 << b).cast("long")).otherwise(F.lit(0).cast("long"))
+                for b, k in enumerate(keys)]
+        cols.append(functools.reduce(lambda x, y: x.bitwiseOR(y), bits).alias(f"_w{w}"))
+        aggs.append(F.bit_or(f"_w{w}").alias(f"_w{w}"))
+    agg = ev.select("profile_id", *cols).groupBy("profile_id").agg(*aggs)
+    # Each presence condition reads back as a 0/1 count, which its comparison treats like the real count.
+    unpacked = [F.shiftright(F.col(f"_w{w}"), b).bitwiseAND(F.lit(1)).alias(k)
+                for w, keys in enumerate(words) for b, k in enumerate(keys)]
+    return agg.select("profile_id", *[k for k in plan.event_conditions if k not in presence], *unpacked)
+
+
+def presence_only(g: Aggregate) -> bool:
+    """Whether ``g``'s test gives the same answer for every count of one or more: then a condition only needs to
+    know whether a matching event exists, not how many there are.
+
+    Example:
+        >>> presence_only(Aggregate()), presence_only(Aggregate(op=">=", value=2))
+        (True, False)
+    """
+    if g.fn != "count":
+        return False
+    if g.op in ("=", "!="):
+        return not (g.value >= 1 and float(g.value).is_integer())
+    test = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}[g.op]
+    return test(1, g.value) == test(2 ** 62, g.value)
 
 
 def affinity_pivot(plan: Plan, affinities: DataFrame) -> DataFrame:
@@ -403,9 +453,11 @@ def evaluate(plan: Plan, profiles: DataFrame, events: DataFrame | None, affiniti
     # One (audience, variant) entry per audience the profile is in, variant computed where the audience is known:
     # looking the audience up again per member row (salt map, a chain of name tests) cost ~N/2 string comparisons
     # per member, the largest per-audience cost of the run.
+    # A non-member's entry is null and becomes an all-null row, dropped after the generator: cheaper than filtering
+    # the array first, whose lambda Spark interprets per element (profiles x audiences calls).
     entries = [F.when(refs[a.name], F.struct(F.lit(a.name).alias("audience"), variant_of(a).alias("variant")))
                for a in plan.audiences]
-    members = base.select("profile_id", F.inline(F.filter(F.array(*entries), lambda x: x.isNotNull())))
+    members = base.select("profile_id", F.inline(F.array(*entries))).where(F.col("audience").isNotNull())
     return members.select("audience", "profile_id", "variant")
 
 

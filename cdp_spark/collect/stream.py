@@ -39,7 +39,6 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp_spark.api.deltaio import append_rows
 from cdp_spark.collect.config import CollectorConfig
 from cdp_spark.collect.spool import recover
 from cdp_spark.ingest import keystats, readers, stage
@@ -54,6 +53,10 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 REJECT = "_cdp_reject"
 REJECT_RAW = "_cdp_raw"
+# Micro-batches up to this many lines are processed as one partition (see `BatchWriter.process`); larger ones
+# (a backlog after downtime, a Kafka trigger of many offsets) keep the read's parallelism.
+SINGLE_TASK_ROWS = 100_000
+SINGLE_TASK_BYTES = 64 << 20   # landed files up to this size are read in one task (about 100,000 web events)
 
 
 class StreamError(RuntimeError):
@@ -194,18 +197,32 @@ class BatchWriter:
         raw = raw.drop(*[c for c in (REJECT, REJECT_RAW) if c in raw.columns])
         received = self.clock()
         raw, received_at = with_received_at(self.spark, raw, received, self.source)
+        if files and self.landed_bytes(files) <= SINGLE_TASK_BYTES:
+            # A few landed files of a steady stream: read and parse them in one task, so the counting pass and the
+            # within-batch dedup below need no shuffle (see SINGLE_TASK_ROWS).
+            raw = raw.coalesce(1)
         raw = raw.persist(stage.CACHE_LEVEL)
+        deduped: DataFrame | None = None
         try:
             lines_per_file, oldest = self.count_and_oldest(raw)
             read_lines = sum(lines_per_file.values())
+            # Kept: the chain's counting pass and the key stats pass both read the deduplicated rows, which would
+            # otherwise repeat the dedup (a shuffle and a scan of bronze.events' recent rows) for the key stats.
+            deduped = self.dedup(raw, run_id, received)
+            if read_lines <= SINGLE_TASK_ROWS:
+                # A micro-batch of a few thousand rows: one partition, so every aggregation downstream (counts, key
+                # stats) runs in one task without a shuffle (measured: fixed costs per task and stage dominate).
+                deduped = deduped.coalesce(1)
+            deduped = deduped.persist(stage.CACHE_LEVEL)
             stats: dict[str, Any] = {"read": 0, "accepted": 0, "quarantined": 0, "warned": {}}
             # Key stats stay pending (replaced if this batch is replayed) until the next fold: no MERGE per batch.
-            written, per_file = stage.process_batch(self.spark, self.config, lake, source,
-                                                    self.dedup(raw, run_id, received), txn, run_id, received_at,
-                                                    stage.template_paths(self.config), stats,
+            written, per_file = stage.process_batch(self.spark, self.config, lake, source, deduped, txn, run_id,
+                                                    received_at, stage.template_paths(self.config), stats,
                                                     key_sink=lambda keys: self.pending().put(txn.version, keys, seen_at=received))
             kept = stats["read"]
         finally:
+            if deduped is not None:
+                deduped.unpersist()
             raw.unpersist()
         now = utc_now()
         lag = round((now - oldest).total_seconds(), 3) if oldest is not None else None
@@ -242,6 +259,17 @@ class BatchWriter:
             keyed = keyed.join(seen, F.trim(mid) == F.col("_seen_id"), "left_anti")
         return keyed.unionByName(rest)
 
+    def landed_bytes(self, files: list[str]) -> int:
+        """The total size of the landed files (files gone since listing count 0: the read skips them too)."""
+        jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
+        hconf = self.spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+        total = 0
+        for f in files:
+            p = jvm.org.apache.hadoop.fs.Path(f)
+            fs = p.getFileSystem(hconf)
+            total += int(fs.getFileStatus(p).getLen()) if fs.exists(p) else 0
+        return total
+
     @staticmethod
     def count_and_oldest(raw: DataFrame) -> tuple[dict[str, int], dt.datetime | None]:
         """Lines per file of the batch (before deduplication: the ledger counts a file's lines), and the oldest
@@ -268,11 +296,7 @@ class BatchWriter:
             read = lines.get(f, lines.get(name, 0))
             rows.append((self.source.name, st.getPath().toString(), int(st.getLen()), mtime, 1, "ingested",
                          read, acc, quar, run_id, now))
-        if self.lake.backend == "embedded":  # a few rows: straight through delta-rs, no Spark job
-            names = INGESTED_FILES.schema.fieldNames()
-            append_rows(self.lake, INGESTED_FILES.name, [dict(zip(names, r)) for r in rows], txn)
-        else:  # the delta-spark backend writes its own table features: leave its commits to it
-            self.lake.append(INGESTED_FILES.name, self.spark.createDataFrame(rows, INGESTED_FILES.schema), txn=txn)
+        self.lake.append_rows(INGESTED_FILES.name, rows, txn=txn)
 
 
 def with_received_at(spark: SparkSession, raw: DataFrame, received: dt.datetime,

@@ -11,6 +11,7 @@ Example:
 """
 from __future__ import annotations
 
+from functools import reduce
 from typing import Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -201,9 +202,12 @@ def _trait_map(df: DataFrame, catalogue: Catalogue) -> Column:
 def _has_traits(df: DataFrame, source: Source, catalogue: Catalogue) -> Column:
     if source.role != "both":
         return F.lit(True)
-    if not [n for n in catalogue.group("trait") if n in df.columns]:
+    traits = [n for n in catalogue.group("trait") if n in df.columns]
+    if not traits:
         return F.lit(False)
-    return F.size(_trait_map(df, catalogue)) > 0
+    # The trait map is non-empty exactly when a trait is not null: a test per column instead of building the map
+    # for every row (it is counted for every record, and filtered on again when writing).
+    return reduce(lambda a, b: a | b, [F.col(f"`{n}`").isNotNull() for n in traits])
 
 
 def split(checked: DataFrame) -> tuple[DataFrame, DataFrame]:

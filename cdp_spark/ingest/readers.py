@@ -95,7 +95,10 @@ def lines(spark: SparkSession, source: Source, paths: Sequence[str]) -> DataFram
                                     "_file string, _block long, _base long, _name string")
     numbered = scan.join(F.broadcast(offsets), ["_file", "_block"]).select(
         F.col("_name").alias("_file"), (F.col("_seq") + F.col("_base")).alias("_line"), "value")
-    line = F.regexp_replace("value", "\r$", "")  # CRLF endings: the reader splits at LF
+    # CRLF endings: the reader splits at LF. Only a line holding a CR can end in one: the regular expression (a
+    # round trip through a Java string, twice per line as the blank-line filter repeats it) is left to those.
+    value = F.col("value")
+    line = F.when(value.contains("\r"), F.regexp_replace(value, "\r$", "")).otherwise(value)
     if encoding in ("UTF-8", "UTF8"):
         valid = F.is_valid_utf8("value")  # on the bytes as read: regexp_replace would already have replaced them
         # Invalid bytes become U+FFFD in the kept raw text (Parquet strings must be valid UTF-8).

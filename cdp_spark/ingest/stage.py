@@ -130,8 +130,7 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
             ledger_rows.append(ledger_row(a, "ingested", read, acc, quar))
         stats["written"] = written
     if ledger_rows:
-        frame = spark.createDataFrame(ledger_rows, INGESTED_FILES.schema)
-        lake.append(INGESTED_FILES.name, frame, txn=txn)
+        lake.append_rows(INGESTED_FILES.name, ledger_rows, txn=txn)
     stats["reconciled"] = stats["read"] == stats["accepted"] + stats["quarantined"] + stats.get("suppressed", 0)
     return stats
 

@@ -212,6 +212,15 @@ class Lake(ABC):
     def append(self, name: str, df: "DataFrame", *, txn: Txn | None = None, evolve: bool = False) -> WriteResult:
         """Blind append. Concurrent appends both succeed."""
 
+    def append_rows(self, name: str, rows: Sequence[tuple[Any, ...]], *, txn: Txn | None = None) -> None:
+        """Append a few rows (tuples in the table's column order) in one commit; nothing when ``txn`` is there.
+
+        Example:
+            >>> lake.append_rows("bronze.ingested_files", [row], txn=Txn("ingest.web", 3))   # doctest: +SKIP
+        """
+        if rows:
+            self.append(name, self.spark.createDataFrame(list(rows), self.spec(name).schema), txn=txn)
+
     @abstractmethod
     def overwrite(self, name: str, df: "DataFrame", *, where: str | None = None, txn: Txn | None = None) -> WriteResult:
         """Replace the whole table, or only the rows matching a partition predicate ``where``."""

@@ -150,6 +150,13 @@ class EmbeddedLake(Lake):
         adds = self._write_files(name, df)
         return self._commit(name, "append", adds, txn=txn, retry=True)
 
+    def append_rows(self, name: str, rows: Sequence[tuple[Any, ...]], *, txn: Txn | None = None) -> None:
+        # A few rows (the file ledgers): straight through delta-rs, without a Spark job.
+        from cdp_spark.api.deltaio import append_rows
+
+        names = self.spec(name).schema.fieldNames()
+        append_rows(self, name, [dict(zip(names, r)) for r in rows], txn)
+
     def overwrite(self, name: str, df: "DataFrame", *, where: str | None = None, txn: Txn | None = None) -> WriteResult:
         self.create_if_missing(name)
         if self.committed(name, txn):
