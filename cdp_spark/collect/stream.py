@@ -197,7 +197,8 @@ class BatchWriter:
         raw = raw.drop(*[c for c in (REJECT, REJECT_RAW) if c in raw.columns])
         received = self.clock()
         raw, received_at = with_received_at(self.spark, raw, received, self.source)
-        if files and self.landed_bytes(files) <= SINGLE_TASK_BYTES:
+        landed = self.landed(files)  # looked up once: the size decides the read's tasks, the ledger records them
+        if files and sum(int(st.getLen()) for st in landed.values() if st is not None) <= SINGLE_TASK_BYTES:
             # A few landed files of a steady stream: read and parse them in one task, so the counting pass and the
             # within-batch dedup below need no shuffle (see SINGLE_TASK_ROWS).
             raw = raw.coalesce(1)
@@ -227,7 +228,7 @@ class BatchWriter:
         now = utc_now()
         lag = round((now - oldest).total_seconds(), 3) if oldest is not None else None
         if files:
-            self.record_files(files, lines_per_file, per_file, txn, run_id)
+            self.record_files(landed, lines_per_file, per_file, txn, run_id)
         out = {"read_lines": read_lines, "duplicates": read_lines - kept, "accepted": stats["accepted"],
                "quarantined": stats["quarantined"], "suppressed": stats.get("suppressed", 0), "written": written,
                "lag_s": lag}
@@ -259,16 +260,16 @@ class BatchWriter:
             keyed = keyed.join(seen, F.trim(mid) == F.col("_seen_id"), "left_anti")
         return keyed.unionByName(rest)
 
-    def landed_bytes(self, files: list[str]) -> int:
-        """The total size of the landed files (files gone since listing count 0: the read skips them too)."""
+    def landed(self, files: list[str]) -> dict[str, Any]:
+        """Each landed file's Hadoop status (None for a file gone since the listing: the read skips it too)."""
         jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
         hconf = self.spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
-        total = 0
+        out: dict[str, Any] = {}
         for f in files:
             p = jvm.org.apache.hadoop.fs.Path(f)
             fs = p.getFileSystem(hconf)
-            total += int(fs.getFileStatus(p).getLen()) if fs.exists(p) else 0
-        return total
+            out[f] = fs.getFileStatus(p) if fs.exists(p) else None
+        return out
 
     @staticmethod
     def count_and_oldest(raw: DataFrame) -> tuple[dict[str, int], dt.datetime | None]:
@@ -279,17 +280,16 @@ class BatchWriter:
         rows = raw.groupBy("_file").agg(F.count(F.lit(1)).alias("n"), oldest.alias("oldest")).collect()
         return {r["_file"]: int(r["n"]) for r in rows}, min((r["oldest"] for r in rows if r["oldest"]), default=None)
 
-    def record_files(self, files: list[str], lines: dict[str, int], per_file: dict[str, tuple[int, int, int]], txn: Txn,
-                     run_id: str) -> None:
-        """The landed files of the batch in bronze.ingested_files (same Txn), like the batch stage's file ledger:
-        rows_read is the file's lines (duplicates included), accepted and quarantined what the chain decided."""
-        jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
-        hconf = self.spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    def record_files(self, landed: dict[str, Any], lines: dict[str, int], per_file: dict[str, tuple[int, int, int]],
+                     txn: Txn, run_id: str) -> None:
+        """The landed files of the batch (``landed``: path -> status) in bronze.ingested_files (same Txn), like the
+        batch stage's file ledger: rows_read is the file's lines (duplicates included), accepted and quarantined what
+        the chain decided. A file gone before it was read cannot be recorded: an error, as before."""
         now = utc_now()
         rows = []
-        for f in files:
-            p = jvm.org.apache.hadoop.fs.Path(f)
-            st = p.getFileSystem(hconf).getFileStatus(p)
+        for f, st in landed.items():
+            if st is None:
+                raise FileNotFoundError(f"landed file {f} disappeared before the micro-batch read it")
             mtime = dt.datetime.fromtimestamp(st.getModificationTime() / 1000, dt.timezone.utc).replace(tzinfo=None)
             name = st.getPath().toString()
             _, acc, quar = per_file.get(f, per_file.get(name, (0, 0, 0)))
