@@ -4,11 +4,15 @@ throughput of the file and webhook transports on loopback.
 The issue's scale is 10M events / 1M profiles (the defaults). The target: 50 audiences take at most 3x one
 audience, because all event conditions share one aggregation pass over the events.
 
-Two single audiences are timed, because events are partitioned by day and a condition's window prunes the scan:
-- ``cart_abandoners`` (7-day windows) reads about 8% of the 90 days of events;
-- ``viewed_not_bought`` (90 and 30 days) reads the same days as the 50 audiences, whose widest window is 90 days.
-The target's ratio is taken against the second: it then measures what each further audience adds to the same
-scan. The ratio against the first is reported too; it mostly measures the 12x larger scan.
+Three single audiences are timed, because events are partitioned by day (a condition's window prunes the scan)
+and the scan keeps only the event names some condition reads:
+- ``cart_abandoners`` (7-day windows, 2 event names) reads about 2% of the events;
+- ``viewed_not_bought`` (90 and 30 days, 2 of the 8 names) reads the same days as the 50 audiences but a quarter of
+  their rows;
+- ``engaged_not_bought`` (90 and 30 days, all 8 names) reads exactly the rows the 50 audiences read.
+The target's ratio is taken against the third: it then measures what 49 further audiences add to the same scan,
+which is the claim (one shared pass, not one per audience). The ratios against the other two are reported too;
+they mostly measure the larger scan.
 
 Usage:
     python -m bench.audiences --events 10000000 --profiles 1000000
@@ -74,6 +78,13 @@ def same_window_audience():
     """One audience whose widest window (90 days) equals the widest in `varied_audiences`: the same scan."""
     return [{"name": "viewed_not_bought", "rule": {"all": [
         {"event": {"name": "product viewed", "within": {"days": 90}}},
+        {"not": {"event": {"name": "order completed", "within": {"days": 30}}}}]}}]
+
+
+def same_scan_audience():
+    """One audience reading every event name `varied_audiences` reads, over their widest window: the same rows."""
+    return [{"name": "engaged_not_bought", "rule": {"all": [
+        {"event": {"name": NAMES, "within": {"days": 90}}},
         {"not": {"event": {"name": "order completed", "within": {"days": 30}}}}]}}]
 
 
@@ -174,17 +185,20 @@ def main() -> None:
         evaluate_seconds(spark, one_audience(), profiles, events)  # warm-up: JIT, file listing
         t1, n1, c1 = evaluate_seconds(spark, one_audience(), profiles, events)
         tw, nw, cw = evaluate_seconds(spark, same_window_audience(), profiles, events)
+        ts, ns, cs = evaluate_seconds(spark, same_scan_audience(), profiles, events)
         specs = varied_audiences(args.audiences)
         t50, n50, c50 = evaluate_seconds(spark, specs, profiles, events)
-        ratio = t50 / tw
+        ratio = t50 / ts
         activation = activation_throughput(args.records, tmp)
         write_result("audiences", {
             "scale": {"events": args.events, "profiles": args.profiles, "audiences": args.audiences,
                       "activation_records": args.records, "issue_scale": "10M events / 1M profiles"},
             "one_audience_7_days": {"seconds": round(t1, 2), "members": n1, "event_conditions": c1},
             "one_audience_same_window": {"seconds": round(tw, 2), "members": nw, "event_conditions": cw},
+            "one_audience_same_scan": {"seconds": round(ts, 2), "members": ns, "event_conditions": cs},
             "many_audiences": {"seconds": round(t50, 2), "members": n50, "event_conditions": c50},
-            "ratio": round(ratio, 2), "ratio_vs_7_day_audience": round(t50 / t1, 2),
+            "ratio": round(ratio, 2), "ratio_vs_same_window_audience": round(t50 / tw, 2),
+            "ratio_vs_7_day_audience": round(t50 / t1, 2),
             "target_ratio": 3.0, "meets_target": ratio <= 3.0,
             "activation": activation,
         })

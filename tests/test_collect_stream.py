@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from pyspark.sql import functions as F
 
 from cdp_spark.collect.app import create_app
-from cdp_spark.api.deltaio import append_rows
+from cdp_spark.lake.deltaio import append_rows
 from cdp_spark.collect.stream import StreamError, kafka_available, run_stream, run_with_ledger
 from cdp_spark.config import CdpConfig
 from cdp_spark.ingest.sources import CatalogueScope

@@ -25,7 +25,7 @@ from cdp_spark.activation.config import Destination
 from cdp_spark.activation.records import (Member, StateRow, apply_sent, columns, delivery_id, plan_items, prepare)
 from cdp_spark.activation.tables import ACTIVATION_RECORDS, ACTIVATION_STATE, DELIVERIES
 from cdp_spark.activation.transports import DeliveryError, Stats, WebhookSender, file_drop
-from cdp_spark.lake import Txn
+from cdp_spark.lake import Txn, utc_now
 from cdp_spark.pipeline import StageResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -162,7 +162,7 @@ def _state(lake: "Lake", name: str) -> dict[tuple[str, str], StateRow]:
 
 
 def _save_state(spark: SparkSession, lake: "Lake", name: str, state: dict[tuple[str, str], StateRow]) -> None:
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = utc_now()
     rows = [(name, a, p, s.record_hash, json.dumps(s.payload, sort_keys=True), s.delivery_id, now)
             for (a, p), s in sorted(state.items())]
     df = spark.createDataFrame(rows, ACTIVATION_STATE.schema)
@@ -180,7 +180,7 @@ def export_root(config: "CdpConfig") -> str:
 def activate(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destination, as_of: dt.date,
              run_id: str) -> DeliveryReport:
     """Deliver one destination and record the outcome (state, ops.deliveries)."""
-    started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    started = utc_now()
     if d.transport.type == "webhook" and config.org.sandbox:
         report = DeliveryReport(d.name, status="skipped", notes=["sandbox org: webhook destinations are not called"])
         _log_delivery(spark, lake, d, report, as_of, run_id, started)
@@ -191,7 +191,7 @@ def activate(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destinat
     sender = WebhookSender(d.transport, d.name) if d.transport.type == "webhook" else None
 
     def delta_sink(items: list, did: str) -> None:
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        now = utc_now()
         rows = [(d.name, did, i.audience, i.profile_id, i.action, json.dumps(i.payload, sort_keys=True), now) for i in items]
         lake.append(ACTIVATION_RECORDS.name, spark.createDataFrame(rows, ACTIVATION_RECORDS.schema),
                     txn=Txn(f"activation.{did}", 1))
@@ -210,7 +210,7 @@ def activate(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destinat
 
 def _log_delivery(spark: SparkSession, lake: "Lake", d: Destination, r: DeliveryReport, as_of: dt.date, run_id: str,
                   started: dt.datetime) -> None:
-    ended = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    ended = utc_now()
     row = (d.name, r.delivery_id, run_id, as_of, d.transport.type, d.format, d.mode, r.status, r.profiles_considered,
            r.skipped_consent, r.skipped_no_identifier, r.adds, r.removes, r.records_sent, r.batches, r.retries,
            r.failures, r.location, r.error, started, ended)

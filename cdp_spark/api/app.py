@@ -187,7 +187,7 @@ class ProfileApi:
         else:
             ident = self._best_identifier(doc)
         now = dt.datetime.now(dt.timezone.utc)
-        from cdp_spark.api.deltaio import append_rows
+        from cdp_spark.lake.deltaio import append_rows
 
         append_rows(self.lake, "bronze.profile_records", [{
             "source": "api", "record_key": None, "change_type": "upsert", "identifiers": list(ident.items()),

@@ -41,7 +41,7 @@ class AuditLog:
 
     def __init__(self, lake: "Lake", *, flush_seconds: float = 2.0, flush_rows: int = 5000,
                  writer: Callable[[list[dict[str, Any]]], None] | None = None, background: bool = True):
-        from cdp_spark.api.deltaio import Appender
+        from cdp_spark.lake.deltaio import Appender
 
         self.lake = lake
         self.flush_seconds = flush_seconds

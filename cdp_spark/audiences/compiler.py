@@ -304,7 +304,13 @@ def event_aggregates(plan: Plan, events: DataFrame) -> DataFrame:
                 for b, k in enumerate(keys)]
         cols.append(functools.reduce(lambda x, y: x.bitwiseOR(y), bits).alias(f"_w{w}"))
         aggs.append(F.bit_or(f"_w{w}").alias(f"_w{w}"))
-    agg = ev.select("profile_id", *cols).groupBy("profile_id").agg(*aggs)
+    # An event that matches no condition changes no aggregate: a profile without matching events reads the same
+    # after the left join (null -> 0 for count and sum, null for avg/min/max), so such events skip the hash
+    # aggregation, the per-row cost that dominates the run.
+    hit = [F.col(f"m_{k}") for k in plan.event_conditions if k not in presence] + [
+        F.col(f"_w{w}") != 0 for w in range(len(words))]
+    agg = (ev.select("profile_id", *cols).where(functools.reduce(lambda x, y: x | y, hit))
+           .groupBy("profile_id").agg(*aggs))
     # Each presence condition reads back as a 0/1 count, which its comparison treats like the real count.
     unpacked = [F.shiftright(F.col(f"_w{w}"), b).bitwiseAND(F.lit(1)).alias(k)
                 for w, keys in enumerate(words) for b, k in enumerate(keys)]

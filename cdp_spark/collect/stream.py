@@ -44,7 +44,7 @@ from cdp_spark.collect.spool import recover
 from cdp_spark.ingest import keystats, readers, stage
 from cdp_spark.ingest.sources import Source
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES
-from cdp_spark.lake import Txn
+from cdp_spark.lake import Txn, utc_now
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -80,11 +80,6 @@ def kafka_available(spark: SparkSession) -> bool:
     from cdp_spark.spark import _jvm_class_loadable
 
     return _jvm_class_loadable(spark, "org.apache.spark.sql.kafka010.KafkaSourceProvider")
-
-
-def utc_now() -> dt.datetime:
-    """The current UTC time, naive (as Spark's timestamps are stored here)."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 def brief(exc: BaseException) -> str:
@@ -400,12 +395,9 @@ def run_stream(spark: SparkSession, config: "CdpConfig", lake: "Lake", *, source
         unfolded = _fold_key_stats(running, names)
     metrics: dict[str, Any] = {"sources": {}}
     for (q, w), n in zip(running, names):
-        if q.exception() is not None:
-            first = str(q.exception()).splitlines()[0][:300]
-            for q2, _ in running:
-                if q2.isActive:
-                    q2.stop()
-            raise StreamError(f"stream of source {n} failed (restart it: the checkpoint replays the batch): {first}")
+        if q.exception() is not None:  # every query was stopped above
+            raise StreamError(f"stream of source {n} failed (restart it: the checkpoint replays the batch): "
+                              f"{brief(q.exception())}")
         metrics["sources"][n] = summarise(w.batches, q.recentProgress)
     if unfolded:
         raise StreamError(f"the stream stopped but its key stats could not be folded into bronze.raw_keys "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cdp_spark.lake.base import Lake, TableInfo, Txn, WriteResult
+from cdp_spark.lake.base import Lake, TableInfo, Txn, WriteResult, utc_now
 from cdp_spark.lake.errors import (
     ConcurrentWriteError,
     LakeError,
@@ -66,4 +66,5 @@ __all__ = [
     "WriteResult",
     "default_registry",
     "open_lake",
+    "utc_now",
 ]

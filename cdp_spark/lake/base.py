@@ -13,7 +13,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from deltalake import DeltaTable
@@ -26,6 +26,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import types as T
 
 log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    """The current time as the lake's timestamps hold it: UTC, without a time zone (Spark's session time zone is
+    UTC here, so a naive value is read back unchanged).
+
+    Example:
+        >>> utc_now().tzinfo is None
+        True
+    """
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 class Txn(NamedTuple):

@@ -32,6 +32,7 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
+from cdp_spark.lake import deltaio
 from cdp_spark.lake.base import Lake, Txn, WriteResult
 from cdp_spark.lake.errors import ConcurrentWriteError, LakeError, UnsupportedTableError
 
@@ -152,10 +153,8 @@ class EmbeddedLake(Lake):
 
     def append_rows(self, name: str, rows: Sequence[tuple[Any, ...]], *, txn: Txn | None = None) -> None:
         # A few rows (the file ledgers): straight through delta-rs, without a Spark job.
-        from cdp_spark.api.deltaio import append_rows
-
         names = self.spec(name).schema.fieldNames()
-        append_rows(self, name, [dict(zip(names, r)) for r in rows], txn)
+        deltaio.append_rows(self, name, [dict(zip(names, r)) for r in rows], txn)
 
     def overwrite(self, name: str, df: "DataFrame", *, where: str | None = None, txn: Txn | None = None) -> WriteResult:
         self.create_if_missing(name)

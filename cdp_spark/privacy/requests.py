@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from cdp_spark.api.deltaio import append_rows, read_rows
+from cdp_spark.lake.deltaio import append_rows, read_rows
 from cdp_spark.privacy.matching import Identifier
 from cdp_spark.privacy.tombstones import salt_for, token
 
