@@ -41,3 +41,14 @@ def test_currency_conversion_to_reporting_currency(spark, tmp_path):
     assert [(r.cur, r.rep) for r in to_eur.orderBy(F.col("cur")).collect()] == [("EUR", None), ("GBP", 20.0), ("ZZZ", None), ("usd", 5.0)]
     to_gbp = apply_enrichers(spark, df, [enr], reporting_currency="GBP", paths={"demo_dir": str(tmp_path)})
     assert sorted((r.cur, r.rep) for r in to_gbp.collect() if r.rep is not None) == [("GBP", 10.0), ("usd", 2.5)]
+
+
+def test_flat_columns_are_flatten_as_expressions(spark):
+    # The stage computes the key-stats columns inside the chain's projection; they must be flatten's columns.
+    from cdp_spark.ingest.enrichers import flat_columns
+
+    df = spark.createDataFrame([({"page": {"url": "u", "deep": {"x": 1}}, "ip": "1.2.3.4"}, "{}", 7)],
+                               "context struct<page:struct<url:string,deep:struct<x:int>>,ip:string>, _raw string, n int")
+    cols = flat_columns(df, 2)
+    assert [n for n, _ in cols] == flatten(df, 2).columns
+    assert df.select(*[c.alias(n) for n, c in cols]).collect() == flatten(df, 2).collect()

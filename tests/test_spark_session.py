@@ -28,6 +28,7 @@ def test_the_running_driver_jvm_got_the_embedded_options(spark):
     runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     assert "-XX:-DontCompileHugeMethods" in list(runtime.getInputArguments())
     assert spark.conf.get("spark.sql.codegen.aggregate.map.twolevel.enabled") == "false"
+    assert spark.conf.get("spark.sql.inMemoryColumnarStorage.compressed") == "false"
 
 
 def test_capabilities_detect_missing_jvm_packages(spark):

@@ -198,18 +198,16 @@ class BatchWriter:
             # within-batch dedup below need no shuffle (see SINGLE_TASK_ROWS).
             raw = raw.coalesce(1)
         raw = raw.persist(stage.CACHE_LEVEL)
-        deduped: DataFrame | None = None
         try:
             lines_per_file, oldest = self.count_and_oldest(raw)
             read_lines = sum(lines_per_file.values())
-            # Kept: the chain's counting pass and the key stats pass both read the deduplicated rows, which would
-            # otherwise repeat the dedup (a shuffle and a scan of bronze.events' recent rows) for the key stats.
+            # Read once, into the chain's cached checked rows (which also feed the key stats): the dedup (a shuffle
+            # and a scan of bronze.events' recent rows) runs once per micro-batch without a cache of its own.
             deduped = self.dedup(raw, run_id, received)
             if read_lines <= SINGLE_TASK_ROWS:
                 # A micro-batch of a few thousand rows: one partition, so every aggregation downstream (counts, key
                 # stats) runs in one task without a shuffle (measured: fixed costs per task and stage dominate).
                 deduped = deduped.coalesce(1)
-            deduped = deduped.persist(stage.CACHE_LEVEL)
             stats: dict[str, Any] = {"read": 0, "accepted": 0, "quarantined": 0, "warned": {}}
             # Key stats stay pending (replaced if this batch is replayed) until the next fold: no MERGE per batch.
             written, per_file = stage.process_batch(self.spark, self.config, lake, source, deduped, txn, run_id,
@@ -217,8 +215,6 @@ class BatchWriter:
                                                     key_sink=lambda keys: self.pending().put(txn.version, keys, seen_at=received))
             kept = stats["read"]
         finally:
-            if deduped is not None:
-                deduped.unpersist()
             raw.unpersist()
         now = utc_now()
         lag = round((now - oldest).total_seconds(), 3) if oldest is not None else None

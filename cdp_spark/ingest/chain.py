@@ -68,8 +68,12 @@ def prepare(
     routes: Sequence[RouteRule] = (),
     *,
     paths: dict[str, str] | None = None,
+    carry: Sequence[str] = (),
 ) -> DataFrame:
     """Enrich, map, normalise, check and route a raw DataFrame (see the module docstring for the contract).
+
+    ``carry`` names further columns of ``raw`` to pass through unchanged (the stage carries the raw key columns
+    for its key statistics, so the batch is kept in memory once, not once raw and once checked).
 
     Example:
         >>> prepare(spark, raw, source, catalogue).select("email", "_reasons").show()   # doctest: +SKIP
@@ -103,7 +107,7 @@ def prepare(
     properties = properties_column(df, source)
 
     mapped = df.select(
-        *[F.col(m) for m in META], *[F.col(c) for c in CARRIED if c in df.columns],
+        *[F.col(m) for m in META], *[F.col(c) for c in CARRIED if c in df.columns], *[F.col(f"`{c}`") for c in carry],
         *canonical, consent.alias("_consent"), properties.alias("_properties"),
         _reasons(structural).alias("_structural"),
         _reasons([(flag, f"invalid:{name}") for name, flag in invalid.items()]).alias("_issues"),

@@ -50,23 +50,33 @@ def flatten(df: DataFrame, depth: int) -> DataFrame:
         >>> flatten(spark.createDataFrame([({"a": {"b": 1}},)], "s struct<a:struct<b:int>>"), 3).columns   # doctest: +SKIP
         ['s.a.b']
     """
-    cols: list[Column] = []
+    return df.select(*[value.alias(name) for name, value in flat_columns(df, depth)])
+
+
+def flat_columns(df: DataFrame, depth: int) -> list[tuple[str, Column]]:
+    """(name, expression over ``df``) of each column of `flatten`, to compute them inside another projection.
+
+    Example:
+        >>> [n for n, _ in flat_columns(spark.createDataFrame([({"a": 1}, 2)], "s struct<a:int>, t int"), 3)]  # doctest: +SKIP
+        ['s.a', 't']
+    """
+    cols: list[tuple[str, Column]] = []
 
     def walk(prefix: str, dtype: T.DataType, expr: Column, level: int) -> None:
         if isinstance(dtype, T.StructType) and level <= depth:
             for f in dtype.fields:
                 walk(f"{prefix}.{f.name}", f.dataType, expr.getField(f.name), level + 1)
         elif isinstance(dtype, (T.StructType, T.ArrayType, T.MapType)):
-            cols.append(F.to_json(expr).alias(prefix))
+            cols.append((prefix, F.to_json(expr)))
         else:
-            cols.append(expr.alias(prefix))
+            cols.append((prefix, expr))
 
     for f in df.schema.fields:
         if f.name.startswith("_") or not isinstance(f.dataType, T.StructType):
-            cols.append(F.col(f"`{f.name}`"))
+            cols.append((f.name, F.col(f"`{f.name}`")))
         else:
             walk(f.name, f.dataType, F.col(f"`{f.name}`"), 1)
-    return df.select(*cols)
+    return cols
 
 
 def rates_frame(spark: SparkSession, rates: S.RatesTable, paths: dict[str, str]) -> DataFrame:

@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.ingest import chain, keystats
@@ -113,12 +113,9 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
     ledger_rows += [ledger_row(a, "superseded") for a in plan.superseded]
     if plan.ingest:
         file_paths = [a.file.path for a in plan.ingest]
+        # Not cached: `process_batch` reads it once, into its cached checked rows (which carry the raw key columns).
         raw = read_files(spark, source, file_paths) if source.kind == "files" else read_table(spark, lake, source, location)
-        raw = raw.persist(CACHE_LEVEL)
-        try:
-            written, per_file = process_batch(spark, config, lake, source, raw, txn, run_id, received_at, paths, stats)
-        finally:
-            raw.unpersist()
+        written, per_file = process_batch(spark, config, lake, source, raw, txn, run_id, received_at, paths, stats)
         for a in plan.ingest:
             read, acc, quar = per_file.get(a.file.path, (0, 0, 0))
             if read == 0 and source.kind == "files" and not existing(spark, [a.file.path]):
@@ -150,7 +147,12 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
     bronze.raw_keys at once, or handed to ``key_sink(stats_frame)`` (the stream keeps them pending, see
     `keystats.PendingKeyStats`).
     """
-    checked = chain.prepare(spark, raw, source, config.catalogue, config.routes, paths=paths)
+    # The raw key columns ride along in the checked rows: the batch is cached once (checked), and `raw` is read
+    # (parsed) once, instead of caching the wide raw rows as well for the key-stats pass.
+    keys = key_columns(raw, source)
+    carry = [f"__key_stats_{i}" for i in range(len(keys))]
+    raw = raw.select("*", *[value.alias(c) for c, (_, value) in zip(carry, keys)])
+    checked = chain.prepare(spark, raw, source, config.catalogue, config.routes, paths=paths, carry=carry)
     # Privacy: a record carrying an erased (tombstoned) identifier is only counted as suppressed, never written.
     hit = suppression(spark, config, lake, chain.identifiers_column(checked, config.catalogue))
     checked = checked.withColumn("_suppressed", hit if hit is not None else F.lit(False))
@@ -197,7 +199,8 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
                                                         out_rows[PROFILE_RECORDS.name])
         written[QUARANTINE.name] = _append(lake, QUARANTINE.name, chain.to_quarantine(quarantined, source, run_id, received_at),
                                            txn, stats["quarantined"])
-        _update_keys(lake, source, raw, txn, received_at, stats["read"], key_sink)
+        flat = checked.select(*[F.col(c).alias(name) for c, (name, _) in zip(carry, keys)])
+        _update_keys(lake, source, flat, txn, received_at, stats["read"], key_sink)
         return written, per_file
     finally:
         checked.unpersist()
@@ -216,18 +219,31 @@ def _append(lake: "Lake", name: str, df: DataFrame, txn: Txn, rows: int | None =
         df.unpersist()
 
 
-def _update_keys(lake: "Lake", source: Source, raw: DataFrame, txn: Txn, seen_at: Any, rows: int | None = None,
-                 key_sink: Any = None) -> None:
-    """The batch's key stats into bronze.raw_keys (one MERGE), or to ``key_sink`` (first/last seen left null)."""
-    from cdp_spark.ingest.enrichers import flatten
+def key_columns(raw: DataFrame, source: Source) -> list[tuple[str, Column]]:
+    """(key, expression over ``raw``) of every incoming key of the source, for `keystats.key_stats`.
+
+    Keys are leaf fields: nested records are flattened as the source's flatten enricher does (default 3 levels);
+    names starting with ``_`` are the chain's own columns, not keys.
+
+    Example:
+        >>> [k for k, _ in key_columns(raw, source)][:2]      # doctest: +SKIP
+        ['anonymousId', 'context.page.url']
+    """
+    from cdp_spark.ingest.enrichers import flat_columns
     from cdp_spark.ingest.sources import Flatten
 
-    # Keys are leaf fields: nested records are flattened as the source's flatten enricher does (default 3 levels).
     depth = next((e.depth for e in source.enrichers if isinstance(e, Flatten)), 3)
+    return [(name, value) for name, value in flat_columns(raw, depth) if not name.startswith("_")]
+
+
+def _update_keys(lake: "Lake", source: Source, flat: DataFrame, txn: Txn, seen_at: Any, rows: int | None = None,
+                 key_sink: Any = None) -> None:
+    """The batch's key stats (``flat``: one column per key, see `key_columns`) into bronze.raw_keys (one MERGE), or
+    to ``key_sink`` (first/last seen left null)."""
     # A sink stamps the time itself: a per-batch time literal would make Spark generate and compile the key-stats
     # code again for every micro-batch, instead of reusing it.
     stamp = F.lit(None).cast("timestamp") if key_sink is not None else seen_at
-    batch = keystats.key_stats(flatten(raw, depth), source, stamp, rows)
+    batch = keystats.key_stats(flat, source, stamp, rows)
     if "key" not in batch.columns:
         return
     if key_sink is not None:
