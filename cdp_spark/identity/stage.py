@@ -43,7 +43,7 @@ from cdp_spark.identity.profiles import DEFAULT_ORG, assign_profile_ids
 from cdp_spark.identity.rules import apply_limits, in_window
 from cdp_spark.identity.tables import ID_GRAPH, ID_LINKS, IDENTIFIERS, IDENTITY_RUNS, PROFILE_ID_HISTORY
 from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
-from cdp_spark.lake import Txn
+from cdp_spark.lake import Txn, utc_now
 from cdp_spark.pipeline import StageResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -355,7 +355,7 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
         "identifiers_version": lake.version(IDENTIFIERS.name), "links_version": lake.version(ID_LINKS.name),
         "graph_version": lake.version(ID_GRAPH.name), "records_read": records_read,
         "vertices_resolved": res.stats.get("vertices_resolved"), "stats": json.dumps(metrics, default=str),
-        "finished_at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)}
+        "finished_at": utc_now()}
     row = tuple(state_row[f] for f in IDENTITY_RUNS.schema.fieldNames())
     lake.append(IDENTITY_RUNS.name, spark.createDataFrame([row], IDENTITY_RUNS.schema), txn=txn)
     return out

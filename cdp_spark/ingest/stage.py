@@ -21,7 +21,7 @@ from cdp_spark.ingest.files import FileAction, plan_files
 from cdp_spark.ingest.readers import LandedFile, discover, existing, read_files, read_table
 from cdp_spark.ingest.sources import Source
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES, PROFILE_RECORDS, QUARANTINE, SNAPSHOT_STATE
-from cdp_spark.lake import Txn
+from cdp_spark.lake import Txn, utc_now
 from cdp_spark.pipeline import StageResult
 from cdp_spark.privacy.tombstones import suppression
 
@@ -102,9 +102,9 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
     batch = _batch_id(source, plan.ingest + plan.rejected + plan.superseded)
     txn = Txn(f"ingest.{source.name}.{batch}", 1)
     run_id = f"ingest-{as_of:%Y%m%d}-{batch[:8]}"
-    received_at = F.lit(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp")
+    now = utc_now()
+    received_at = F.lit(now).cast("timestamp")
     ledger_rows: list[tuple[Any, ...]] = []
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
     def ledger_row(a: FileAction, status: str, read: int = 0, acc: int = 0, quar: int = 0) -> tuple[Any, ...]:
         return (source.name, a.file.path, int(a.file.size), a.file.modified_at, a.version, status, read, acc, quar, run_id, now)
