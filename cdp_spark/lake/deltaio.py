@@ -21,17 +21,27 @@ if TYPE_CHECKING:  # pragma: no cover
 APPEND_ATTEMPTS = 10
 
 
-def _plain(t: pa.DataType) -> pa.DataType:
+def plain_type(t: pa.DataType, *, nullable: bool | None = None) -> pa.DataType:
+    """``t`` with large/view string, binary and list types as their plain forms (what Delta tables declare),
+    nested fields included. Nested fields keep their nullability, or all take ``nullable`` when it is given.
+
+    Example:
+        >>> plain_type(pa.list_(pa.large_string()))
+        ListType(list<item: string>)
+    """
+    def field(f: pa.Field) -> pa.Field:
+        return pa.field(f.name, plain_type(f.type, nullable=nullable), f.nullable if nullable is None else nullable)
+
     if pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return pa.string()
     if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
         return pa.binary()
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
-        return pa.list_(pa.field(t.value_field.name, _plain(t.value_type), True))
+        return pa.list_(field(t.value_field))
     if pa.types.is_struct(t):
-        return pa.struct([pa.field(f.name, _plain(f.type), True) for f in t])
+        return pa.struct([field(f) for f in t])
     if pa.types.is_map(t):
-        return pa.map_(_plain(t.key_type), _plain(t.item_type))
+        return pa.map_(plain_type(t.key_type, nullable=nullable), plain_type(t.item_type, nullable=nullable))
     return t
 
 
@@ -42,7 +52,7 @@ def arrow_schema(lake: "Lake", name: str) -> pa.Schema:
 
 def _table_schema(table: "DeltaTable") -> pa.Schema:
     schema = pa.schema(table.schema().to_arrow())
-    return pa.schema([pa.field(f.name, _plain(f.type), True) for f in schema])
+    return pa.schema([pa.field(f.name, plain_type(f.type, nullable=True), True) for f in schema])
 
 
 def _arrow_rows(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:

@@ -455,24 +455,8 @@ def _hive_consistent(path: str, values: dict[str, Any] | None, partitions: list[
 def _arrow_for_table(table: pa.Table, dt: DeltaTable) -> pa.Table:
     """Cast Spark's Arrow output to the table's own Arrow types (delta-rs merges are strict about types)."""
     target = pa.schema(dt.schema().to_arrow())
-    return table.select(target.names).cast(_plain_arrow_schema(target))
-
-
-def _plain_arrow_schema(schema: pa.Schema) -> pa.Schema:
-    def plain(t: pa.DataType) -> pa.DataType:
-        if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-            return pa.string()
-        if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
-            return pa.binary()
-        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
-            return pa.list_(pa.field(t.value_field.name, plain(t.value_type), t.value_field.nullable))
-        if pa.types.is_struct(t):
-            return pa.struct([pa.field(f.name, plain(f.type), f.nullable) for f in t])
-        if pa.types.is_map(t):
-            return pa.map_(plain(t.key_type), plain(t.item_type))
-        return t
-
-    return pa.schema([pa.field(f.name, plain(f.type), f.nullable, f.metadata) for f in schema])
+    return table.select(target.names).cast(pa.schema(
+        [pa.field(f.name, deltaio.plain_type(f.type), f.nullable, f.metadata) for f in target]))
 
 
 def _spark_from_arrow(spark, table: pa.Table, schema):  # type: ignore[no-untyped-def]
