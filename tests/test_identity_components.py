@@ -47,6 +47,27 @@ def test_hypothesis_graphs_including_64_bit_extremes(spark, edges):
     assert got == expected(edges)
 
 
+def test_round_convergence_test_agrees_with_the_degree_test(spark):
+    # The per-round test counts edges and distinct dsts against the node count taken once; it must agree with the
+    # full degree check on every round's edges, and neither step may add or lose a node.
+    from cdp_spark.identity.components import (canonical_edges, is_star_forest, large_star, small_star,
+                                               star_forest_check)
+
+    rnd = random.Random(11)
+    raw = [(rnd.randrange(150), rnd.randrange(150)) for _ in range(160)] + [(1000 + i, 1001 + i) for i in range(40)]
+    current = canonical_edges(spark.createDataFrame(raw, "src long, dst long")).localCheckpoint()
+    star, nodes = star_forest_check(current)
+    assert nodes == len({v for e in raw for v in e if e[0] != e[1]})
+    verdicts = []
+    while not star:
+        current = small_star(large_star(current)).localCheckpoint()
+        star, n = star_forest_check(current)
+        assert n == nodes
+        verdicts.append((is_star_forest(current, nodes), star))
+    assert len(verdicts) >= 2 and all(cheap == full for cheap, full in verdicts)
+    assert verdicts[-1] == (True, True) and verdicts[0] == (False, False)
+
+
 def test_long_chain_needs_logarithmic_rounds(spark):
     n = 10_000
     order = list(range(n))

@@ -43,6 +43,14 @@ def scenario_records():
     # 6. a chain of types: customer -> email -> phone -> cookie, all one person
     r += [rec("c1", {"customer_id": "cc", "email": "c@x.com"}), rec("c2", {"email": "c@x.com", "phone": "+441"}),
           rec("c3", {"phone": "+441", "cookie_id": "ck"})]
+    # 7. two customer ids sharing a cookie at one end of a cookie-device chain ending in an email: every identifier
+    #    is reachable from the anchors (the email 17 links deep), so all attach and none is left 'unreachable'
+    r += [rec("d0", {"customer_id": "dA", "cookie_id": "dk1"}), rec("d1", {"customer_id": "dB", "cookie_id": "dk1"}),
+          rec("d2", {"device_id": "dd8", "email": "deep@x.com"})]
+    for i in range(1, 9):
+        r.append(rec(f"dk{i}", {"cookie_id": f"dk{i}", "device_id": f"dd{i}"}))
+        if i < 8:
+            r.append(rec(f"dd{i}", {"device_id": f"dd{i}", "cookie_id": f"dk{i + 1}"}))
     return r
 
 
@@ -100,6 +108,15 @@ def test_limit_keeps_the_most_linked_emails(resolved):
     assert kept == {0, 1, 2, 3, 4}
     assert {g[("email", f"e{k}@lim.com")].split_reason for k in (5, 6)} == {"over_limit"}
     assert res.stats["limit_splits"]["over_limit"] == 2
+
+
+def test_deep_identifiers_attach_to_an_anchor(resolved):
+    _, g = resolved
+    chain = [("cookie_id", f"dk{i}") for i in range(1, 9)] + [("device_id", f"dd{i}") for i in range(1, 9)]
+    deep = chain + [("email", "deep@x.com")]
+    assert {profile(g, t, v) for t, v in deep} == {profile(g, "customer_id", "dA")}  # tie on the shared cookie: dA
+    assert profile(g, "customer_id", "dB") != profile(g, "customer_id", "dA")
+    assert {g[k].split_reason for k in deep} == {"limit_split"}
 
 
 def test_ttl_cuts_stale_cookie_links(resolved):

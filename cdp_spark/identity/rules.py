@@ -16,6 +16,7 @@ Only aggregates with total orders are used, so the result does not depend on inp
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -38,6 +39,16 @@ def in_window(cfg: IdentityConfig, as_of: dt.date) -> Column:
     return days.isNull() | (F.col("last_seen") >= F.date_sub(end_of_day(as_of), days.cast("int")).cast("timestamp"))
 
 
+# A one-column id frame of up to this many rows is broadcast: ~8 MB of longs, ~24 MB as a hash relation.
+BROADCAST_IDS = 1_000_000
+
+
+def _broadcast_if_small(ids: DataFrame, rows: int) -> DataFrame:
+    """``ids`` (materialised, ``rows`` counted) hinted for broadcast when small. Its checkpoint keeps the estimate of
+    the plan that made it, usually far above the real size, so Spark would otherwise shuffle the large side too."""
+    return F.broadcast(ids) if rows <= BROADCAST_IDS else ids
+
+
 def violating_components(nodes: DataFrame, cfg: IdentityConfig, as_of: dt.date) -> DataFrame:
     """Components (one column) where some type has more in-window identifiers than its limit."""
     limit = _map(cfg, lambda r: r.limit)[F.col("id_type")]
@@ -45,14 +56,18 @@ def violating_components(nodes: DataFrame, cfg: IdentityConfig, as_of: dt.date) 
     return counts.where(F.col("count") > limit).select("component").distinct()
 
 
-
-
 def apply_limits(nodes: DataFrame, edges: DataFrame, cfg: IdentityConfig, as_of: dt.date,
                  max_rounds: int | None = None) -> tuple[DataFrame, dict[str, int]]:
     """nodes (vid, id_type, value, priority, last_seen, component) + active edges (src, dst, times_seen,
-    last_seen) -> (vid, id_type, value, group, reason, component) and split counts. ``group`` is a member vid."""
+    last_seen) -> (vid, id_type, value, group, reason, component) and split counts. ``group`` is a member vid.
+
+    Each round attaches (or rejects) the open identifiers next to attached ones, one layer further from the anchors,
+    until none is left next to them; ``max_rounds`` caps the rounds (by default none: every round settles at least
+    one identifier, so the rounds end within the component's depth).
+    """
     bad = materialise(violating_components(nodes, cfg, as_of))
     n_bad = bad.count()
+    bad = _broadcast_if_small(bad, n_bad)
     base = nodes.select("vid", "id_type", "value", "component")
     ok = base.join(bad, "component", "left_anti").select("vid", "id_type", "value", F.col("component").alias("group"),
                                                           F.lit(None).cast("string").alias("reason"), "component")
@@ -68,12 +83,12 @@ def apply_limits(nodes: DataFrame, edges: DataFrame, cfg: IdentityConfig, as_of:
     anchor_values = anchors.select(F.col("vid").alias("group"), F.col("value").alias("anchor_value"))
     assigned = materialise(anchors.select("vid", "id_type", "counts", F.col("vid").alias("group")))
     rejected = None
-    vids = v.select(F.col("vid").alias("_v"))
+    vids = _broadcast_if_small(v.select(F.col("vid").alias("_v")), v.count())
     e = edges.join(vids, edges.src == F.col("_v"), "left_semi")
     both = materialise(e.select(F.col("src").alias("u"), F.col("dst").alias("w"), "times_seen", "last_seen").unionByName(
         e.select(F.col("dst").alias("u"), F.col("src").alias("w"), "times_seen", "last_seen")))
     limit = _map(cfg, lambda r: r.limit)[F.col("id_type")]
-    for _ in range(max_rounds or len(cfg.id_types) + 2):
+    for _ in (range(max_rounds) if max_rounds is not None else itertools.count()):
         done = assigned.select("vid") if rejected is None else assigned.select("vid").unionByName(rejected.select("vid"))
         open_nodes = v.join(done, "vid", "left_anti")
         cand = (both.join(assigned.select(F.col("vid").alias("w"), "group"), "w")

@@ -12,7 +12,7 @@ Two modes give the same tables:
 Why that equals a full rebuild: a component none of whose identifiers or links changed has the same nodes, edges,
 statuses and limit windows as before, so the same groups and (by the stability rules) the same profile ids; and a
 link that is new or changed status has both ends among the changed identifiers, so the recomputed region is closed
-under the active links. `tests/test_identity_incremental.py` checks the equality on two days of demo data.
+under the active links. `tests/test_identity_demo.py` checks the equality on two days of demo data.
 
 `run` picks the mode (full when asked, on the first run, after a rule or org change, when the as-of date goes back,
 or when bronze was rewritten rather than appended to), writes the tables with one idempotency token and records
@@ -93,9 +93,9 @@ def classify(nodes_ev: DataFrame, edges_ev: DataFrame, cfg: IdentityConfig, as_o
 
 def resolve_components(nodes: DataFrame, edges: DataFrame, cfg: IdentityConfig, as_of: dt.date,
                        previous: DataFrame | None, *, engine: str | None = None, org: str = DEFAULT_ORG
-                       ) -> tuple[DataFrame, DataFrame, CCStats]:
-    """Classified nodes/edges (a whole graph or a closed region of it) -> (graph rows with component and
-    split_reason, history, connected-components stats)."""
+                       ) -> tuple[DataFrame, DataFrame, DataFrame, CCStats]:
+    """Classified nodes/edges (a whole graph or a closed region of it) -> (the resolved nodes with their component,
+    graph rows with component and split_reason, history, connected-components stats)."""
     active_nodes = nodes.where(F.col("status").isin(*USED))
     active_edges = edges.where(F.col("status") == "active")
     cc_stats = CCStats()
@@ -105,20 +105,21 @@ def resolve_components(nodes: DataFrame, edges: DataFrame, cfg: IdentityConfig, 
     with_cc = materialise(active_nodes.join(cc.select(F.col("id").alias("vid"), "component"), "vid", "left")
                           .withColumn("component", F.coalesce("component", "vid")))
     groups, _ = apply_limits(with_cc, active_edges, cfg, as_of)
-    groups = materialise(groups)
     prev = None
     if previous is not None:
         prev = previous.select(F.col("vertex_id").alias("vid"), "profile_id", "profile_created_at", "assigned_at")
+        groups = materialise(groups)  # read twice when there are previous ids to match (a projection otherwise)
     graph, history = assign_profile_ids(groups.withColumnRenamed("reason", "split_reason"), prev, as_of, org)
     graph = materialise(graph.drop("group"))
-    return graph, materialise(history), cc_stats
+    return with_cc, graph, materialise(history), cc_stats
 
 
 def _outputs(nodes: DataFrame, edges: DataFrame, graph: DataFrame, history: DataFrame, stats: dict[str, Any]
              ) -> Resolution:
+    """``nodes``: every classified node with its ``component`` (null when unresolved), cheap to read twice (the
+    statistics and the write): a union of checkpoints, or a checkpoint."""
     _sources = F.col("sources").cast(T.ArrayType(T.StringType(), True)).alias("sources")  # table: nullable elements
-    comp = graph.select("vid", "component")
-    identifiers_out = nodes.join(comp, "vid", "left").select(
+    identifiers_out = nodes.select(
         "id_type", "value", F.col("vid").alias("vertex_id"), "first_seen", "last_seen",
         F.col("times_seen").cast("long"), _sources, "status", F.col("component").cast("long"))
     links_out = edges.select("src_type", "src_value", "dst_type", "dst_value", F.col("src").alias("src_id"),
@@ -126,7 +127,6 @@ def _outputs(nodes: DataFrame, edges: DataFrame, graph: DataFrame, history: Data
                              _sources, "status")
     graph_out = graph.select("id_type", "value", F.col("vid").alias("vertex_id"), "profile_id", "profile_created_at",
                              "assigned_at", "split_reason")
-    identifiers_out = materialise(identifiers_out)  # links_out is a projection of materialised edges
     stats.update(graph_stats(identifiers_out, links_out, graph))
     return Resolution(identifiers_out, links_out, graph_out, history, stats)
 
@@ -143,9 +143,11 @@ def resolve(records: DataFrame, cfg: IdentityConfig, as_of: dt.date, previous: D
     """
     nodes, edges = classify(*evidence(records, cfg), cfg, as_of)
     G.check_vertex_ids(nodes)
-    graph, history, cc_stats = resolve_components(nodes, edges, cfg, as_of, previous, engine=engine, org=org)
+    resolved, graph, history, cc_stats = resolve_components(nodes, edges, cfg, as_of, previous, engine=engine, org=org)
     stats = {"mode": "full", "iterations": cc_stats.iterations, "engine": cc_stats.engine}
-    res = _outputs(nodes, edges, graph, history, stats)
+    # The resolved nodes already carry their component: the others are added without one (no join with the graph).
+    unresolved = nodes.where(~F.col("status").isin(*USED)).withColumn("component", F.lit(None).cast("long"))
+    res = _outputs(resolved.unionByName(unresolved), edges, graph, history, stats)
     res.stats["vertices_resolved"] = sum(res.stats["identifiers"].get(s, 0) for s in USED)
     return res
 
@@ -188,8 +190,8 @@ def resolve_incremental(batch: DataFrame, cfg: IdentityConfig, as_of: dt.date, p
     region_nodes = nodes.join(region, "vid", "left_semi")
     region_edges = edges.join(region.select(F.col("vid").alias("src")), "src", "left_semi")
     region_prev = previous.join(region.select(F.col("vid").alias("vertex_id")), "vertex_id", "left_semi")
-    graph_r, history, cc_stats = resolve_components(region_nodes, region_edges, cfg, as_of, region_prev,
-                                                    engine=engine, org=org)
+    _, graph_r, history, cc_stats = resolve_components(region_nodes, region_edges, cfg, as_of, region_prev,
+                                                       engine=engine, org=org)
     kept = (previous.join(region.select(F.col("vid").alias("vertex_id")), "vertex_id", "left_anti")
             .join(old_comp.select(F.col("vid").alias("vertex_id"), F.col("old_component").alias("component")),
                   "vertex_id", "left")
@@ -198,7 +200,8 @@ def resolve_incremental(batch: DataFrame, cfg: IdentityConfig, as_of: dt.date, p
     graph = materialise(graph_r.select(*kept.columns).unionByName(kept))
     stats = {"mode": "incremental", "iterations": cc_stats.iterations, "engine": cc_stats.engine,
              "vertices_resolved": region_nodes.where(F.col("status").isin(*USED)).count()}
-    return _outputs(nodes, edges, graph, history, stats)
+    labelled = materialise(nodes.join(graph.select("vid", "component"), "vid", "left"))
+    return _outputs(labelled, edges, graph, history, stats)
 
 
 # ---- statistics ------------------------------------------------------------------------------------------------
@@ -343,9 +346,10 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
     metrics = {**res.stats, "run_id": run_id, "mode_reason": reason, "records_read": records_read}
     out = StageResult(metrics=metrics)
     out.rows_in = {t: lake.info(t).rows for t in (EVENTS.name, PROFILE_RECORDS.name) if lake.exists(t)}
+    # No checkpoint before the overwrites: every output is computed from checkpointed data (the stored state was
+    # materialised above), so none reads the files it replaces.
     for table, df, how in ((IDENTIFIERS.name, res.identifiers, "overwrite"), (ID_LINKS.name, res.links, "overwrite"),
                            (PROFILE_ID_HISTORY.name, history, "append"), (ID_GRAPH.name, res.graph, "overwrite")):
-        df = materialise(df)
         result = lake.overwrite(table, df, txn=txn) if how == "overwrite" else lake.append(table, df, txn=txn)
         out.rows_out[table] = 0 if result.skipped else df.count()
     state_row = {
