@@ -137,8 +137,12 @@ def test_stage_caches_a_batch_once_deserialized(spark, setup, monkeypatch):
         return real(df, level, *args, **kwargs)
 
     monkeypatch.setattr(frames, "persist", spy)
-    cached = spark.sparkContext._jsc.getPersistentRDDs().size()
+
+    def persisted():  # ids, not a count: Spark's cleaner may release earlier tests' checkpoints meanwhile
+        return set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
+
+    before = persisted()
     s = stage.run(spark, config, lake, AS_OF).metrics["sources"]["orders"]
     assert s["accepted"] == 1 and s["reconciled"]
     assert len(levels) == 1 and levels[0] is not None and levels[0].deserialized, levels
-    assert spark.sparkContext._jsc.getPersistentRDDs().size() == cached  # nothing left cached
+    assert persisted() <= before  # nothing the run cached is left cached
