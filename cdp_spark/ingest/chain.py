@@ -38,12 +38,16 @@ CONSENT_TYPE = T.ArrayType(T.StructType([
 
 
 def _reasons(pairs: Sequence[tuple[Column, str]]) -> Column:
+    empty = F.array().cast("array<string>")
     if not pairs:
-        return F.array().cast("array<string>")
+        return empty
     # array_except rather than filter(x -> x is not null): higher-order functions have no code generation, and
-    # would make every expression of the chain's projection run interpreted.
-    return F.array_except(F.array(*[F.when(cond, F.lit(reason)) for cond, reason in pairs]),
-                          F.array(F.lit(None).cast("string")))
+    # would make every expression of the chain's projection run interpreted. Most records have no reason at all:
+    # they get the empty array without building one (array_except allocates a hash set per row).
+    listed = F.array_except(F.array(*[F.when(cond, F.lit(reason)) for cond, reason in pairs]),
+                            F.array(F.lit(None).cast("string")))
+    anything = reduce(lambda a, b: a | b, [F.coalesce(cond, F.lit(False)) for cond, _ in pairs])
+    return F.when(anything, listed).otherwise(empty)
 
 
 def non_null_map(pairs: Sequence[tuple[str, Column]]) -> Column:
@@ -92,7 +96,10 @@ def prepare(
         # A plain (possibly dotted) name is a column; anything else is a Spark SQL expression over the columns.
         plain = all(part.isidentifier() for part in src.split("."))
         value_in = column(df, src) if src in df.columns or plain else F.expr(src)
-        structural.append((F.length(value_in.cast("string")) > source.max_field_length, f"oversize:{field}"))
+        text = value_in.cast("string")
+        # Characters are counted (a scan of the value) only when the bytes could exceed the limit.
+        limit = source.max_field_length
+        structural.append(((F.octet_length(text) > limit) & (F.length(text) > limit), f"oversize:{field}"))
         value, bad = normalise(value_in, spec.normaliser, spec.type, source.default_country)
         canonical.append(value.cast(SPARK_TYPES[spec.type]).alias(field))
         invalid[field] = bad
@@ -170,7 +177,10 @@ def properties_column(df: DataFrame, source: Source) -> Column:
     names = [c for c in df.columns if prefix and c.startswith(prefix)]
     if not names:
         return F.lit(None).cast("string")
-    return F.to_json(non_null_map([(c[len(prefix):], F.col(f"`{c}`")) for c in names]))
+    # A struct, not a map: to_json leaves null fields out (spark.sql.jsonGenerator.ignoreNullFields, on by default)
+    # without building a map of the non-null values per row first.
+    return F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c[len(prefix):]) for c in names]),
+                     {"ignoreNullFields": "true"})
 
 
 def output_flags(checked: DataFrame, source: Source, catalogue: Catalogue) -> dict[str, Column]:

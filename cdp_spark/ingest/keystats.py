@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -33,56 +33,101 @@ _PATTERNS = [("boolean", r"^(?i)(true|false)$"), ("long", r"^-?\d{1,18}$"), ("do
              ("timestamp", r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")]
 
 
-def predicted_type(values: Column) -> Column:
-    """The narrowest type every sampled text value fits (aggregate expression over one key's values)."""
-    checks = [(name, F.min(F.when(values.isNull(), True).otherwise(values.rlike(p)))) for name, p in _PATTERNS]
-    out = F.lit("string")
-    for name, ok in reversed(checks):
-        out = F.when(ok, F.lit(name)).otherwise(out)
+_NO_EVIDENCE = 1 << len(_PATTERNS)
+
+
+def type_evidence(value: Column, sampled: Column) -> Column:
+    """Per row, a bit per type of `_PATTERNS` the text value fits, for ``bit_and`` over a batch: a row that is not
+    sampled, or has no value, fits every type and sets the no-evidence bit (`predicted_type` decodes the result).
+    One aggregate per key instead of one per key and type."""
+    fits = sum(F.when(value.rlike(pattern), 1 << i).otherwise(0) for i, (_, pattern) in enumerate(_PATTERNS))
+    return F.when(sampled & value.isNotNull(), fits).otherwise(2 * _NO_EVIDENCE - 1)
+
+
+def predicted_type(evidence: int | None) -> str:
+    """The narrowest type every sampled value fits, from the ``bit_and`` of `type_evidence`; "string" without
+    evidence (not the vacuous "boolean").
+
+    Example:
+        >>> predicted_type(0b0110), predicted_type(0b11111), predicted_type(0)
+        ('long', 'string', 'string')
+    """
+    if evidence is None or evidence & _NO_EVIDENCE:
+        return "string"
+    return next((name for i, (name, _) in enumerate(_PATTERNS) if evidence & (1 << i)), "string")
+
+
+# The predicted type needs four regular expressions per value (measured: more than counting and sketching
+# together), so it is checked on the first this-many records of every input partition (a file split, or a
+# micro-batch); counts and sketches see every record.
+TYPE_SAMPLE_PER_PARTITION = 1_000
+
+
+def sample_flag(per_partition: int | None = None) -> Column:
+    """True for the first ``per_partition`` rows of each partition (deterministic, and no row count needed up front).
+
+    Example:
+        >>> df.withColumn("_sampled", sample_flag())      # doctest: +SKIP
+    """
+    per_partition = TYPE_SAMPLE_PER_PARTITION if per_partition is None else per_partition
+    # monotonically_increasing_id is (partition index << 33) + the row's index in its partition.
+    return F.monotonically_increasing_id().bitwiseAND((1 << 33) - 1) < per_partition
+
+
+def aggregates(keys: Sequence[tuple[str, Column, T.DataType]], sampled: Column) -> list[Column]:
+    """Aggregate columns over a batch for every key (name, value expression, type): count ``n<i>``, HLL sketch
+    ``h<i>`` and, for text keys, the type evidence of the ``sampled`` rows ``t<i>`` (see `type_evidence`). Side
+    by side in one pass, rather than exploding the batch into (key, value) rows (which multiplied the rows by the
+    keys and shuffled them). The stage computes them with `DataFrame.observe` while it caches its batch;
+    `from_totals` turns the result into `bronze.raw_keys` rows.
+
+    Example:
+        >>> totals = raw.agg(*aggregates([("id", F.col("id"), T.StringType())], sample_flag())).first()  # doctest: +SKIP
+    """
+    out: list[Column] = []
+    for i, (_, expr, data_type) in enumerate(keys):
+        value = expr.cast("string")
+        out += [F.count(value).alias(f"n{i}"), F.hll_sketch_agg(value).alias(f"h{i}")]
+        if data_type.simpleString() == "string":
+            out.append(F.bit_and(type_evidence(value, sampled)).alias(f"t{i}"))
     return out
 
 
-TYPE_SAMPLE_ROWS = 50_000
+def from_totals(spark: SparkSession, source: Source, keys: Sequence[tuple[str, T.DataType]], totals: Mapping[str, Any],
+                seen_at: Column) -> DataFrame:
+    """`bronze.raw_keys` rows of one batch (one per key seen) from the values of `aggregates`.
 
-
-def key_stats(raw: DataFrame, source: Source, seen_at: Column, rows: int | None = None) -> DataFrame:
-    """One row per incoming key of this batch, in `bronze.raw_keys` shape (sketch per batch).
-
-    Every key is aggregated side by side in one pass (count, HLL sketch) rather than exploding the batch into
-    (key, value) rows, which multiplied the rows by the number of keys and shuffled them. Keys without a non-null
-    value in the batch are left out. The predicted type needs four regular expressions per value; for a batch of
-    known size `rows` above `TYPE_SAMPLE_ROWS` it is checked on a seeded random sample of about that many rows
-    (measured: the type checks cost more than counting and sketching together).
+    Example:
+        >>> from_totals(spark, source, [("id", T.StringType())], {"n0": 3, "h0": sketch, "t0": 0b0110}, seen_at)  # doctest: +SKIP
     """
-    keys = [f for f in raw.schema.fields if not f.name.startswith("_")]
-    if not keys:
-        return raw.sparkSession.createDataFrame([], "source string").limit(0)
     mapped = {v for v in source.mapping.values()} | {e.column for e in source.consent.purposes.values()}
     if source.timestamp:
         mapped.add(source.timestamp.field)
-    value = {f.name: F.col(f"`{f.name}`").cast("string") for f in keys}
-    texts = [i for i, f in enumerate(keys) if f.dataType.simpleString() == "string"]
-    # A key with no value in the sample has no evidence of a narrower type: "string" (not the vacuous "boolean").
-    types = [F.when(F.count(value[keys[i].name]) > 0, predicted_type(value[keys[i].name])).otherwise(F.lit("string"))
-             .alias(f"t{i}") for i in texts]
-    counts = [c for i, f in enumerate(keys)
-              for c in (F.count(value[f.name]).alias(f"n{i}"), F.hll_sketch_agg(value[f.name]).alias(f"h{i}"))]
-    if rows is not None and rows > TYPE_SAMPLE_ROWS and types:
-        sample = raw.sample(fraction=TYPE_SAMPLE_ROWS / rows, seed=17)
-        totals = raw.agg(*counts).crossJoin(sample.agg(*types))
-    else:
-        totals = raw.agg(*counts, *types)
-    per_key = [F.struct(F.lit(f.name).alias("key"), F.col(f"n{i}").alias("times_seen"),
-                        F.col(f"h{i}").alias("distinct_sketch"),
-                        (F.col(f"t{i}") if i in texts else F.lit(f.dataType.simpleString())).alias("predicted_type"))
-               for i, f in enumerate(keys)]
-    stacked = totals.select(F.explode(F.array(*per_key)).alias("k")).select("k.*").where(F.col("times_seen") > 0)
-    return stacked.select(
-        F.lit(source.name).alias("source"), "key", "predicted_type",
-        seen_at.alias("first_seen"), seen_at.alias("last_seen"), F.col("times_seen").cast("long"),
-        F.hll_sketch_estimate("distinct_sketch").cast("long").alias("approx_distinct"), "distinct_sketch",
-        F.col("key").isin(*sorted(mapped)).alias("mapped") if mapped else F.lit(False).alias("mapped"),
+    rows = [(key, predicted_type(totals[f"t{i}"]) if f"t{i}" in totals else data_type.simpleString(),
+             int(totals[f"n{i}"]), totals[f"h{i}"], key in mapped)
+            for i, (key, data_type) in enumerate(keys) if totals[f"n{i}"]]
+    stats = spark.createDataFrame(rows, "key string, predicted_type string, times_seen long, distinct_sketch binary, "
+                                        "mapped boolean")
+    return stats.select(
+        F.lit(source.name).alias("source"), "key", "predicted_type", seen_at.alias("first_seen"),
+        seen_at.alias("last_seen"), "times_seen",
+        F.hll_sketch_estimate("distinct_sketch").cast("long").alias("approx_distinct"), "distinct_sketch", "mapped",
     )
+
+
+def key_stats(raw: DataFrame, source: Source, seen_at: Column) -> DataFrame:
+    """One row per incoming key of ``raw`` (every column not starting with ``_``), in `bronze.raw_keys` shape: one
+    aggregation (`aggregates`) collected, then `from_totals`.
+
+    Example:
+        >>> key_stats(raw, source, F.lit(dt.datetime(2026, 11, 1)).cast("timestamp")).show()   # doctest: +SKIP
+    """
+    keys = [(f.name, F.col(f"`{f.name}`"), f.dataType) for f in raw.schema.fields if not f.name.startswith("_")]
+    if not keys:
+        totals: Mapping[str, Any] = {}
+    else:
+        totals = raw.withColumn("_sampled", sample_flag()).agg(*aggregates(keys, F.col("_sampled"))).first().asDict()
+    return from_totals(raw.sparkSession, source, [(k, t) for k, _, t in keys], totals, seen_at)
 
 
 def combine(old: DataFrame, batch: DataFrame) -> DataFrame:

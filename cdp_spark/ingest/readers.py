@@ -79,7 +79,7 @@ def lines(spark: SparkSession, source: Source, paths: Sequence[str]) -> DataFram
         >>> lines(spark, source, ["/landing/orders/day=2026-11-01/orders-00000.csv"]).columns   # doctest: +SKIP
         ['_file', '_line', '_raw', '_error']
     """
-    encoding = source.encoding.upper().replace("_", "-")
+    encoding = _encoding(source)
     if not _ascii_compatible(encoding):
         return _whole_file_lines(spark, source, paths)
     scan = (spark.read.format("text").option("lineSep", "\n").option("ignoreMissingFiles", "true").load(list(paths))
@@ -95,11 +95,11 @@ def lines(spark: SparkSession, source: Source, paths: Sequence[str]) -> DataFram
                                     "_file string, _block long, _base long, _name string")
     numbered = scan.join(F.broadcast(offsets), ["_file", "_block"]).select(
         F.col("_name").alias("_file"), (F.col("_seq") + F.col("_base")).alias("_line"), "value")
-    # CRLF endings: the reader splits at LF. Only a line holding a CR can end in one: the regular expression (a
-    # round trip through a Java string, twice per line as the blank-line filter repeats it) is left to those.
+    # CRLF endings: the reader splits at LF. Only a line ending in CR needs the regular expression (a round trip
+    # through a Java string); the test looks at the last byte only (`contains` scanned every line: ~6% of the pass).
     value = F.col("value")
-    line = F.when(value.contains("\r"), F.regexp_replace(value, "\r$", "")).otherwise(value)
-    if encoding in ("UTF-8", "UTF8"):
+    line = F.when(value.endswith("\r"), F.regexp_replace(value, "\r$", "")).otherwise(value)
+    if _is_utf8(source):
         valid = F.is_valid_utf8("value")  # on the bytes as read: regexp_replace would already have replaced them
         # Invalid bytes become U+FFFD in the kept raw text (Parquet strings must be valid UTF-8).
         text = F.when(valid, line).otherwise(F.make_valid_utf8(line))
@@ -135,6 +135,14 @@ def _hadoop_path(spark: SparkSession, url: str) -> str:
     return str(jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(url)).toString())
 
 
+def _encoding(source: Source) -> str:
+    return source.encoding.upper().replace("_", "-")
+
+
+def _is_utf8(source: Source) -> bool:
+    return _encoding(source) in ("UTF-8", "UTF8")
+
+
 def _ascii_compatible(encoding: str) -> bool:
     # The line reader splits bytes at LF; that is only a line break in encodings where ASCII bytes mean ASCII.
     return not encoding.startswith(("UTF-16", "UTF-32", "UTF16", "UTF32", "UCS"))
@@ -153,7 +161,12 @@ def _whole_file_lines(spark: SparkSession, source: Source, paths: Sequence[str])
 
 def parse_json(spark: SparkSession, source: Source, text: DataFrame, paths: Sequence[str]) -> DataFrame:
     """NDJSON lines -> columns; the schema is inferred from the files (or use parquet/explicit sources)."""
-    inferred = spark.read.option("encoding", source.encoding).json(list(paths)).schema if paths else T.StructType([])
+    reader = spark.read
+    if not _is_utf8(source):
+        # Only for other encodings: with the option set, Spark decodes every line through a Reader (a decoder per
+        # record) instead of parsing the bytes.
+        reader = reader.option("encoding", source.encoding)
+    inferred = reader.json(list(paths)).schema if paths else T.StructType([])
     fields = [f for f in inferred.fields if f.name != "_corrupt_record"]
     if not fields:
         return text.withColumn("_error", F.coalesce("_error", F.lit("malformed_json")))
@@ -208,7 +221,7 @@ def first_lines(spark: SparkSession, source: Source, paths: Sequence[str]) -> di
     jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
     codecs = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf)
-    utf8 = source.encoding.upper().replace("_", "-") in ("UTF-8", "UTF8")
+    utf8 = _is_utf8(source)
     out: dict[str, str] = {}
     for path in paths:
         hp = jvm.org.apache.hadoop.fs.Path(path)

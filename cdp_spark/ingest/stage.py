@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.ingest import chain, keystats
@@ -113,7 +113,7 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
     ledger_rows += [ledger_row(a, "superseded") for a in plan.superseded]
     if plan.ingest:
         file_paths = [a.file.path for a in plan.ingest]
-        # Not cached: `process_batch` reads it once, into its cached checked rows (which carry the raw key columns).
+        # Not cached: `process_batch` reads it once, into its cached checked rows.
         raw = read_files(spark, source, file_paths) if source.kind == "files" else read_table(spark, lake, source, location)
         written, per_file = process_batch(spark, config, lake, source, raw, txn, run_id, received_at, paths, stats)
         for a in plan.ingest:
@@ -147,33 +147,53 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
     bronze.raw_keys at once, or handed to ``key_sink(stats_frame)`` (the stream keeps them pending, see
     `keystats.PendingKeyStats`).
     """
-    # The raw key columns ride along in the checked rows: the batch is cached once (checked), and `raw` is read
-    # (parsed) once, instead of caching the wide raw rows as well for the key-stats pass.
+    # Key stats and expectation counts are observed (`DataFrame.observe`) on the way into the cache, so neither the
+    # raw key columns nor the warning arrays are kept in it: at 10M records the wider cache did not fit in memory,
+    # and blocks spilled to disk were deserialized (and offered to memory again) by every later pass.
     keys = key_columns(raw, source)
     carry = [f"__key_stats_{i}" for i in range(len(keys))]
-    raw = raw.select("*", *[value.alias(c) for c, (_, value) in zip(carry, keys)])
-    checked = chain.prepare(spark, raw, source, config.catalogue, config.routes, paths=paths, carry=carry)
+    key_types = [f.dataType for f in raw.select(*[value for _, value in keys]).schema.fields] if keys else []
+    raw = raw.select("*", *[value.alias(c) for c, (_, value) in zip(carry, keys)],
+                     keystats.sample_flag().alias("__key_sample"))
+    checked = chain.prepare(spark, raw, source, config.catalogue, config.routes, paths=paths,
+                            carry=[*carry, "__key_sample"])
     # Privacy: a record carrying an erased (tombstoned) identifier is only counted as suppressed, never written.
     hit = suppression(spark, config, lake, chain.identifiers_column(checked, config.catalogue))
     checked = checked.withColumn("_suppressed", hit if hit is not None else F.lit(False))
+    live = ~F.col("_suppressed")
+    names = [e.name for e in source.expectations if e.action in ("warn", "fail")]
+    flagged = F.concat("_warnings", "_fatal")
+    observation = Observation(f"ingest_{source.name}")
+    metrics = [*keystats.aggregates([(c, F.col(c), t) for c, t in zip(carry, key_types)], F.col("__key_sample")),
+               *[F.count(F.when(live & F.array_contains(flagged, n), 1)).alias(f"c{i}") for i, n in enumerate(names)]]
+    if metrics:
+        checked = checked.observe(observation, *metrics)
+    # The raw text is kept for what still needs it: quarantine, and the fallback id of an event without one.
+    if source.role == "profiles":
+        no_id = F.lit(False)
+    else:
+        no_id = F.col("event_id").isNull() if "event_id" in checked.columns else F.lit(True)
+    needs_raw = (F.size("_reasons") > 0) | no_id
+    dropped = {*carry, "__key_sample", "_warnings", "_fatal", "_error", "_raw"}
+    checked = checked.select(*[F.col(f"`{c}`") for c in checked.columns if c not in dropped],
+                             F.when(needs_raw, F.col("_raw")).alias("_raw"))
     checked = checked.persist(CACHE_LEVEL)
     try:
-        names = [e.name for e in source.expectations if e.action in ("warn", "fail")]
-        # One pass counts everything: per-file reconciliation, expectation hits and the rows of every output, so
-        # the writes below need no count of their own.
-        live = ~F.col("_suppressed")
+        # One pass builds the cache and counts everything: per-file reconciliation and the rows of every output
+        # (so the writes below need no count of their own), with the observed metrics alongside.
         ok = (F.size("_reasons") == 0) & live
         outputs = chain.output_flags(checked, source, config.catalogue)
-        flagged = F.concat("_warnings", "_fatal")
         rows = checked.groupBy("_file").agg(
             F.count(F.lit(1)).alias("n"), F.count(F.when(ok, 1)).alias("acc"), F.count(F.when(~live, 1)).alias("sup"),
             *[F.count(F.when(ok & flag, 1)).alias(f"out_{table}") for table, flag in outputs.items()],
-            *[F.count(F.when(live & F.array_contains(flagged, n), 1)).alias(f"c{i}") for i, n in enumerate(names)],
         ).collect()
         # (read, accepted, quarantined): the ledger's rows_read - rows_accepted - rows_quarantined is the suppressed.
         per_file = {r["_file"]: (int(r["n"]), int(r["acc"]), int(r["n"] - r["acc"] - r["sup"])) for r in rows}
+        stats["read"] = sum(v[0] for v in per_file.values())
+        # Observed metrics of an empty batch may never arrive (Spark can optimise an empty plan away): not waited for.
+        totals = observation.get if metrics and stats["read"] else {}
         stats["suppressed"] = sum(int(r["sup"]) for r in rows)
-        by_name = {n: sum(int(r[f"c{i}"]) for r in rows) for i, n in enumerate(names)}
+        by_name = {n: int(totals.get(f"c{i}", 0)) for i, n in enumerate(names)}
         out_rows = {t: sum(int(r[f"out_{t}"]) for r in rows) for t in outputs}
         fatal = {e.name: by_name[e.name] for e in source.expectations if e.action == "fail" and by_name.get(e.name)}
         if fatal:
@@ -181,7 +201,6 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
             raise ExpectationFailed(f"source {source.name}: expectations with action 'fail' were violated ({detail}); "
                                     "nothing from this batch was written")
         stats["warned"] = {e.name: by_name[e.name] for e in source.expectations if e.action == "warn"}
-        stats["read"] = sum(v[0] for v in per_file.values())
         stats["accepted"] = sum(v[1] for v in per_file.values())
         stats["quarantined"] = sum(v[2] for v in per_file.values())
         accepted, quarantined = chain.split(checked.where(live))
@@ -199,8 +218,9 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
                                                         out_rows[PROFILE_RECORDS.name])
         written[QUARANTINE.name] = _append(lake, QUARANTINE.name, chain.to_quarantine(quarantined, source, run_id, received_at),
                                            txn, stats["quarantined"])
-        flat = checked.select(*[F.col(c).alias(name) for c, (name, _) in zip(carry, keys)])
-        _update_keys(lake, source, flat, txn, received_at, stats["read"], key_sink)
+        if keys and stats["read"]:
+            _update_keys(spark, lake, source, [(name, t) for (name, _), t in zip(keys, key_types)], totals, txn,
+                         received_at, key_sink)
         return written, per_file
     finally:
         checked.unpersist()
@@ -236,16 +256,14 @@ def key_columns(raw: DataFrame, source: Source) -> list[tuple[str, Column]]:
     return [(name, value) for name, value in flat_columns(raw, depth) if not name.startswith("_")]
 
 
-def _update_keys(lake: "Lake", source: Source, flat: DataFrame, txn: Txn, seen_at: Any, rows: int | None = None,
-                 key_sink: Any = None) -> None:
-    """The batch's key stats (``flat``: one column per key, see `key_columns`) into bronze.raw_keys (one MERGE), or
-    to ``key_sink`` (first/last seen left null)."""
+def _update_keys(spark: SparkSession, lake: "Lake", source: Source, keys: list[tuple[str, Any]], totals: Any,
+                 txn: Txn, seen_at: Any, key_sink: Any = None) -> None:
+    """The batch's key stats (``totals``: the observed `keystats.aggregates` of ``keys``) into bronze.raw_keys (one
+    MERGE), or to ``key_sink`` (first/last seen left null)."""
     # A sink stamps the time itself: a per-batch time literal would make Spark generate and compile the key-stats
     # code again for every micro-batch, instead of reusing it.
     stamp = F.lit(None).cast("timestamp") if key_sink is not None else seen_at
-    batch = keystats.key_stats(flat, source, stamp, rows)
-    if "key" not in batch.columns:
-        return
+    batch = keystats.from_totals(spark, source, keys, totals, stamp)
     if key_sink is not None:
         key_sink(batch)
     else:

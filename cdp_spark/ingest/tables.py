@@ -82,7 +82,8 @@ RAW_KEYS = TableSpec(
     columns=[
         Column("source", _S, "source name"),
         Column("key", _S, "incoming field name (flattened, dotted)"),
-        Column("predicted_type", _S, "string, long, double, boolean, timestamp or a Spark type"),
+        Column("predicted_type", _S, "string, long, double, boolean, timestamp (text keys: from the first 1,000 "
+               "records of each input partition) or a Spark type"),
         Column("first_seen", _TS, "first ingest that saw a value"),
         Column("last_seen", _TS, "latest ingest that saw a value"),
         Column("times_seen", _L, "records with a non-null value"),
