@@ -74,18 +74,18 @@ def sample_flag(per_partition: int | None = None) -> Column:
     return F.monotonically_increasing_id().bitwiseAND((1 << 33) - 1) < per_partition
 
 
-def aggregates(keys: Sequence[tuple[str, Column, T.DataType]], sampled: Column) -> list[Column]:
-    """Aggregate columns over a batch for every key (name, value expression, type): count ``n<i>``, HLL sketch
+def aggregates(keys: Sequence[tuple[Column, T.DataType]], sampled: Column) -> list[Column]:
+    """Aggregate columns over a batch for every key (value expression, type): count ``n<i>``, HLL sketch
     ``h<i>`` and, for text keys, the type evidence of the ``sampled`` rows ``t<i>`` (see `type_evidence`). Side
     by side in one pass, rather than exploding the batch into (key, value) rows (which multiplied the rows by the
     keys and shuffled them). The stage computes them with `DataFrame.observe` while it caches its batch;
     `from_totals` turns the result into `bronze.raw_keys` rows.
 
     Example:
-        >>> totals = raw.agg(*aggregates([("id", F.col("id"), T.StringType())], sample_flag())).first()  # doctest: +SKIP
+        >>> totals = raw.agg(*aggregates([(F.col("id"), T.StringType())], sample_flag())).first()  # doctest: +SKIP
     """
     out: list[Column] = []
-    for i, (_, expr, data_type) in enumerate(keys):
+    for i, (expr, data_type) in enumerate(keys):
         value = expr.cast("string")
         out += [F.count(value).alias(f"n{i}"), F.hll_sketch_agg(value).alias(f"h{i}")]
         if data_type.simpleString() == "string":
@@ -126,7 +126,8 @@ def key_stats(raw: DataFrame, source: Source, seen_at: Column) -> DataFrame:
     if not keys:
         totals: Mapping[str, Any] = {}
     else:
-        totals = raw.withColumn("_sampled", sample_flag()).agg(*aggregates(keys, F.col("_sampled"))).first().asDict()
+        sampled = raw.withColumn("_sampled", sample_flag())
+        totals = sampled.agg(*aggregates([(c, t) for _, c, t in keys], F.col("_sampled"))).first().asDict()
     return from_totals(raw.sparkSession, source, [(k, t) for k, _, t in keys], totals, seen_at)
 
 

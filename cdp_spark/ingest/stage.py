@@ -164,7 +164,7 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
     names = [e.name for e in source.expectations if e.action in ("warn", "fail")]
     flagged = F.concat("_warnings", "_fatal")
     observation = Observation(f"ingest_{source.name}")
-    metrics = [*keystats.aggregates([(c, F.col(c), t) for c, t in zip(carry, key_types)], F.col("__key_sample")),
+    metrics = [*keystats.aggregates([(F.col(c), t) for c, t in zip(carry, key_types)], F.col("__key_sample")),
                *[F.count(F.when(live & F.array_contains(flagged, n), 1)).alias(f"c{i}") for i, n in enumerate(names)]]
     if metrics:
         checked = checked.observe(observation, *metrics)
@@ -240,7 +240,7 @@ def _append(lake: "Lake", name: str, df: DataFrame, txn: Txn, rows: int | None =
 
 
 def key_columns(raw: DataFrame, source: Source) -> list[tuple[str, Column]]:
-    """(key, expression over ``raw``) of every incoming key of the source, for `keystats.key_stats`.
+    """(key, expression over ``raw``) of every incoming key of the source, for `keystats.aggregates`.
 
     Keys are leaf fields: nested records are flattened as the source's flatten enricher does (default 3 levels);
     names starting with ``_`` are the chain's own columns, not keys.
