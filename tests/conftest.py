@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,10 @@ def spark(tmp_path_factory):
     conf = embedded_conf(
         cores=1,
         shuffle_partitions=1,
-        extra={**TEST_SQL_CONF, "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse"))},
+        extra={**TEST_SQL_CONF, "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
+               # Several suites on one machine (parallel checkouts) each take half the RAM by default.
+               **({"spark.driver.memory": os.environ["CDP_TEST_DRIVER_MEMORY"]}
+                  if os.environ.get("CDP_TEST_DRIVER_MEMORY") else {})},
     )
     session = build_session("cdp-spark-tests", conf, str(tmp_path_factory.mktemp("checkpoints")))
     yield session
