@@ -22,6 +22,7 @@ from rich.table import Table
 
 from cdp_spark.cli_common import ConfOption, JsonOption
 from cdp_spark.config import CdpConfig, ConfigError, load_config, load_config_with_sources
+from cdp_spark.jars import JarsError
 from cdp_spark.lake import LakeError
 from cdp_spark.api.cli import api_app, sandbox_app
 from cdp_spark.privacy.cli import erase_app
@@ -57,6 +58,9 @@ def _exit_codes() -> Iterator[None]:
     except LakeError as exc:
         err.print(f"[red]lake error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
+    except JarsError as exc:  # engine.jars: required, and the cache lacks a bundle
+        err.print(f"[red]jars:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _config(conf: str) -> CdpConfig:
@@ -226,23 +230,76 @@ def config_check(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
 
 @app.command()
 def capabilities(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
-    """Start Spark and report what it can do: Java, Spark version, Delta and GraphFrames JVM classes."""
+    """Start Spark and report what it can do: Java, Spark version, the cached jar bundles and which JVM classes
+    (Delta, Kafka, GraphFrames) load."""
+    from cdp_spark import jars
     from cdp_spark.spark import capabilities as detect
     from cdp_spark.spark import check_java
     from cdp_spark.spark import session
 
-    with _exit_codes():
+    with _exit_codes(), _jars_errors():
         config = _config(conf)
         java = check_java()
         spark = session(config)
-        caps = {"java": java, **detect(spark).describe()}
+        caps = {"java": java, **detect(spark).describe(), "engine_jars": config.engine.jars,
+                "cached_bundles": [name for name in jars.BUNDLES if jars.cached_bundle(name) is not None]}
         caps["lake_backend"] = "delta-spark" if config.lake.backend == "delta-spark" or (
             config.lake.backend == "auto" and caps["delta_jvm"]) else "embedded"
         if as_json:
             _print_json(caps)
         else:
             for key, value in caps.items():
-                out.print(f"{key:16} {value}")
+                out.print(f"{key:16} {', '.join(value) if isinstance(value, list) else value}")
+
+
+jars_app = typer.Typer(no_args_is_help=True, help="The pinned JVM jars (Delta, Kafka, ...): fetch once, then offline.")
+app.add_typer(jars_app, name="jars")
+
+
+@contextlib.contextmanager
+def _jars_errors() -> Iterator[None]:
+    try:
+        yield
+    except JarsError as exc:
+        err.print(f"[red]jars:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@jars_app.command("fetch")
+def jars_fetch(
+    bundles: Optional[list[str]] = typer.Argument(None, help="bundles to fetch (default: the runtime ones)"),
+    force: bool = typer.Option(False, "--force", help="resolve again even when cached"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Resolve the pinned jars with Maven into the per-user cache; sessions load them from there, offline."""
+    from cdp_spark import jars
+
+    with _jars_errors():
+        fetched = jars.fetch(bundles or jars.default_bundles(), force=force)
+        if as_json:
+            _print_json([b.describe() for b in fetched])
+            return
+        for b in fetched:
+            d = b.describe()
+            out.print(f"{b.name}: {d['jars']} jars, {_size(int(d['bytes']))} in {b.directory}")
+
+
+@jars_app.command("list")
+def jars_list(as_json: bool = JsonOption) -> None:
+    """The pinned bundles, their Maven coordinates and whether they are in the cache."""
+    from cdp_spark import jars
+
+    rows = [{"bundle": b.name, "coordinates": list(b.coordinates), "purpose": b.purpose,
+             "on_classpath": b.on_classpath, "cached": jars.cached_bundle(b.name) is not None}
+            for b in jars.BUNDLES.values()]
+    if as_json:
+        _print_json({"cache": str(jars.cache_dir()), "spark": jars.SPARK_VERSION, "bundles": rows})
+        return
+    table = Table("bundle", "coordinates", "cached", "purpose")
+    for r in rows:
+        table.add_row(r["bundle"], "\n".join(r["coordinates"]), "yes" if r["cached"] else "[yellow]no[/]", r["purpose"])
+    out.print(f"jar cache: {jars.cache_dir()} (Spark {jars.SPARK_VERSION})")
+    out.print(table)
 
 
 @app.command()

@@ -16,6 +16,7 @@ from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.privacy.config import PrivacyConfig
 from cdp_spark.profiles.config import AttributesField, AttributesConfig, ProfilesConfig, ProfilesField
 from cdp_spark.ingest.sources import Catalogue, CatalogueScope, RouteRule, Source
+from cdp_spark.jars import BUNDLES
 
 
 class EngineConfig(Strict):
@@ -27,6 +28,20 @@ class EngineConfig(Strict):
     shuffle_partitions: PositiveInt | None = Field(None, description="defaults to 2 x cores in embedded mode")
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     spark_conf: dict[str, str] = Field(default_factory=dict)
+    jars: Literal["none", "auto", "required"] = Field(
+        "none", description="embedded mode: put the cached JVM jar bundles on the classpath (`cdp jars fetch`); "
+                            "auto fetches missing ones once and falls back to the embedded lake when it cannot, "
+                            "required fails instead")
+    jar_bundles: list[str] = Field(default_factory=lambda: ["delta", "kafka"],
+                                   description="which bundles `jars` loads (see `cdp jars list`)")
+
+    @model_validator(mode="after")
+    def _known_bundles(self) -> "EngineConfig":
+        unknown = [b for b in self.jar_bundles if b not in BUNDLES or not BUNDLES[b].on_classpath]
+        if unknown:
+            known = ", ".join(n for n, b in BUNDLES.items() if b.on_classpath)
+            raise ValueError(f"jar_bundles: unknown bundle(s) {', '.join(map(repr, unknown))} (expected any of {known})")
+        return self
 
 
 class LakeConfig(Strict):
