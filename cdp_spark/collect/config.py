@@ -30,13 +30,18 @@ class CollectorSource(Strict):
 
 
 class Limits(Strict):
-    """Request limits (Segment's defaults)."""
+    """Request limits (Segment's defaults, plus nesting depth and compression ratio)."""
 
     max_message_bytes: PositiveInt = 32 * 1024
     max_batch_bytes: PositiveInt = 500 * 1024
     max_batch_messages: PositiveInt = 2500
     max_compression_ratio: PositiveInt = Field(
-        100, description="gzip bodies may inflate to at most max_batch_bytes (and never more than this ratio)")
+        100, description="a gzip/deflate body may inflate to at most this many times its compressed size (and never "
+                         "past max_batch_bytes): 413 compression_ratio")
+    # Bounded above: the JSON parser recurses once per level, and must stay clear of Python's recursion limit.
+    max_nesting_depth: int = Field(
+        400, ge=2, le=800, description="objects/arrays nested deeper in a message: a single call gets 400 too_deep, a "
+                                       "message in a batch is dead-lettered (too_deep)")
 
 
 class RateLimit(Strict):
