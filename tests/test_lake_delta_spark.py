@@ -40,3 +40,13 @@ def test_delta_spark_schema_errors_match_the_embedded_ones(spark, tmp_path):
     delta = DeltaSparkLake(spark, str(tmp_path / "b"), REGISTRY)
     with pytest.raises(SchemaMismatchError, match="missing columns: amount"):
         delta.append("test.events", events_df(spark, 2, D1).drop("amount"))
+
+
+def test_table_properties_are_set_through_delta_spark(spark, tmp_path):
+    from deltalake import DeltaTable
+
+    delta = DeltaSparkLake(spark, str(tmp_path / "b"), REGISTRY)
+    delta.append("test.events", events_df(spark, 2, D1))
+    delta.set_table_properties("test.events", {"delta.logRetentionDuration": "interval 3 days"})
+    assert DeltaTable(delta.path("test.events")).metadata().configuration["delta.logRetentionDuration"] == \
+        "interval 3 days"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import Field, PositiveInt, SecretStr, model_validator
 
-from cdp_spark.config.base import Strict
+from cdp_spark.config.base import KeyedValueError, Strict
 
 
 class WriteKey(Strict):
@@ -88,12 +88,14 @@ class CollectorConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_keys(self) -> "CollectorConfig":
+        # A write key says which source a message belongs to, so one key can serve one source only.
         seen: dict[str, str] = {}
         for name, src in self.sources.items():
-            for k in src.keys:
-                if k.key.get_secret_value() in seen and seen[k.key.get_secret_value()] != name:
-                    raise ValueError(f"a write key is used by both sources {seen[k.key]!r} and {name!r}")
-                seen[k.key.get_secret_value()] = name
+            for i, k in enumerate(src.keys):
+                first = seen.setdefault(k.key.get_secret_value(), f"sources.{name}.keys.{i}.key")
+                if not first.startswith(f"sources.{name}."):
+                    raise KeyedValueError(f"this write key is also {first}; a write key belongs to one source",
+                                          key=("sources", name, "keys", i, "key"), value=k.key, secret=True)
         return self
 
     def key_index(self) -> dict[str, "KeyInfo"]:

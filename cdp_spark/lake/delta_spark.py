@@ -122,6 +122,10 @@ class DeltaSparkLake(Lake):
         self._table(name).vacuum(hours)
         return []
 
+    def set_table_properties(self, name: str, properties: dict[str, str]) -> None:
+        pairs = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(properties.items()))
+        self.spark.sql(f"ALTER TABLE delta.`{self.path(name)}` SET TBLPROPERTIES ({pairs})")
+
     def _save(self, writer, name: str, txn: Txn | None) -> None:  # type: ignore[no-untyped-def]
         if txn is not None:
             writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
