@@ -54,6 +54,17 @@ _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}(\.[A-Za-z_][A-Za-z0-9_]{0,12
 MAX_BODY = 64 * 1024
 
 
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "required": ["code", "message"], "properties": {
+    "code": {"type": "string"}, "message": {"type": "string"}}}}}}
+_ERRORS = {str(code): {"description": text, **_ERROR} for code, text in (
+    (400, "malformed id, identifier, fields or JSON"), (401, "no, unknown or revoked API key"),
+    (403, "the key lacks the scope"), (404, "no such profile"), (413, "body too large"),
+    (422, "invalid body or trait values (the reasons)"), (503, "the serving store is not built yet"))}
+_JSON_TYPES = {"string": {"type": "string"}, "long": {"type": "integer"}, "double": {"type": "number"},
+               "boolean": {"type": "boolean"}, "date": {"type": "string", "format": "date"},
+               "timestamp": {"type": "string", "format": "date-time"}}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
@@ -265,8 +276,36 @@ def create_app(config: "CdpConfig", *, lake: "Lake | None" = None, store: Servin
         if own_audit:
             audit.close()  # the last buffered calls are written at shutdown
 
-    app = FastAPI(title="cdp-spark Profile API", version="1", lifespan=lifespan,
+    app = FastAPI(title="cdp-spark Profile API", version="1", lifespan=lifespan, responses=_ERRORS,
                   description="Unified profiles: read, patch traits, request erasure. Scoped API keys.")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API key (cdp api keys create)"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+            doc["security"] = [{"bearer": []}, {"apiKey": []}]
+            # This org's catalogue: the identifier types of the paths, the traits a PATCH may set (the handlers
+            # read the body themselves, size limit first, so FastAPI cannot derive these).
+            traits = {"type": "object", "minProperties": 1, "additionalProperties": False,
+                      "maxProperties": config.api.max_patch_traits,  # type: ignore[attr-defined]
+                      "properties": {n: _JSON_TYPES[t] for n, t in sorted(api.trait_types.items())}}
+            for path in doc["paths"].values():
+                for method, operation in path.items():
+                    for param in operation.get("parameters", []):
+                        if param["name"] == "id_type":
+                            param["schema"] = {"type": "string", "enum": sorted(api.id_types)}
+                    if method == "patch":
+                        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["traits"], "additionalProperties": False,
+                            "properties": {"traits": traits}}}}}
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.api = api
     app.add_middleware(AuditMiddleware, audit=audit, org_id=config.org.id)
     install_error_handlers(app, log=log)

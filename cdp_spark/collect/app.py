@@ -53,6 +53,46 @@ _WRITE_KEY = re.compile(rb'"writeKey"\s*:\s*"[^"\\]*(?:\\.[^"\\]*)*"')
 SHORT = {"t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias", "b": "batch"}
 
 
+# The request bodies in the OpenAPI document (the handlers read the raw body themselves: the limits apply to the
+# bytes, before any parsing). Segment's spec: https://segment.com/docs/connections/spec/common/
+_ERROR_SCHEMA = {"type": "object", "required": ["code", "message"],
+                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}
+_MESSAGE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": list(TYPES)}, "messageId": {"type": "string"},
+        "userId": {"type": "string"}, "anonymousId": {"type": "string"}, "event": {"type": "string"},
+        "previousId": {"type": "string"}, "groupId": {"type": "string"}, "name": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"}, "sentAt": {"type": "string", "format": "date-time"},
+        "originalTimestamp": {"type": "string", "format": "date-time"},
+        "properties": {"type": "object"}, "traits": {"type": "object"}, "context": {"type": "object"},
+        "integrations": {"type": "object"}, "writeKey": {"type": "string"},
+    },
+}
+_BATCH_SCHEMA = {"type": "object", "required": ["batch"], "properties": {
+    "batch": {"type": "array", "items": _MESSAGE_SCHEMA}, "sentAt": {"type": "string", "format": "date-time"},
+    "context": {"type": "object"}, "writeKey": {"type": "string"}}}
+
+
+def _openapi(kind: str) -> dict[str, Any]:
+    body = _BATCH_SCHEMA if kind == "batch" else _MESSAGE_SCHEMA
+    error = {"content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "security": [{"writeKey": []}, {}],
+        "responses": {
+            "200": {"description": "stored (a batch's invalid messages are dead-lettered)",
+                    "content": {"application/json": {"schema": {"type": "object", "properties": {
+                        "success": {"type": "boolean"}}}}}},
+            **{str(code): {"description": text, **error} for code, text in (
+                (400, "invalid JSON, message, batch or encoding; too deep"), (401, "no, unknown or disabled write key"),
+                (404, "source disabled"), (413, "body too large, or inflates too much"),
+                (415, "unsupported Content-Encoding"), (429, "rate limited (Retry-After)"),
+                (503, "landing zone unavailable: retry"))},
+        },
+    }
+
+
 class Refused(Exception):
     """A request-level refusal: status, code, message (no data values) and extra headers."""
 
@@ -326,6 +366,19 @@ def create_app(config: CollectorConfig, landing: str, *, spool: Spool | None = N
 
     app = FastAPI(title="cdp-spark collector", version="1", lifespan=lifespan,
                   description="Segment HTTP Tracking API compatible collector")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "writeKey": {"type": "http", "scheme": "basic",
+                             "description": "the write key as user name, empty password (or writeKey in the body)"}}
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.collector = collector
 
     install_error_handlers(app, log=log, internal_message="internal error; retry later")
@@ -348,7 +401,7 @@ def create_app(config: CollectorConfig, landing: str, *, spool: Spool | None = N
         return endpoint
 
     for kind in (*TYPES, "batch"):
-        app.post(f"/v1/{kind}", summary=f"Segment {kind}")(route(kind))
+        app.post(f"/v1/{kind}", summary=f"Segment {kind}", openapi_extra=_openapi(kind))(route(kind))
     for short, kind in SHORT.items():
         app.post(f"/v1/{short}", include_in_schema=False)(route(kind))
     return app
