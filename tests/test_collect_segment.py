@@ -1,8 +1,10 @@
-"""Segment's alias and group calls, through the collector and the stream into bronze and identity: alias links
-previousId to userId in silver.identifiers / gold.id_graph; group records account membership (account_id)."""
+"""Segment calls through the collector and the stream into bronze and identity: alias links previousId to userId in
+silver.identifiers / gold.id_graph; group records account membership (account_id); batches that lack some mapped
+key, and a message nested 900 levels deep, neither stall nor lose anything."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import yaml
@@ -83,3 +85,22 @@ def test_alias_links_previous_id_to_user_id_and_group_records_the_account(spark,
     assert ("email", "billing@acme.example") not in graph
     seen = {(r.id_type, r.value) for r in lake.read("silver.identifiers").collect()}
     assert {("cookie_id", "anon-1"), ("customer_id", "u1")} <= seen
+
+
+def test_a_deeply_nested_message_is_quarantined_and_the_stream_goes_on(spark, env):
+    """The collector used to ack an event nested 900 levels deep, and the stream then hung on it for good."""
+    config, lake = env
+    deep = b'{"type": "track", "messageId": "deep", "event": "x", "userId": "u1", "properties": ' + \
+        b'{"a": ' * 898 + b"{}" + b"}" * 898 + b"}"
+    body = b'{"batch": [' + json.dumps(TRACK_OK).encode() + b", " + deep + b"]}"
+    with TestClient(create_app(config.collector, config.collector.landing(config.lake.root))) as client:
+        assert client.post("/v1/batch", content=body, auth=(KEY, "")).status_code == 200
+    m = run_stream(spark, config, lake, available_now=True)["sources"]["web"]
+    assert (m["read_lines"], m["accepted"], m["quarantined"]) == (2, 1, 1) and m["reconciled"]
+    assert [r.event_id for r in lake.read("bronze.events").collect()] == ["ok1"]
+    [q] = lake.read("bronze.quarantine").collect()
+    assert list(q.reasons) == ["collector:too_deep"]
+    assert json.loads(q.raw_record)["_cdp_raw"].startswith('{"type": "track", "messageId": "deep"')   # its text, cut
+
+
+TRACK_OK = {"type": "track", "messageId": "ok1", "event": "Product Viewed", "userId": "u1", "timestamp": T}

@@ -184,20 +184,20 @@ class Collector:
         """The JSON body, and for a batch the texts of messages nesting deeper than the limit (left out of it, to
         be dead-lettered). The depth is checked on the bytes before parsing: the parser recurses once per level."""
         limit = self.config.limits.max_nesting_depth
-        deep_message = Refused(400, "too_deep", f"a message nests deeper than {limit} levels")
         if kind != "batch":
             if too_deep(raw, limit):
-                raise deep_message
+                raise Refused(400, "too_deep", f"a message nests deeper than {limit} levels")
             return _object(raw), []
         if not too_deep(raw, limit + 2):  # the body object and its batch array are two levels
             return _object(raw), []
         parts = split_batch(raw)
         if parts is None or too_deep(parts[0], limit + 2):
             raise Refused(400, "too_deep", f"the body nests deeper than {limit} levels outside its batch messages")
-        doc = _object(parts[0])
-        deep = [text for text in parts[1] if too_deep(text, limit)]
-        doc["batch"] = [_json(text) for text in parts[1] if not too_deep(text, limit)]
-        return doc, deep
+        envelope, texts = parts
+        deep = [too_deep(text, limit) for text in texts]
+        doc = _object(envelope)
+        doc["batch"] = [_json(text) for text, d in zip(texts, deep) if not d]
+        return doc, [text for text, d in zip(texts, deep) if d]
 
     async def handle(self, request: Request, kind: str) -> JSONResponse:
         self.stats["requests"] += 1
