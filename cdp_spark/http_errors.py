@@ -9,7 +9,9 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +20,31 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _ROUTING_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number beyond a double")
+    return value
+
+
+def _no_constant(_: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def strict_json(raw: bytes | str) -> Any:
+    """``json.loads`` as RFC 8259 reads JSON: ``NaN``, ``Infinity`` and numbers that overflow a double (which Python
+    reads as infinities) raise ValueError, like any other invalid JSON.
+
+    Example:
+        >>> strict_json(b'{"a": 1.5}')
+        {'a': 1.5}
+        >>> strict_json(b'[1e400]')
+        Traceback (most recent call last):
+        ValueError: a number beyond a double
+    """
+    return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
 
 
 def utf8_text(value: Any) -> bool:

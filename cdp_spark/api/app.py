@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import re
@@ -39,7 +38,7 @@ from cdp_spark.api.keys import ApiKey, KeyStore
 from cdp_spark.api.masking import MaskPolicy, policy_for
 from cdp_spark.api.store import ServingStore, StoreMissing
 from cdp_spark.api.traits import Checked, TraitCheck, TraitsRefused
-from cdp_spark.http_errors import error, install_error_handlers, utf8_text
+from cdp_spark.http_errors import error, install_error_handlers, strict_json, utf8_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -253,10 +252,6 @@ def _iso(v: Any) -> Any:
     return v.isoformat() if hasattr(v, "isoformat") else v
 
 
-def _refuse_constant(_: str) -> Any:
-    raise ValueError("NaN and Infinity are not JSON")
-
-
 def create_app(config: "CdpConfig", *, lake: "Lake | None" = None, store: ServingStore | None = None,
                keys: KeyStore | None = None, audit: AuditLog | None = None) -> FastAPI:
     """The Profile API of one org (its lake root, keys and store)."""
@@ -329,7 +324,7 @@ def create_app(config: "CdpConfig", *, lake: "Lake | None" = None, store: Servin
             if len(raw) > MAX_BODY:
                 raise ApiError(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
         try:
-            doc = json.loads(raw, parse_constant=_refuse_constant)
+            doc = strict_json(raw)
         except (ValueError, RecursionError):
             raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
         if not utf8_text(doc):

@@ -26,7 +26,6 @@ import binascii
 import datetime as dt
 import json
 import logging
-import math
 import os
 import re
 import threading
@@ -42,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from cdp_spark.collect.config import CollectorConfig, KeyInfo
 from cdp_spark.collect.messages import TYPES, Unusable, iso, problem, split_batch, stamp, too_deep
 from cdp_spark.collect.spool import Spool, recover
-from cdp_spark.http_errors import error, install_error_handlers
+from cdp_spark.http_errors import error, install_error_handlers, strict_json
 
 log = logging.getLogger("cdp_spark.collect")
 STAMP_BYTES = 256  # messageId, receivedAt, timestamp, originalTimestamp, sentAt added by `stamp`
@@ -288,21 +287,10 @@ def inflate(raw: bytes, cap: int, max_ratio: int) -> bytes:
             return bytes(out)
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("not a finite number")
-    return value
-
-
-def _refuse_constant(_: str) -> Any:
-    raise ValueError("NaN and Infinity are not JSON")
-
-
 def _json(raw: bytes) -> Any:
     """Strict JSON (no NaN, no Infinity, no number that overflows a double); a request error otherwise."""
     try:
-        return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
+        return strict_json(raw)
     except (ValueError, RecursionError):
         raise Refused(400, "invalid_json", "the body is not valid JSON") from None
 
