@@ -90,6 +90,21 @@ class UnknownStageError(ValueError):
     """The requested stage is not registered."""
 
 
+def unknown_stage_message(name: str, registry: dict[str, str] | None = None) -> str:
+    """Why ``name`` is not a stage: the registered ones, and the closest when it looks like a typo.
+
+    Example:
+        >>> unknown_stage_message("identiy")
+        "expected a registered stage (ingest, identity, profiles, scores, audiences, activation); did you mean 'identity'?"
+    """
+    import difflib
+
+    registry = STAGES if registry is None else registry
+    close = difflib.get_close_matches(name, list(registry), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"expected a registered stage ({', '.join(registry) or 'none yet'}){hint}"
+
+
 def _target(name: str, registry: dict[str, str]) -> str:
     if name not in registry:
         known = ", ".join(registry) or "none yet"

@@ -229,8 +229,3 @@ def test_kafka_source_is_configurable_and_needs_the_connector(spark, env):
         pytest.skip("spark-sql-kafka is on the classpath; the Kafka end-to-end test needs a broker")
     with pytest.raises(StreamError, match="spark-sql-kafka"):
         run_stream(spark, config, lake, available_now=True)
-
-
-@pytest.mark.skip(reason="Kafka: the spark-sql-kafka connector and a broker are not available on this machine")
-def test_kafka_end_to_end():  # pragma: no cover
-    pass

@@ -246,3 +246,10 @@ def test_partition_values_with_special_characters_roundtrip(spark, tmp_path, mak
     assert sorted((r["id"], r["tag"]) for r in independent_rows(lake, "test.tagged")) == sorted(rows)
     lake.delete("test.tagged", "id = 2")
     assert sorted(r.id for r in lake.read("test.tagged").where("tag IS NULL OR tag = '100%'").collect()) == [3, 4]
+
+
+def test_table_properties_are_set_in_one_commit(spark, lake):
+    lake.append("test.events", events_df(spark, 2, D1))
+    lake.set_table_properties("test.events", {"delta.logRetentionDuration": "interval 3 days"})
+    assert DeltaTable(lake.path("test.events")).metadata().configuration["delta.logRetentionDuration"] == \
+        "interval 3 days"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import Field, PositiveInt, SecretStr, model_validator
 
-from cdp_spark.config.base import Strict
+from cdp_spark.config.base import KeyedValueError, Strict
 
 
 class WriteKey(Strict):
@@ -30,13 +30,18 @@ class CollectorSource(Strict):
 
 
 class Limits(Strict):
-    """Request limits (Segment's defaults)."""
+    """Request limits (Segment's defaults, plus nesting depth and compression ratio)."""
 
     max_message_bytes: PositiveInt = 32 * 1024
     max_batch_bytes: PositiveInt = 500 * 1024
     max_batch_messages: PositiveInt = 2500
     max_compression_ratio: PositiveInt = Field(
-        100, description="gzip bodies may inflate to at most max_batch_bytes (and never more than this ratio)")
+        100, description="a gzip/deflate body may inflate to at most this many times its compressed size (and never "
+                         "past max_batch_bytes): 413 compression_ratio")
+    # Bounded above: the JSON parser recurses once per level, and must stay clear of Python's recursion limit.
+    max_nesting_depth: int = Field(
+        400, ge=2, le=800, description="objects/arrays nested deeper in a message: a single call gets 400 too_deep, a "
+                                       "message in a batch is dead-lettered (too_deep)")
 
 
 class RateLimit(Strict):
@@ -83,12 +88,14 @@ class CollectorConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_keys(self) -> "CollectorConfig":
+        # A write key says which source a message belongs to, so one key can serve one source only.
         seen: dict[str, str] = {}
         for name, src in self.sources.items():
-            for k in src.keys:
-                if k.key.get_secret_value() in seen and seen[k.key.get_secret_value()] != name:
-                    raise ValueError(f"a write key is used by both sources {seen[k.key]!r} and {name!r}")
-                seen[k.key.get_secret_value()] = name
+            for i, k in enumerate(src.keys):
+                first = seen.setdefault(k.key.get_secret_value(), f"sources.{name}.keys.{i}.key")
+                if not first.startswith(f"sources.{name}."):
+                    raise KeyedValueError(f"this write key is also {first}; a write key belongs to one source",
+                                          key=("sources", name, "keys", i, "key"), value=k.key, secret=True)
         return self
 
     def key_index(self) -> dict[str, "KeyInfo"]:

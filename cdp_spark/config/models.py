@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import AfterValidator, Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from cdp_spark.activation.config import Destination
 from cdp_spark.api.config import ApiConfig
 from cdp_spark.audiences.config import AudienceList
 from cdp_spark.collect.config import CollectorConfig
 from cdp_spark.ml.config import ScoresConfig
-from cdp_spark.config.base import Strict
+from cdp_spark.config.base import KeyedValueError, Strict
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.privacy.config import PrivacyConfig
 from cdp_spark.profiles.config import AttributesField, AttributesConfig, ProfilesConfig, ProfilesField
@@ -59,10 +59,25 @@ class LakeConfig(Strict):
             object.__setattr__(self, "checkpoint_dir", self.root.rstrip("/") + "/_system/checkpoints")
 
 
+def _registered_stage(name: str) -> str:
+    from cdp_spark.pipeline import STAGES, unknown_stage_message  # the registry imports stage modules lazily too
+
+    if name not in STAGES:
+        raise ValueError(unknown_stage_message(name))
+    return name
+
+
+def _each_once(names: list[str]) -> list[str]:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"expected each stage once; listed more than once: {', '.join(twice)}")
+    return names
+
+
 class PipelineConfig(Strict):
     """The daily pipeline: stage order and ledger behaviour."""
 
-    stages: list[str] = Field(
+    stages: Annotated[list[Annotated[str, AfterValidator(_registered_stage)]], AfterValidator(_each_once)] = Field(
         default_factory=lambda: ["ingest", "identity", "profiles", "scores", "audiences", "activation"]
     )
     stale_after_minutes: PositiveInt = Field(
@@ -118,6 +133,20 @@ class CdpConfig(Strict):
     attributes: AttributesField = Field(default_factory=AttributesConfig)
     audiences: AudienceList = Field(default_factory=list, description="audience definitions (conf/audiences)")
     destinations: list[Destination] = Field(default_factory=list, description="activation destinations")
+
+    @field_validator("destinations")
+    @classmethod
+    def _known_audiences(cls, value: list[Destination], info: ValidationInfo) -> list[Destination]:
+        if "audiences" not in info.data:  # the audiences are invalid themselves: reported on their own
+            return value
+        known = {a.name for a in info.data["audiences"]}
+        for i, d in enumerate(value):
+            for j, link in enumerate(d.audiences):
+                if link.name not in known:
+                    raise KeyedValueError(f"expected the name of an audience in conf/audiences/ "
+                                          f"(defined: {', '.join(sorted(known)) or 'none'})",
+                                          key=(i, "audiences", j), value=link.name)
+        return value
 
     @model_validator(mode="wrap")
     @classmethod

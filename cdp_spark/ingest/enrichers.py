@@ -29,6 +29,46 @@ def resolves(df: DataFrame, name: str) -> bool:
     return True
 
 
+_REFERENCES: dict[str, tuple[str, ...]] = {}
+
+
+def referenced_columns(spark: SparkSession, expr: str) -> tuple[str, ...]:
+    """The one-part column names a Spark SQL expression refers to (``name`` or ```a.b```), read by Spark's own
+    parser: function names, keywords, literals and lambda variables are not columns. Empty when the parser is not
+    reachable (Spark Connect).
+
+    Example:
+        >>> referenced_columns(spark, "CASE WHEN type = 'alias' THEN coalesce(previousId, `traits.id`) END")  # doctest: +SKIP
+        ('type', 'previousId', 'traits.id')
+    """
+    if expr not in _REFERENCES:
+        try:
+            stack = [spark._jsparkSession.sessionState().sqlParser().parseExpression(expr)]  # noqa: SLF001
+        except Exception:  # noqa: BLE001 - no JVM (Spark Connect) or a parse error, which the select reports itself
+            return ()
+        names: list[str] = []
+        while stack:
+            node = stack.pop()
+            if node.getClass().getSimpleName() == "UnresolvedAttribute" and node.nameParts().size() == 1:
+                names.append(node.nameParts().apply(0))
+            children = node.children()
+            stack.extend(children.apply(i) for i in range(children.size()))
+        _REFERENCES[expr] = tuple(dict.fromkeys(reversed(names)))
+    return _REFERENCES[expr]
+
+
+def with_keys_of(df: DataFrame, expr: str) -> DataFrame:
+    """``df`` plus a null column for each column the SQL expression names that this batch lacks (JSON batches only
+    carry the keys their records used), so the expression gives null there instead of failing the whole batch.
+
+    Example:
+        >>> with_keys_of(df, "coalesce(event, type)").columns[-1]     # doctest: +SKIP
+        'event'
+    """
+    missing = [n for n in referenced_columns(df.sparkSession, expr) if n not in df.columns]
+    return df.withColumns({n: F.lit(None).cast("string") for n in missing}) if missing else df
+
+
 def column(df: DataFrame, name: str) -> Column:
     """A column by name: a flattened dotted name as-is, else a nested path; null when this batch lacks the key
     (JSON batches only carry the keys their records used).
@@ -117,7 +157,7 @@ def apply_enrichers(
         elif isinstance(e, S.Constant):
             df = df.withColumn(e.output, F.lit(e.value))
         elif isinstance(e, S.Derive):
-            df = df.withColumn(e.output, F.expr(e.expr))
+            df = with_keys_of(df, e.expr).withColumn(e.output, F.expr(e.expr))
         elif isinstance(e, S.ValueMap):
             src = column(df, e.column).cast("string")
             lookup = F.create_map(*[F.lit(x) for kv in e.values.items() for x in (kv[0], str(kv[1]) if kv[1] is not None else None)])

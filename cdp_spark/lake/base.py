@@ -268,6 +268,10 @@ class Lake(ABC):
     def vacuum(self, name: str, retention_hours: int | None = None, *, dry_run: bool = False) -> list[str]:
         """Delete files no longer referenced and older than the retention; returns the files."""
 
+    def set_table_properties(self, name: str, properties: dict[str, str]) -> None:
+        """Set Delta table properties (one commit), e.g. ``delta.logRetentionDuration``."""
+        self.delta_table(name).alter.set_table_properties(properties, raise_if_not_exists=False)
+
     def checkpoint(self, name: str) -> None:
         """Write a Delta log checkpoint and drop expired log files, so readers replay less."""
         dt = self.delta_table(name)

@@ -175,6 +175,11 @@ class DeltaSparkLake(Lake):
                 self._restore_conf("spark.databricks.delta.retentionDurationCheck.enabled", previous)
         return files
 
+    def set_table_properties(self, name: str, properties: dict[str, str]) -> None:
+        pairs = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(properties.items()))
+        with self._commit_metadata("set_table_properties", None):
+            self.spark.sql(f"ALTER TABLE delta.`{self.path(name)}` SET TBLPROPERTIES ({pairs})")
+
     # ---- internals ----
     def _write(self, name: str, operation: str, txn: Txn | None, action: Callable[[], Any],
                extra: dict[str, Any] | None = None) -> WriteResult:
