@@ -83,13 +83,17 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="skip the stages the last run for this as-of finished"),
     log_json: bool = typer.Option(False, "--log-json", envvar="CDP_LOG_JSON", help="one JSON object per log line"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="CDP_LOG_LEVEL", help="DEBUG, INFO, WARNING, ERROR"),
+    allow_snapshot_deletes: Optional[list[str]] = typer.Option(
+        None, "--allow-snapshot-deletes", metavar="SOURCE",
+        help="apply this snapshot source's delivery even if it deletes more than its max_delete_share of the "
+             "keys (repeatable; recorded in the ledger)"),
     conf: str = ConfOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Run one stage or the daily pipeline for an as-of date, holding the lake's pipeline lease."""
     from cdp_spark.ops.cli import run_command
 
-    run_command(job, as_of, conf, as_json, resume, log_json, log_level)
+    run_command(job, as_of, conf, as_json, resume, log_json, log_level, allow_snapshot_deletes or [])
 
 
 @app.command()
