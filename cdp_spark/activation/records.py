@@ -38,6 +38,7 @@ class Member:
     identifiers: dict[str, list[str]]
     traits: dict[str, Any]
     consent: dict[str, str]
+    entered_at: Optional[Any] = None   # when the profile entered the audience (exports show it)
 
 
 @dataclass(frozen=True)
@@ -132,10 +133,20 @@ def _dma(d: Destination, m: Member, country: Optional[str]) -> tuple[Optional[di
     return fields, not (eea and user_data != "granted")
 
 
+def consented(m: Member, purposes: Iterable[str]) -> bool:
+    """Whether every purpose is ``granted`` for the member (absent or ``unknown`` is not consent).
+
+    Example:
+        >>> consented(Member("a", "p1", None, {}, {}, {"ads": "granted", "email": "denied"}), ["ads"])
+        True
+    """
+    consent = m.consent or {}
+    return all(consent.get(p) == "granted" for p in purposes)
+
+
 def prepare(m: Member, d: Destination) -> Prepared:
     """The record for one member in the destination's format, or why it is skipped."""
-    consent = m.consent or {}
-    if any(consent.get(p) != "granted" for p in d.consent):
+    if not consented(m, d.consent):
         return Prepared(m.audience, m.profile_id, skipped="consent")
     raw = raw_identifiers(m)
     values = _chosen(d, raw)

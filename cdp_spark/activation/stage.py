@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp_spark.activation.config import Destination
+from cdp_spark.activation.config import AudienceLink, Destination
 from cdp_spark.activation.records import (Member, StateRow, apply_sent, columns, delivery_id, plan_items, prepare)
 from cdp_spark.activation.tables import ACTIVATION_RECORDS, ACTIVATION_STATE, DELIVERIES
 from cdp_spark.activation.transports import DeliveryError, Stats, WebhookSender, file_drop
@@ -116,11 +116,13 @@ def deliver(d: Destination, members: Iterable[Member], state: dict[tuple[str, st
 
 
 # ---- Spark / lake wiring ----
-def members_for(spark: SparkSession, config: "CdpConfig", lake: "Lake", membership: DataFrame) -> Iterator[Member]:
+def members_for(spark: SparkSession, config: "CdpConfig", lake: "Lake", membership: DataFrame, *,
+                sort: bool = False) -> Iterator[Member]:
     """Activation records for membership rows (``audience, profile_id, variant``), joined to the profile view.
 
-    Used by the stage (members of a destination's audiences) and by notebooks that design an audience and send it
-    to a test destination. Rows stream to the driver one partition at a time.
+    Used by the stage (members of a destination's audiences), by `cdp audience export` (``sort``: by audience and
+    profile id) and by notebooks that design an audience and send it to a test destination. Rows stream to the
+    driver one partition at a time.
 
     Example:
         >>> rows = spark.createDataFrame([("vip", "p1", "all")], "audience string, profile_id string, variant string")
@@ -132,18 +134,26 @@ def members_for(spark: SparkSession, config: "CdpConfig", lake: "Lake", membersh
     view = profiles_frame(spark, config, lake)
     traits = F.to_json("traits") if "traits" in view.columns else F.lit(None).cast("string")
     view = view.select("profile_id", "identifiers", traits.alias("traits"), "consent")
-    for r in membership.select("audience", "profile_id", "variant").join(view, "profile_id", "left").toLocalIterator():
+    entered = F.col("entered_at") if "entered_at" in membership.columns else F.lit(None).cast("timestamp")
+    rows = membership.select("audience", "profile_id", "variant", entered.alias("entered_at"))
+    joined = rows.join(view, "profile_id", "left")
+    for r in (joined.orderBy("audience", "profile_id") if sort else joined).toLocalIterator():
         yield Member(r.audience, r.profile_id, r.variant, dict(r.identifiers or {}),
-                     json.loads(r.traits) if r.traits else {}, dict(r.consent or {}))
+                     json.loads(r.traits) if r.traits else {}, dict(r.consent or {}), r.entered_at)
 
 
-def _members(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destination) -> list[Member]:
-    """The current members of the destination's linked audiences and variants, holdout variants left out."""
+def linked_members(config: "CdpConfig", lake: "Lake", links: Iterable[AudienceLink]) -> Optional[DataFrame]:
+    """The current ``gold.audience_members`` rows of the linked audiences (and variants, when a link names some),
+    holdout variants never included; None before the first audiences run. Shared by activation and exports.
+
+    Example:
+        >>> linked_members(config, lake, [AudienceLink(name="cart_abandoners")]).count()   # doctest: +SKIP
+    """
     if not lake.exists("gold.audience_members"):
-        return []
+        return None
     holdouts = {(a.name, v.name) for a in config.audiences for v in a.variants if v.holdout}
     cond = F.lit(False)
-    for name, variants in ((x.name, x.variants) for x in d.audiences):
+    for name, variants in ((x.name, x.variants) for x in links):
         c = F.col("audience") == F.lit(name)
         if variants:
             c = c & F.col("variant").isin(*variants)
@@ -151,7 +161,13 @@ def _members(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destinat
     members = lake.read("gold.audience_members").where(cond)
     for a, v in holdouts:
         members = members.where(~((F.col("audience") == a) & (F.col("variant") == v)))
-    return list(members_for(spark, config, lake, members))
+    return members
+
+
+def _members(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destination) -> list[Member]:
+    """The current members of the destination's linked audiences and variants, holdout variants left out."""
+    members = linked_members(config, lake, d.audiences)
+    return [] if members is None else list(members_for(spark, config, lake, members))
 
 
 def _state(lake: "Lake", name: str) -> dict[tuple[str, str], StateRow]:
