@@ -186,6 +186,21 @@ def prepare(m: Member, d: Destination) -> Prepared:
     return Prepared(m.audience, m.profile_id, payload)
 
 
+def erasure_payload(d: Destination, payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload of an erasure's remove: for CSV/NDJSON records, whose rows carry the profile id, only the
+    profile id and variant (the identifiers the destination got are not repeated); platform formats match on
+    their hashed identifiers, so those stay.
+
+    Example:
+        >>> d = Destination.model_validate({"name": "crm", "audiences": ["a"], "transport": {"type": "file"}})
+        >>> erasure_payload(d, {"profile_id": "p1", "variant": "all", "email": "ann@x.com"})
+        {'profile_id': 'p1', 'variant': 'all', 'email': None}
+    """
+    if d.format in ("csv", "ndjson"):
+        return {k: (v if k in ("profile_id", "variant") else None) for k, v in payload.items()}
+    return dict(payload)
+
+
 def columns(d: Destination) -> list[str]:
     """The fixed column order of a destination's records (after ``action`` and ``audience``)."""
     if d.format in COLUMNS:
