@@ -139,7 +139,7 @@ def test_preview_writes_nothing_and_masks(env):
 
 
 def test_export_csv(env):
-    n, text = env["export"]
+    record, text = env["export"]
     lines = text.strip().splitlines()
-    assert n == 3 and lines[0] == "profile_id,variant,entered_at,email"
+    assert record["rows"] == 3 and lines[0] == "profile_id,variant,entered_at,email"
     assert [line.split(",")[0] for line in lines[1:]] == ["p2", "p3", "p5"]

@@ -64,9 +64,10 @@ def world(spark, tmp_path_factory):
     conf = create_sandbox(CONF, base / "conf", lake_root=str(base / "lake"))["conf"]
     config = load_config(conf)
     lake = EmbeddedLake(spark, config.lake.root, default_registry())
-    generate(spark, config.demo_dir, people=30, days=3, seed=11, end_date=config.demo.end_date)
-    truth = ds.dataset(f"{config.demo_dir}/truth/identities").to_table().to_pandas()
-    shutil.rmtree(f"{config.demo_dir}/truth")  # the generator's answer key is not CDP data
+    # the generator's answer key is not CDP data: it lives beside the lake root, where `cdp demo` puts it
+    generate(spark, config.demo_dir, people=30, days=3, seed=11, end_date=config.demo.end_date,
+             truth_dir=config.demo_truth_dir)
+    truth = ds.dataset(f"{config.demo_truth_dir}/identities").to_table().to_pandas()
     ingest.run(spark, config, lake, config.demo.end_date)
     identity.run(spark, config, lake, config.demo.end_date)
     refresh_serving_store(spark, config, lake, view=_contract_view(spark, config, lake))
