@@ -16,9 +16,29 @@ from tests.spark_settings import TEST_SQL_CONF, cli_keeps_test_settings
 
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-# The JVM bundles the production-path tests need; .ci/run caches them with `cdp jars fetch` (FETCH_FOR_TESTS).
+# The JVM bundles the production-path tests need (the broker's jars run a test Kafka, off the session's classpath).
 TEST_BUNDLES = ("delta", "kafka", "sqlite-jdbc")
 FETCH_FOR_TESTS = "cdp jars fetch delta kafka sqlite-jdbc kafka-broker"
+
+
+def pytest_sessionstart(session):
+    """Fetch the test bundles into the per-user jar cache once, where Maven is installed, so the README's test
+    command alone runs the production-path tests. Without Maven they skip locally and fail in CI (`unavailable`)."""
+    import shutil
+
+    from cdp_spark import jars
+
+    wanted = [*TEST_BUNDLES, "kafka-broker"]
+    missing = [name for name in wanted if jars.cached_bundle(name) is None]
+    if not missing or not shutil.which("mvn"):
+        return
+    print(f"\nfetching JVM jar bundles {', '.join(missing)} into {jars.cache_dir()} (once)", flush=True)
+    try:
+        jars.fetch(missing)
+    except jars.JarsError as err:
+        if IN_CI:
+            pytest.exit(f"CI=true and the test jar bundles cannot be fetched: {err}", returncode=3)
+        print(f"could not fetch them: {err}", flush=True)
 
 
 def unavailable(reason: str) -> None:

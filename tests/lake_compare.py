@@ -37,15 +37,16 @@ VOLATILE: dict[str, set[str]] = {
 
 
 def _canonical(value: Any) -> Any:
-    """A hashable, order-independent form of a cell (maps and structs as sorted items)."""
+    """A hashable, order-independent form of a cell (maps and structs as sorted items, doubles rounded)."""
     if isinstance(value, dict):
         return tuple(sorted((k, _canonical(v)) for k, v in value.items()))
     if isinstance(value, list):
         if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):  # a map as (key, value) pairs
             return tuple(sorted((_canonical(k), _canonical(v)) for k, v in value))
         return tuple(_canonical(v) for v in value)
-    if isinstance(value, float) and value != value:
-        return "NaN"
+    if isinstance(value, float):
+        # Partial sums are added in whatever order the partitions finish: equal to 12 significant digits.
+        return "NaN" if value != value else float(f"{value:.12g}")
     return value
 
 

@@ -196,3 +196,12 @@ def test_a_model_level_error_does_not_print_the_whole_section(tmp_path):
     code, out = _check(conf)
     assert code == 2 and _squash(f"{conf / 'sources' / 'web.yaml'}: (top level): a files source needs 'path'") in out
     assert "mapping" not in out   # the section's content is not dumped into the message
+
+
+def test_a_log_retention_shorter_than_the_file_retention_is_an_error(tmp_path):
+    main = write(tmp_path / "cdp.yaml", "lake:\n  log_retention_days: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(main)
+    assert "lake" in str(err.value) and "log_retention_days: 3 days is shorter than vacuum_retention_hours (168 h); " \
+        "expected at least 7 days" in str(err.value)
+    load_config(write(tmp_path / "ok.yaml", "lake:\n  log_retention_days: 3\n  vacuum_retention_hours: 72\n"))

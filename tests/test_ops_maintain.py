@@ -92,7 +92,8 @@ def test_log_retention_days_sets_the_table_property_and_deletes_expired_log_file
         return sorted(f for f in os.listdir(log_dir) if f.endswith((".json", ".parquet")))
 
     def run(days):
-        config = CdpConfig.model_validate({"lake": {"root": str(tmp_path / "lake"), "log_retention_days": days}})
+        config = CdpConfig.model_validate({"lake": {"root": str(tmp_path / "lake"), "log_retention_days": days,
+                                                    "vacuum_retention_hours": 24 * min(days, 7)}})
         return maintain(lake, config, tables=["test.events"]).tables["test.events"]
 
     lake = make_lake(str(tmp_path / "lake"), default_registry().with_tables([EVENTS]))
@@ -110,6 +111,8 @@ def test_log_retention_days_sets_the_table_property_and_deletes_expired_log_file
     assert kept["log_files_deleted"] == 0 and set(aged) <= set(log_files())
     assert DeltaTable(lake.path("test.events")).metadata().configuration["delta.logRetentionDuration"] == \
         "interval 30 days"
+    assert DeltaTable(lake.path("test.events")).metadata().configuration["delta.deletedFileRetentionDuration"] == \
+        "interval 168 hours"
 
     cleaned = run(3)
     # Delta's rule: commits before the newest checkpoint older than the retention go (versions 0-3); version 4 and

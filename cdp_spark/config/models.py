@@ -55,6 +55,15 @@ class LakeConfig(Strict):
     storage_options: dict[str, str] = Field(default_factory=dict, description="object-store credentials (secrets)")
     checkpoint_dir: str | None = Field(None, description="Spark checkpoints; defaults to <root>/_system/checkpoints")
 
+    @model_validator(mode="after")
+    def _log_outlives_files(self) -> "LakeConfig":
+        # Delta's JVM writer refuses a log retention shorter than the removed-file retention (vacuum's).
+        if self.log_retention_days * 24 < self.vacuum_retention_hours:
+            raise ValueError(f"log_retention_days: {self.log_retention_days} days is shorter than "
+                             f"vacuum_retention_hours ({self.vacuum_retention_hours} h); expected at least "
+                             f"{-(-self.vacuum_retention_hours // 24)} days")
+        return self
+
     def model_post_init(self, _context: object) -> None:
         if self.checkpoint_dir is None:
             object.__setattr__(self, "checkpoint_dir", self.root.rstrip("/") + "/_system/checkpoints")

@@ -46,14 +46,17 @@ class MaintainResult:
         return {"run_id": self.run_id, "tables": self.tables, "errors": self.errors, "ok": self.ok}
 
 
-def log_retention(days: int) -> str:
-    """The ``delta.logRetentionDuration`` value for a number of days.
+def retention_properties(log_retention_days: int, retention_hours: int) -> dict[str, str]:
+    """The table properties that carry the lake's retention: ``delta.logRetentionDuration`` (how long the log keeps
+    versions) and ``delta.deletedFileRetentionDuration`` (how long vacuum keeps removed files). Set together because
+    Delta's JVM writer refuses a log retention shorter than the file retention.
 
     Example:
-        >>> log_retention(30)
-        'interval 30 days'
+        >>> retention_properties(30, 168)
+        {'delta.logRetentionDuration': 'interval 30 days', 'delta.deletedFileRetentionDuration': 'interval 168 hours'}
     """
-    return f"interval {days} days"
+    return {"delta.logRetentionDuration": f"interval {log_retention_days} days",
+            "delta.deletedFileRetentionDuration": f"interval {retention_hours} hours"}
 
 
 def maintain_table(lake: "Lake", name: str, retention_hours: int, *, dry_run: bool = False,
@@ -61,8 +64,8 @@ def maintain_table(lake: "Lake", name: str, retention_hours: int, *, dry_run: bo
     """Optimize, vacuum and checkpoint one table; return counts (files before/after, vacuumed, version, log files
     deleted).
 
-    With ``log_retention_days``, the table's ``delta.logRetentionDuration`` is set to it first (a commit, only when
-    it differs): the checkpoint then deletes the log files older than that which the checkpoint covers, and Delta's
+    With ``log_retention_days``, the table's retention properties (``retention_properties``) are set first (one
+    commit, only when they differ): the checkpoint then deletes the log files older than that which the checkpoint covers, and Delta's
     own writers (delta-spark checkpoints) keep the same retention.
     """
     started = time.monotonic()
@@ -74,9 +77,10 @@ def maintain_table(lake: "Lake", name: str, retention_hours: int, *, dry_run: bo
     logs_before = _log_files(lake, name)
     if not dry_run:
         if log_retention_days is not None:
-            wanted = log_retention(log_retention_days)
-            if lake.delta_table(name).metadata().configuration.get("delta.logRetentionDuration") != wanted:
-                lake.set_table_properties(name, {"delta.logRetentionDuration": wanted})
+            wanted = retention_properties(log_retention_days, retention_hours)
+            current = lake.delta_table(name).metadata().configuration
+            if any(current.get(key) != value for key, value in wanted.items()):
+                lake.set_table_properties(name, wanted)
         lake.checkpoint(name)
     after = lake.info(name)
     return {
