@@ -128,6 +128,9 @@ def embedded_conf(
         "spark.sql.session.timeZone": "UTC",
         # Small local jobs: a couple of partitions per core beats the cluster default of 200.
         "spark.sql.shuffle.partitions": str(shuffle_partitions or max(2, 2 * cores)),
+        # Delta (the delta-spark backend) rebuilds a table's state from its log in 50 tasks by default: on a few
+        # local cores that made every delta-spark write about three times slower than the write itself.
+        "spark.databricks.delta.snapshotPartitions": str(cores),
         "spark.default.parallelism": str(max(2, 2 * cores)),
         "spark.sql.adaptive.enabled": "true",
         "spark.ui.enabled": "false",

@@ -34,8 +34,9 @@ def test_readme_names_the_pinned_delta_artifact():
 
 def test_readme_cluster_commands_on_a_standalone_cluster_give_the_embedded_tables(embedded_batch_demo, tmp_path):
     lake_root = tmp_path / "lake"
-    # A small cluster's defaults: a few shuffle partitions instead of 200 tiny tasks per shuffle.
-    defaults = {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4"}
+    # A small cluster's defaults: a few partitions per shuffle and per Delta log replay instead of 200 and 50.
+    defaults = {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4",
+                "spark.databricks.delta.snapshotPartitions": "2"}
     with StandaloneCluster(tmp_path / "cluster", workers=2, cores=1, memory="2g", defaults=defaults) as cluster, \
             WebhookReceiver() as hook:
         env = cluster.submit_env(CDP_LAKE_ROOT=str(lake_root), CDP_LAKE_BACKEND="auto", CDP_DEMO_WEBHOOK_URL=hook.url)

@@ -74,8 +74,7 @@ def test_stream_maps_dedups_quarantines_and_replays_exactly_once(spark, env, mon
     # A message already in bronze (same messageId) arriving again later is dropped; then a crash in the middle of
     # the next micro-batch: bronze.events committed, bronze.quarantine not, the checkpoint never marks it done.
     post(config, [[track("m2"), track("m3"), track("m4"), {"type": "alias", "userId": "u9"}]])
-    from cdp_spark.lake.embedded import EmbeddedLake as Backend
-
+    Backend = type(lake)
     real_append = Backend.append
     crashed = []
 

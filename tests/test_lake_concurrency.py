@@ -70,3 +70,26 @@ def test_overwrite_racing_another_commit_fails_cleanly(spark, tmp_path, monkeypa
     on_disk = {f for d, _, fs in os.walk(lake.path("test.events")) if "_delta_log" not in d for f in fs}
     committed = {os.path.basename(u) for u in DeltaTable(lake.path("test.events")).file_uris()}
     assert on_disk == committed
+
+
+def test_threads_of_one_session_write_with_their_own_tokens(spark, tmp_path, requires_delta_jvm):
+    """delta-spark's idempotency token is a session setting: threads writing at once (a stream's micro-batches and
+    the folds beside it) must neither borrow nor leave behind each other's token, or later writes are skipped."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cdp_spark.lake import Txn
+    from cdp_spark.lake.delta_spark import DeltaSparkLake
+
+    lake = DeltaSparkLake(spark, str(tmp_path / "lake"), REGISTRY)
+    lake.create_if_missing("test.events")
+
+    def write(i: int):
+        return lake.append("test.events", events_df(spark, 2, D1, f"t{i}-"), txn=Txn(f"thread-{i}", 1))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert not any(r.skipped for r in pool.map(write, range(8)))
+    assert lake.read("test.events").count() == 16
+    assert spark.conf.get("spark.databricks.delta.write.txnAppId", None) is None
+    assert all(lake.committed("test.events", Txn(f"thread-{i}", 1)) for i in range(8))
+    lake.append("test.events", events_df(spark, 2, D2, "after-"))  # an untagged write afterwards lands
+    assert lake.read("test.events").count() == 18

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -28,6 +29,10 @@ _CONFLICT = re.compile(r"Concurrent\w*Exception|ConcurrentModification|DELTA_CON
 _DELETE, _DIGEST = "_cdp_delete", "_cdp_digest"
 _MERGE_COUNTS = ("num_source_rows", "num_target_rows_inserted", "num_target_rows_updated", "num_target_rows_deleted")
 _REPLACE_WHERE_MISMATCH = re.compile(r"DELTA_REPLACE_WHERE_MISMATCH|does not conform to partial table overwrite")
+# The commit metadata and idempotency token are session settings, shared by every thread of the driver (a stream's
+# micro-batches and the folds beside them write at once). Interleaved, one thread restored another's token, and
+# every later write with that token was skipped as already committed; so tagged commands run one at a time.
+_SESSION_SETTINGS = threading.RLock()
 
 
 class DeltaSparkLake(Lake):
@@ -211,14 +216,15 @@ class DeltaSparkLake(Lake):
         settings = {_USER_METADATA: json.dumps(metadata)}
         if txn is not None:
             settings.update({_TXN_APP: txn.app_id, _TXN_VERSION: str(txn.version)})
-        previous = {key: conf.get(key, None) for key in settings}
-        for key, value in settings.items():
-            conf.set(key, value)
-        try:
-            yield
-        finally:
-            for key, value in previous.items():
-                self._restore_conf(key, value)
+        with _SESSION_SETTINGS:
+            previous = {key: conf.get(key, None) for key in settings}
+            for key, value in settings.items():
+                conf.set(key, value)
+            try:
+                yield
+            finally:
+                for key, value in previous.items():
+                    self._restore_conf(key, value)
 
     def _restore_conf(self, key: str, value: str | None) -> None:
         if value is None:
