@@ -5,6 +5,7 @@ Example:
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -31,7 +32,8 @@ def resolves(df: DataFrame, name: str) -> bool:
 
 def column(df: DataFrame, name: str) -> Column:
     """A column by name: a flattened dotted name as-is, else a nested path; null when this batch lacks the key
-    (JSON batches only carry the keys their records used).
+    (JSON batches only carry the keys their records used). A path through a map (the collector's free-form
+    `properties` and `traits`) looks the key up, and reads deeper keys from the value's JSON text.
 
     Example:
         >>> column(df, "context.page.url")     # doctest: +SKIP
@@ -40,7 +42,42 @@ def column(df: DataFrame, name: str) -> Column:
         return F.col(f"`{name}`")
     if resolves(df, name):
         return F.col(name)
+    dtype: T.DataType = df.schema
+    expr: Column | None = None
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(dtype, T.StructType) and part in dtype.fieldNames():
+            expr = F.col(f"`{part}`") if expr is None else expr.getField(part)
+            dtype = dtype[part].dataType
+        elif isinstance(dtype, T.MapType) and expr is not None:
+            value = F.try_element_at(expr, F.lit(part))
+            rest = parts[i + 1:]
+            if not rest:
+                return value
+            return F.get_json_object(value, "$" + "".join(f"['{p}']" for p in rest))
+        else:
+            break
     return F.lit(None).cast("string")
+
+
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_NAME = re.compile(r"`([^`]+)`|\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\b(?!\s*\()")
+_SQL_WORDS = frozenset("""as and or not null true false case when then else end is in like rlike ilike between cast
+    distinct interval double string int integer bigint long float boolean date timestamp decimal binary""".split())
+
+
+def with_names_of(df: DataFrame, sql: str) -> DataFrame:
+    """``df`` with a null column for every plain column name the Spark SQL expression ``sql`` uses that ``df``
+    lacks: a JSON batch has only the keys its records used, and a name that resolves nowhere would fail the whole
+    batch. (A missing nested name, ``a.b``, is left to fail: it is a configuration error more than a data one.)
+
+    Example:
+        >>> with_names_of(df, "coalesce(event, type)").columns      # doctest: +SKIP
+        [..., 'event']
+    """
+    names = {a or b for a, b in _NAME.findall(_QUOTED.sub("''", sql))}
+    missing = sorted(n for n in names if "." not in n and n.lower() not in _SQL_WORDS and n not in df.columns)
+    return df.withColumns({n: F.lit(None).cast("string") for n in missing}) if missing else df
 
 
 def flatten(df: DataFrame, depth: int) -> DataFrame:
@@ -117,6 +154,7 @@ def apply_enrichers(
         elif isinstance(e, S.Constant):
             df = df.withColumn(e.output, F.lit(e.value))
         elif isinstance(e, S.Derive):
+            df = with_names_of(df, e.expr)
             df = df.withColumn(e.output, F.expr(e.expr))
         elif isinstance(e, S.ValueMap):
             src = column(df, e.column).cast("string")
