@@ -143,6 +143,14 @@ def status(
                            t["last_commit"].strftime("%Y-%m-%d %H:%M") if t["last_commit"] else "",
                            "" if t["age_hours"] is None else f"{t['age_hours']:.1f}", str(t["operation"] or ""))
         out.print(tables)
+        if summary["ingestion"]:
+            ingest = Table("source", "read", "accepted", "quarantined", "duplicates", "diverted", "files not read",
+                           title="ingestion (latest runs)")
+            for name, s in summary["ingestion"].items():
+                bad = [f"{f['path']} ({f['status']})" for f in s.get("problem_files", [])]
+                ingest.add_row(name, *[f"{s.get(k, 0):,}" for k in ("read", "accepted", "quarantined", "duplicates")],
+                               f"{s.get('diverted', 0):,}", "[red]" + ", ".join(bad)[:80] + "[/]" if bad else "")
+            out.print(ingest)
         if summary["streaming"]:
             lag = ", ".join(f"{s}: {v['max_lag_s']} s" for s, v in summary["streaming"].items())
             out.print(f"streaming lag (latest run): {lag}")

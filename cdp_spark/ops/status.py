@@ -1,6 +1,7 @@
 """`cdp status`: a one-screen summary from metadata only (Delta logs and the ledger; no Spark, no data scanned).
 
-Last run per stage, freshness of each table, streaming lag, failing destinations and the pipeline lease.
+Last run per stage, freshness of each table, ingestion per source (duplicates, diverted records, files that could
+not be read), streaming lag, failing destinations and the pipeline lease.
 
 Example:
     >>> summary = status(metadata_lake(config), config)        # doctest: +SKIP
@@ -9,6 +10,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,38 @@ def last_runs(rows: list[dict[str, Any]], stages: list[str]) -> dict[str, dict[s
     return ordered
 
 
+INGEST_COUNTERS = ("read", "accepted", "quarantined", "duplicates", "suppressed", "diverted", "files_ingested",
+                   "files_duplicate", "files_failed", "files_unreadable", "files_rejected")
+
+
+def ingestion(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per source, from the latest finished `ingest` stage run and `collect_stream` run (newest first input): the
+    record counts, diverted records (kept in bronze, left out downstream) and the files that could not be read.
+
+    Example:
+        >>> ingestion([{"step": "ingest", "job": "daily", "status": "succeeded", "run_id": "r1",
+        ...             "metrics": {"sources": {"web": {"read": 3, "accepted": 2, "diverted": 1, "files_failed": 1,
+        ...                                             "problem_files": [{"path": "a.json.gz", "status": "failed"}]}}}}])
+        {'web': {'run_id': 'r1', 'read': 3, 'accepted': 2, 'diverted': 1, 'files_failed': 1, 'problem_files': [{'path': 'a.json.gz', 'status': 'failed'}]}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for r in rows:
+        kind = "stream" if r["job"] == "collect_stream" and r["step"] == JOB_STEP else r["step"]
+        if kind not in ("ingest", "stream") or kind in seen or r["status"] == "running":
+            continue
+        seen.add(kind)
+        raw = r.get("metrics")
+        metrics = raw if isinstance(raw, dict) else json.loads(raw or "{}")
+        for source, m in (metrics.get("sources") or {}).items():
+            name = source if kind == "ingest" else f"{source} (stream)"
+            counts = {k: m[k] for k in INGEST_COUNTERS if m.get(k)}
+            out[name] = {"run_id": r["run_id"], **counts, "problem_files": m.get("problem_files") or []}
+            if not out[name]["problem_files"]:
+                del out[name]["problem_files"]
+    return out
+
+
 def table_freshness(lake: "Lake", now: datetime) -> list[dict[str, Any]]:
     """Per existing table: version, last commit time and operation, age in hours, rows."""
     out = []
@@ -78,6 +112,7 @@ def status(lake: "Lake", config: "CdpConfig", *, now: datetime | None = None) ->
         "lake": lake.root,
         "stages": last_runs(rows, list(config.pipeline.stages)),
         "tables": table_freshness(lake, now),
+        "ingestion": ingestion(rows),
         "streaming": streaming,
         "destinations": destinations,
         "failing_destinations": [d["destination"] for d in destinations if d.get("status") == "failing"],
