@@ -243,16 +243,19 @@ def test_a_message_nested_too_deep_is_quarantined_and_the_stream_moves_on(spark,
     folder = pathlib.Path(config.collector.landing(config.lake.root), "web")
     folder.mkdir(parents=True, exist_ok=True)
     deep = json.dumps(track("d2"))[:-1] + ', "extra": ' + '{"a": ' * 900 + "1" + "}" * 900 + "}"
+    # d3's context has a field of a shape the Segment spec does not give it: only that field is lost
+    odd = {"library": "analytics.js", "page": {"url": "https://shop.example/p3"}}
     text = "\n".join([json.dumps(track("d1", properties={"product_id": "p1", "colour": "red"})), deep,
-                      json.dumps(track("d3", properties={"product_id": "p3"}))]) + "\n"
+                      json.dumps(track("d3", properties={"product_id": "p3"}, context=odd))]) + "\n"
     (folder / "landed-0001.json").write_text(text)   # as a collector without a depth limit landed it
 
     m = run_stream(spark, config, lake, available_now=True, timeout=600)["sources"]["web"]
 
     assert (m["read_lines"], m["accepted"], m["quarantined"]) == (3, 2, 1) and m["reconciled"]
+    assert m["quarantine_reasons"] == {"too_deep": 1} and m["files_ingested"] == 1
     assert [list(r.reasons) for r in lake.read("bronze.quarantine").collect()] == [["too_deep"]]
     ev = events(lake)
-    assert set(ev) == {"d1", "d3"} and ev["d1"].product_id == "p1"
+    assert set(ev) == {"d1", "d3"} and ev["d1"].product_id == "p1" and ev["d3"].page_url == "https://shop.example/p3"
     assert json.loads(ev["d1"].properties) == {"product_id": "p1", "colour": "red"}
     keys = {r.key: r for r in lake.read("bronze.raw_keys").where(F.col("source") == "web").collect()}
     assert keys["properties.colour"].times_seen == 1 and not keys["properties.colour"].mapped

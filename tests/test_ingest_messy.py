@@ -41,6 +41,8 @@ def test_every_messy_file_reconciles_and_bronze_holds_what_the_ledger_says(spark
         assert s["reconciled"] and s["read"] == sum(f.counts[0] for f in files.values())
         assert (s["accepted"], s["quarantined"], s["duplicates"]) == tuple(
             sum(f.counts[i] for f in files.values()) for i in (1, 2, 3))
+        # per reason, as `cdp status` shows it: a record with several reasons counts under each
+        assert s["quarantine_reasons"] == Counter(r for q in quarantine if q.source == name for r in q.reasons), name
     # bronze holds what the ledger says: web's events + profile-only records, and every order, once each
     events = lake.read("bronze.events")
     assert events.where(F.col("source") == "orders").count() == sources["orders"]["accepted"]

@@ -10,8 +10,9 @@ unfinished batch with the same id and the same files after a crash, so the write
 are skipped (`WriteResult.skipped`) and the rest happen once. The query id is persisted in the checkpoint, so a
 new checkpoint (a new query) never collides with an old one's tokens.
 
-The landed messages are parsed by an explicit schema (`SEGMENT_SCHEMA`, the Segment spec's fields; the
-free-form `properties`, `traits` and `integrations` as maps of text), never by inference over what clients sent:
+The landed messages are parsed by an explicit schema (`SEGMENT_SCHEMA`, the Segment spec's fields as text; then the
+free-form `properties`, `traits` and `integrations` as maps of text and `context` by the fields Segment documents),
+never by inference over what clients sent:
 a message nested deeper than the source's `max_nesting_depth` is quarantined as ``too_deep`` and the stream
 moves on. The keys the maps carry are collected in the counting pass that runs anyway, for `bronze.raw_keys`.
 
@@ -65,8 +66,8 @@ SINGLE_TASK_ROWS = 100_000
 SINGLE_TASK_BYTES = 64 << 20   # landed files up to this size are read in one task (about 100,000 web events)
 
 
-# Keys of each free-form map (`properties`, `traits`, `integrations`) given their own key statistics per micro-batch;
-# beyond this many (alphabetically first) a batch's other keys are counted only as the map.
+# Keys of each free-form map (`properties`, `traits`, `integrations`) given their own key statistics per micro-batch
+# (the alphabetically first); a batch's further keys get none, and a warning says how many there were.
 MAX_MAP_KEYS = 200
 
 
@@ -76,27 +77,41 @@ def _struct(*names: str, **nested: T.DataType) -> T.StructType:
 
 
 _TEXT_MAP = T.MapType(T.StringType(), T.StringType())
-# What the collector lands (Segment's common, track, page, screen, identify, group and alias fields, and the
-# context fields Segment documents), every leaf as text: a value of another JSON type arrives as its JSON text.
+# The Segment spec's common, track, page, screen, identify, group and alias fields (and the collector's dead-letter
+# fields), every one as text: a value of another JSON type arrives as its JSON text, so no client's choice of type
+# can make the record unreadable. The free-form objects are then read from that text (`segment_columns`).
 SEGMENT_SCHEMA = _struct(
     "type", "event", "name", "category", "messageId", "userId", "anonymousId", "previousId", "groupId",
     "timestamp", "originalTimestamp", "sentAt", "receivedAt", "version", "channel", REJECT, REJECT_RAW,
-    properties=_TEXT_MAP, traits=_TEXT_MAP, integrations=_TEXT_MAP,
-    context=_struct(
-        "active", "ip", "locale", "timezone", "userAgent", "groupId", "userAgentData", "instanceId",
-        app=_struct("name", "version", "build", "namespace"),
-        campaign=_struct("name", "source", "medium", "term", "content"),
-        device=_struct("id", "advertisingId", "adTrackingEnabled", "manufacturer", "model", "name", "type", "token"),
-        library=_struct("name", "version"),
-        location=_struct("city", "country", "latitude", "longitude", "region", "speed"),
-        network=_struct("bluetooth", "carrier", "cellular", "wifi"),
-        os=_struct("name", "version"),
-        page=_struct("path", "referrer", "search", "title", "url"),
-        referrer=_struct("id", "type", "name", "url", "link"),
-        screen=_struct("width", "height", "density"),
-        traits=_TEXT_MAP,
-    ),
+    "properties", "traits", "integrations", "context")
+# The context fields Segment documents; a field of another shape (`"library": "analytics.js"`) is null, the rest
+# of the context is kept (Spark's partial results).
+CONTEXT_SCHEMA = _struct(
+    "active", "ip", "locale", "timezone", "userAgent", "groupId", "userAgentData", "instanceId",
+    app=_struct("name", "version", "build", "namespace"),
+    campaign=_struct("name", "source", "medium", "term", "content"),
+    device=_struct("id", "advertisingId", "adTrackingEnabled", "manufacturer", "model", "name", "type", "token"),
+    library=_struct("name", "version"),
+    location=_struct("city", "country", "latitude", "longitude", "region", "speed"),
+    network=_struct("bluetooth", "carrier", "cellular", "wifi"),
+    os=_struct("name", "version"),
+    page=_struct("path", "referrer", "search", "title", "url"),
+    referrer=_struct("id", "type", "name", "url", "link"),
+    screen=_struct("width", "height", "density"),
+    traits=_TEXT_MAP,
 )
+FREE_FORM = {"properties": _TEXT_MAP, "traits": _TEXT_MAP, "integrations": _TEXT_MAP, "context": CONTEXT_SCHEMA}
+
+
+def segment_columns(raw: DataFrame) -> DataFrame:
+    """The free-form objects of messages read by `SEGMENT_SCHEMA`, from their JSON text: `properties`, `traits` and
+    `integrations` as maps of text (a value that is no object gives null), `context` as `CONTEXT_SCHEMA`.
+
+    Example:
+        >>> segment_columns(readers.read_files(spark, source, files, SEGMENT_SCHEMA)).schema["properties"]   # doctest: +SKIP
+    """
+    return raw.withColumns({name: F.from_json(F.col(name), schema) for name, schema in FREE_FORM.items()
+                            if name in raw.columns})
 
 
 class StreamError(RuntimeError):
@@ -201,7 +216,7 @@ class BatchWriter:
             files = sorted({r[0] for r in batch.select("file").collect()})
             if not files:
                 return
-            raw = readers.read_files(self.spark, self.source, files, schema=SEGMENT_SCHEMA)
+            raw = segment_columns(readers.read_files(self.spark, self.source, files, schema=SEGMENT_SCHEMA))
         txn = Txn(f"collect.{self.source.name}.{self.query_id()}", int(batch_id))
         stats = self.process(raw, txn, f"stream-{self.source.name}-{self.query_id()[:8]}-{batch_id}", files)
         interval = self.collector.stream.key_stats_flush_seconds
@@ -263,7 +278,8 @@ class BatchWriter:
             self.record_files(landed, lines_per_file, per_file, txn, run_id)
         out = {"read_lines": read_lines, "duplicates": read_lines - kept, "accepted": stats["accepted"],
                "quarantined": stats["quarantined"], "suppressed": stats.get("suppressed", 0),
-               "diverted": stats.get("diverted", 0), "written": written, "lag_s": lag}
+               "diverted": stats.get("diverted", 0), "quarantine_reasons": stats.get("quarantine_reasons", {}),
+               "files_ingested": len(files), "written": written, "lag_s": lag}
         # suppressed: records of erased people (privacy tombstones), counted but written nowhere
         out["reconciled"] = read_lines == out["accepted"] + out["quarantined"] + out["suppressed"] + out["duplicates"]
         return out
@@ -375,7 +391,7 @@ def kafka_raw(spark: SparkSession, batch: DataFrame, source: Source) -> DataFram
         F.concat(F.lit("kafka:"), F.col("topic"), F.lit("/"), F.col("partition").cast("string")).alias("_file"),
         F.col("offset").cast("long").alias("_line"), F.col("value").cast("string").alias("_raw"),
         F.lit(None).cast("string").alias("_error"))
-    return readers.parse_json(spark, source, text, [], SEGMENT_SCHEMA)
+    return segment_columns(readers.parse_json(spark, source, text, [], SEGMENT_SCHEMA))
 
 
 def start_query(spark: SparkSession, config: "CdpConfig", lake: "Lake", name: str, *, available_now: bool,
@@ -464,16 +480,20 @@ def _fold_key_stats(running: list[Any], names: list[str]) -> list[str]:
 def summarise(batches: list[dict[str, Any]], progress: list[Any]) -> dict[str, Any]:
     """Totals and progress metrics (input rows/s, batch duration, lag) of a run."""
     total: dict[str, Any] = {k: sum(b.get(k, 0) for b in batches)
-                             for k in ("read_lines", "accepted", "quarantined", "suppressed", "duplicates")}
+                             for k in ("read_lines", "accepted", "quarantined", "suppressed", "duplicates", "diverted",
+                                       "files_ingested")}
     written: dict[str, int] = {}
+    reasons: dict[str, int] = {}
     for b in batches:
+        for reason, n in b.get("quarantine_reasons", {}).items():
+            reasons[reason] = reasons.get(reason, 0) + n
         for table, rows in b.get("written", {}).items():
             written[table] = written.get(table, 0) + rows
     durations = [b["duration_s"] for b in batches]
     lags = [b["lag_s"] for b in batches if b.get("lag_s") is not None]
     rates = [p.get("processedRowsPerSecond") for p in (json.loads(p.json) if hasattr(p, "json") else p for p in progress)]
     rates = [r for r in rates if r]
-    return {**total, "written": written, "batches": len(batches), "reconciled": all(b["reconciled"] for b in batches),
+    return {**total, "quarantine_reasons": reasons, "written": written, "batches": len(batches), "reconciled": all(b["reconciled"] for b in batches),
             "max_batch_duration_s": max(durations, default=0.0),
             "mean_batch_duration_s": round(sum(durations) / len(durations), 3) if durations else 0.0,
             "max_lag_s": max(lags, default=None),

@@ -216,7 +216,7 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
     """
     paths = template_paths(config)
     stats: dict[str, Any] = {**dict.fromkeys(COUNTERS, 0), **dict.fromkeys(FILE_COUNTERS, 0), "warned": {},
-                             "written": {}, "problem_files": []}
+                             "quarantine_reasons": {}, "written": {}, "problem_files": []}
     location = source_location(config, source)
     known, failures = _known_files(lake, source, location)
     if source.kind == "files":
@@ -260,7 +260,9 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
     rows += [ledger_row(a, "unreadable", error=a.file.problem) for a in plan.unreadable]
     stats["problem_files"] += [{"path": a.path, "status": "unreadable", "error": a.file.problem} for a in plan.unreadable]
     if rows:
-        lake.append_rows(INGESTED_FILES.name, rows, txn=Txn(f"ingest.{source.name}.{batch}.recorded", 1))
+        # Its own token, from what is recorded (a renamed file is first a duplicate_file, after a touch unchanged).
+        recorded_id = hashlib.sha256(repr(sorted((r[1], r[2], r[3], str(r[4]), r[5], r[6]) for r in rows)).encode())
+        lake.append_rows(INGESTED_FILES.name, rows, txn=Txn(f"ingest.{source.name}.recorded.{recorded_id.hexdigest()[:16]}", 1))
 
     def ingest(actions: list[FileAction]) -> None:
         sub = _batch_id(source, actions) if actions != plan.ingest else batch
@@ -308,6 +310,8 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
             stats[key] += part[key]
         for name, hits in part["warned"].items():
             stats["warned"][name] = stats["warned"].get(name, 0) + hits
+        for reason, n in part.get("quarantine_reasons", {}).items():
+            stats["quarantine_reasons"][reason] = stats["quarantine_reasons"].get(reason, 0) + n
         for table, n in written.items():
             stats["written"][table] = stats["written"].get(table, 0) + n
 
@@ -329,7 +333,8 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
                   key_sink=None, dedup=True, replay_tag=None, map_keys=None):
     """Run one raw batch through the chain and write bronze: shared by batch files and streaming micro-batches.
 
-    Fills ``stats`` (read/accepted/quarantined/duplicates/suppressed/diverted/warned) and returns (rows written per
+    Fills ``stats`` (read/accepted/quarantined/duplicates/suppressed/diverted/warned, and quarantine_reasons:
+    quarantined records per reason, a record with several reasons counted under each) and returns (rows written per
     table, per-file (read, accepted, quarantined, duplicates)). Every write carries ``txn``, so a replayed batch
     writes nothing twice. With ``dedup`` an accepted event whose event_id repeats (in the batch, or in
     bronze.events within the source's `dedup_days`, leaving out rows of runs ending in ``replay_tag``: this very
@@ -378,14 +383,23 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
         outputs = chain.output_flags(checked, source, config.catalogue)
         is_event = outputs.get(EVENTS.name, F.lit(False))
         diverted = diverted_streams(config.routes)
-        rows = checked.groupBy("_file").agg(
+        # By file and, for quarantined records, their reasons (few distinct sets): `cdp status` shows the reasons.
+        reasons = F.when(live & (F.size("_reasons") > 0), F.array_sort("_reasons")).alias("_quarantine_reasons")
+        rows = checked.groupBy("_file", reasons).agg(
             F.count(F.lit(1)).alias("n"), F.count(F.when(ok, 1)).alias("acc"), F.count(F.when(~live, 1)).alias("sup"),
             F.count(F.when(ok & F.col("stream").isin(*diverted), 1)).alias("div"),
             F.min(F.when(ok & is_event, F.col("_event_time"))).alias("first"),
             F.max(F.when(ok & is_event, F.col("_event_time"))).alias("last"),
             *[F.count(F.when(ok & flag, 1)).alias(f"out_{table}") for table, flag in outputs.items()],
         ).collect()
-        per_file = {r["_file"]: (int(r["n"]), int(r["acc"]), int(r["n"] - r["acc"] - r["sup"]), 0) for r in rows}
+        per_file: dict[str, tuple[int, int, int, int]] = {}
+        by_reason: dict[str, int] = {}
+        for r in rows:
+            read, acc, quar, _ = per_file.get(r["_file"], (0, 0, 0, 0))
+            per_file[r["_file"]] = (read + r["n"], acc + r["acc"], quar + r["n"] - r["acc"] - r["sup"], 0)
+            for reason in r["_quarantine_reasons"] or []:
+                by_reason[reason] = by_reason.get(reason, 0) + r["n"] - r["acc"] - r["sup"]
+        stats["quarantine_reasons"] = by_reason
         stats["read"] = sum(v[0] for v in per_file.values())
         # Observed metrics of an empty batch may never arrive (Spark can optimise an empty plan away): not waited for.
         totals = observation.get if metrics and stats["read"] else {}

@@ -1,7 +1,8 @@
 """`cdp status`: a one-screen summary from metadata only (Delta logs and the ledger; no Spark, no data scanned).
 
-Last run per stage, freshness of each table, ingestion per source (duplicates, diverted records, files that could
-not be read), streaming lag, failing destinations and the pipeline lease.
+Last run per stage, freshness of each table, ingestion per source (files, records in = accepted + quarantined +
+duplicates + suppressed, quarantined by reason, diverted records, files that could not be read), streaming lag,
+failing destinations and the pipeline lease.
 
 Example:
     >>> summary = status(metadata_lake(config), config)        # doctest: +SKIP
@@ -53,13 +54,16 @@ INGEST_COUNTERS = ("read", "accepted", "quarantined", "duplicates", "suppressed"
 
 def ingestion(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per source, from the latest finished `ingest` stage run and `collect_stream` run (newest first input): the
-    record counts, diverted records (kept in bronze, left out downstream) and the files that could not be read.
+    file and record counts (zeros left out), quarantined records per reason (a record with several reasons counts
+    under each), diverted records (kept in bronze, left out downstream), whether the records reconcile
+    (read = accepted + quarantined + duplicates + suppressed) and the files that could not be read.
 
     Example:
         >>> ingestion([{"step": "ingest", "job": "daily", "status": "succeeded", "run_id": "r1",
-        ...             "metrics": {"sources": {"web": {"read": 3, "accepted": 2, "diverted": 1, "files_failed": 1,
-        ...                                             "problem_files": [{"path": "a.json.gz", "status": "failed"}]}}}}])
-        {'web': {'run_id': 'r1', 'read': 3, 'accepted': 2, 'diverted': 1, 'files_failed': 1, 'problem_files': [{'path': 'a.json.gz', 'status': 'failed'}]}}
+        ...             "metrics": {"sources": {"web": {"read": 3, "accepted": 1, "quarantined": 2, "diverted": 1,
+        ...                                             "quarantine_reasons": {"too_deep": 2}, "reconciled": True,
+        ...                                             "files_failed": 1, "problem_files": [{"path": "a.json.gz", "status": "failed"}]}}}}])
+        {'web': {'run_id': 'r1', 'read': 3, 'accepted': 1, 'quarantined': 2, 'diverted': 1, 'files_failed': 1, 'reconciled': True, 'quarantine_reasons': {'too_deep': 2}, 'problem_files': [{'path': 'a.json.gz', 'status': 'failed'}]}}
     """
     out: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
@@ -72,10 +76,14 @@ def ingestion(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         metrics = raw if isinstance(raw, dict) else json.loads(raw or "{}")
         for source, m in (metrics.get("sources") or {}).items():
             name = source if kind == "ingest" else f"{source} (stream)"
+            m = {"read": m.get("read_lines"), **m}  # the stream counts lines read as read_lines
             counts = {k: m[k] for k in INGEST_COUNTERS if m.get(k)}
-            out[name] = {"run_id": r["run_id"], **counts, "problem_files": m.get("problem_files") or []}
-            if not out[name]["problem_files"]:
-                del out[name]["problem_files"]
+            out[name] = {"run_id": r["run_id"], **counts, "reconciled": m.get("reconciled"),
+                         "quarantine_reasons": m.get("quarantine_reasons") or {},
+                         "problem_files": m.get("problem_files") or []}
+            for key in ("quarantine_reasons", "problem_files"):
+                if not out[name][key]:
+                    del out[name][key]
     return out
 
 
