@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import sys
 import tempfile
 
 from bench.common import Timer, write_result
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
             _per_attribute_scans(events, config)
         result["per_attribute_scans_seconds"] = round(t_base.seconds, 2)
         result["one_pass_speedup"] = round(t_base.seconds / t_pass.seconds, 2)
-    write_result("profiles", result)
+    write_result("profiles", result, argv=sys.argv[1:] if argv is None else argv)
     spark.stop()
 
 

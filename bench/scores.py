@@ -1,7 +1,10 @@
 """Benchmark customer scores: BG/NBD and Gamma-Gamma fit time, Spark CLV scoring, and the whole scores stage.
 
 Run:  python -m bench.scores [--customers 100000] [--purchases 1000000] [--people 1000000] [--events 10000000]
-                             [--cdnow-dir DIR] [--skip-stage]
+                             [--cdnow-dir DIR] [--skip-fit] [--skip-spark] [--skip-stage]
+
+The result file holds the sections this run measured, and only those: a skipped section is absent (a section
+from an earlier run under this run's date would read as measured now).
 
 Targets (issue 7): each fit on 100k customers <= 30 s; the scores stage on 1M profiles / 10M events <= 5 min
 on 2 cores. The stage runs on a lake built from the demo retailer's behaviour model
@@ -17,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from datetime import date
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common import RESULTS, Timer, write_result
+from bench.common import Timer, write_result
 from cdp_spark.ml import btyd, clv
 
 TRUE_BG = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}   # weeks, CDNOW scale
@@ -215,8 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--people", type=int, default=1_000_000, help="profiles for the whole-stage run")
     parser.add_argument("--events", type=int, default=10_000_000, help="events for the whole-stage run")
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--skip-stage", action="store_true")
-    parser.add_argument("--skip-fit", action="store_true", help="keep the last fit measurements")
+    parser.add_argument("--skip-stage", action="store_true", help="skip the whole-stage run (no 'stage' section)")
+    parser.add_argument("--skip-fit", action="store_true", help="skip the fit timings (no 'fit' section)")
     parser.add_argument("--skip-spark", action="store_true", help="skip the CLV summary/scoring throughput run")
     parser.add_argument("--cdnow-dir", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -226,11 +228,6 @@ def main(argv: list[str] | None = None) -> None:
                                             "issue_scale": {"customers": 100_000, "people": 1_000_000,
                                                             "events": 10_000_000}},
                                   "targets": {"fit_seconds": 30, "stage_seconds": 300}}
-    # Sections that are skipped keep their last measured values (with their own scale) from the result file.
-    previous = RESULTS / "scores.json"
-    if previous.exists():
-        last = json.loads(previous.read_text())
-        payload.update({k: last[k] for k in ("fit", "spark", "stage", "cdnow") if k in last})
     if not args.skip_fit:
         payload["fit"] = bench_fits(args.customers)
     if not args.skip_spark:
@@ -239,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         payload["stage"] = bench_stage(args.people, args.events, args.cores)
     if args.cdnow_dir is not None:
         payload["cdnow"] = cdnow_check(args.cdnow_dir)
-    write_result("scores", payload)
+    write_result("scores", payload, argv=sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from cdp_spark.cli_common import ConfOption, JsonOption
 from cdp_spark.config import CdpConfig, ConfigError, load_config, load_config_with_sources
+from cdp_spark.jars import JarsError
 from cdp_spark.lake import LakeError
 from cdp_spark.api.cli import api_app, sandbox_app
 from cdp_spark.privacy.cli import erase_app
@@ -57,6 +58,9 @@ def _exit_codes() -> Iterator[None]:
     except LakeError as exc:
         err.print(f"[red]lake error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
+    except JarsError as exc:  # engine.jars: required, and the cache lacks a bundle
+        err.print(f"[red]jars:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _config(conf: str) -> CdpConfig:
@@ -83,13 +87,17 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="skip the stages the last run for this as-of finished"),
     log_json: bool = typer.Option(False, "--log-json", envvar="CDP_LOG_JSON", help="one JSON object per log line"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="CDP_LOG_LEVEL", help="DEBUG, INFO, WARNING, ERROR"),
+    allow_snapshot_deletes: Optional[list[str]] = typer.Option(
+        None, "--allow-snapshot-deletes", metavar="SOURCE",
+        help="apply this snapshot source's delivery even if it deletes more than its max_delete_share of the "
+             "keys (repeatable; recorded in the ledger)"),
     conf: str = ConfOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Run one stage or the daily pipeline for an as-of date, holding the lake's pipeline lease."""
     from cdp_spark.ops.cli import run_command
 
-    run_command(job, as_of, conf, as_json, resume, log_json, log_level)
+    run_command(job, as_of, conf, as_json, resume, log_json, log_level, allow_snapshot_deletes or [])
 
 
 @app.command()
@@ -240,23 +248,76 @@ def config_check(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
 
 @app.command()
 def capabilities(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
-    """Start Spark and report what it can do: Java, Spark version, Delta and GraphFrames JVM classes."""
+    """Start Spark and report what it can do: Java, Spark version, the cached jar bundles and which JVM classes
+    (Delta, Kafka, GraphFrames) load."""
+    from cdp_spark import jars
     from cdp_spark.spark import capabilities as detect
     from cdp_spark.spark import check_java
     from cdp_spark.spark import session
 
-    with _exit_codes():
+    with _exit_codes(), _jars_errors():
         config = _config(conf)
         java = check_java()
         spark = session(config)
-        caps = {"java": java, **detect(spark).describe()}
+        caps = {"java": java, **detect(spark).describe(), "engine_jars": config.engine.jars,
+                "cached_bundles": [name for name in jars.BUNDLES if jars.cached_bundle(name) is not None]}
         caps["lake_backend"] = "delta-spark" if config.lake.backend == "delta-spark" or (
             config.lake.backend == "auto" and caps["delta_jvm"]) else "embedded"
         if as_json:
             _print_json(caps)
         else:
             for key, value in caps.items():
-                out.print(f"{key:16} {value}")
+                out.print(f"{key:16} {', '.join(value) if isinstance(value, list) else value}")
+
+
+jars_app = typer.Typer(no_args_is_help=True, help="The pinned JVM jars (Delta, Kafka, ...): fetch once, then offline.")
+app.add_typer(jars_app, name="jars")
+
+
+@contextlib.contextmanager
+def _jars_errors() -> Iterator[None]:
+    try:
+        yield
+    except JarsError as exc:
+        err.print(f"[red]jars:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@jars_app.command("fetch")
+def jars_fetch(
+    bundles: Optional[list[str]] = typer.Argument(None, help="bundles to fetch (default: the runtime ones)"),
+    force: bool = typer.Option(False, "--force", help="resolve again even when cached"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Resolve the pinned jars with Maven into the per-user cache; sessions load them from there, offline."""
+    from cdp_spark import jars
+
+    with _jars_errors():
+        fetched = jars.fetch(bundles or jars.default_bundles(), force=force)
+        if as_json:
+            _print_json([b.describe() for b in fetched])
+            return
+        for b in fetched:
+            d = b.describe()
+            out.print(f"{b.name}: {d['jars']} jars, {_size(int(d['bytes']))} in {b.directory}")
+
+
+@jars_app.command("list")
+def jars_list(as_json: bool = JsonOption) -> None:
+    """The pinned bundles, their Maven coordinates and whether they are in the cache."""
+    from cdp_spark import jars
+
+    rows = [{"bundle": b.name, "coordinates": list(b.coordinates), "purpose": b.purpose,
+             "on_classpath": b.on_classpath, "cached": jars.cached_bundle(b.name) is not None}
+            for b in jars.BUNDLES.values()]
+    if as_json:
+        _print_json({"cache": str(jars.cache_dir()), "spark": jars.SPARK_VERSION, "bundles": rows})
+        return
+    table = Table("bundle", "coordinates", "cached", "purpose")
+    for r in rows:
+        table.add_row(r["bundle"], "\n".join(r["coordinates"]), "yes" if r["cached"] else "[yellow]no[/]", r["purpose"])
+    out.print(f"jar cache: {jars.cache_dir()} (Spark {jars.SPARK_VERSION})")
+    out.print(table)
 
 
 @app.command()
@@ -339,7 +400,8 @@ def _generate(rt):  # type: ignore[no-untyped-def]
     from cdp_spark.demo import generate as make
 
     d = rt.config.demo
-    return make(rt.spark, rt.config.demo_dir, people=d.people, days=d.days, seed=d.seed, end_date=d.end_date)
+    return make(rt.spark, rt.config.demo_dir, people=d.people, days=d.days, seed=d.seed, end_date=d.end_date,
+                truth_dir=rt.config.demo_truth_dir)
 
 
 def _show_summary(summary: dict[str, Any], as_json: bool) -> None:
@@ -422,6 +484,56 @@ def collect_stream(
 app.command("stream", help="Alias of `cdp collect stream`.")(collect_stream)
 
 
+def run_cli() -> None:
+    """The ``cdp`` console script: `main`, then `exit_process` with its exit code (1 for an unexpected error, 130
+    for an interrupt, after printing it)."""
+    import traceback
+
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # noqa: BLE001 - printed as the interpreter would, then a clean exit
+        traceback.print_exc()
+        code = 1
+    exit_process(code)
+
+
+def exit_process(code: int) -> None:
+    """End the process with ``code`` once everything is flushed, without the interpreter's finalization.
+
+    Native threads can outlive a command: Arrow's I/O pool reading Delta tables through delta-rs' Python
+    filesystem handler (``to_pyarrow_dataset``) calls back into Python. A thread that needs the GIL while the
+    interpreter finalizes is ended with ``pthread_exit``, whose unwinding through Arrow's C++ frames aborts the
+    process (SIGABRT: "terminate called without an active exception" or "Fatal Python error:
+    PyGILState_Release"), long after the command's work was done and committed. So the Spark session is stopped,
+    atexit handlers run and stdout/stderr are flushed while the interpreter is intact, then ``os._exit`` ends the
+    process with the command's own exit code.
+
+    Example:
+        >>> exit_process(0)      # doctest: +SKIP
+    """
+    import atexit
+    import os
+
+    if "pyspark" in sys.modules:
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            try:
+                active.stop()
+            except Exception:  # noqa: BLE001 - a JVM that is already gone has nothing left to stop
+                pass
+    atexit._run_exitfuncs()  # logging.shutdown, MLflow, tempfile clean-ups: what a normal exit would run
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be written anyway
+            pass
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the process exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -433,4 +545,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run_cli()

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 DAILY = "daily"
 
 # Stage name -> "module:function". A stage is listed here once its issue has landed.
-STAGES: dict[str, str] = {"ingest": "cdp_spark.ingest.stage:run", "identity": "cdp_spark.identity.stage:run",
+STAGES: dict[str, str] = {"erasure": "cdp_spark.privacy.erase:run_stage",
+                         "ingest": "cdp_spark.ingest.stage:run", "identity": "cdp_spark.identity.stage:run",
                          "profiles": "cdp_spark.profiles.stage:run",
                          "scores": "cdp_spark.ml.stage:run",
                          "audiences": "cdp_spark.audiences.stage:run", "activation": "cdp_spark.activation.stage:run"}
@@ -88,6 +89,21 @@ class StageFailed(RuntimeError):
 
 class UnknownStageError(ValueError):
     """The requested stage is not registered."""
+
+
+def unknown_stage_message(name: str, registry: dict[str, str] | None = None) -> str:
+    """Why ``name`` is not a stage: the registered ones, and the closest when it looks like a typo.
+
+    Example:
+        >>> unknown_stage_message("identiy")
+        "expected a registered stage (ingest, identity, profiles, scores, audiences, activation); did you mean 'identity'?"
+    """
+    import difflib
+
+    registry = STAGES if registry is None else registry
+    close = difflib.get_close_matches(name, list(registry), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"expected a registered stage ({', '.join(registry) or 'none yet'}){hint}"
 
 
 def _target(name: str, registry: dict[str, str]) -> str:

@@ -7,6 +7,7 @@ Example:
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
 
     from cdp_spark.config import CdpConfig
+
+log = logging.getLogger(__name__)
 
 MIN_JAVA = 17
 
@@ -34,12 +37,14 @@ class Capabilities:
     graphframes_jvm: bool
     spark_version: str
     master: str
+    kafka_jvm: bool = False
 
     def describe(self) -> dict[str, object]:
         return {
             "spark_version": self.spark_version,
             "master": self.master,
             "delta_jvm": self.delta_jvm,
+            "kafka_jvm": self.kafka_jvm,
             "graphframes_jvm": self.graphframes_jvm,
         }
 
@@ -202,8 +207,40 @@ def session(config: "CdpConfig") -> "SparkSession":
         }
         return build_session(engine.app_name, conf, checkpoint_dir, engine.log_level)
     check_java()
-    conf = embedded_conf(cores=engine.cores, shuffle_partitions=engine.shuffle_partitions, extra=engine.spark_conf)
+    extra = dict(engine.spark_conf)
+    for key, value in jar_conf(engine.jars, engine.jar_bundles).items():
+        # The user's own settings win, except that their jars (a JDBC driver, say) join the bundles' jars.
+        extra[key] = f"{extra[key]},{value}" if key == "spark.jars" and extra.get(key) else extra.get(key, value)
+    conf = embedded_conf(cores=engine.cores, shuffle_partitions=engine.shuffle_partitions, extra=extra)
     return build_session(engine.app_name, conf, checkpoint_dir, engine.log_level)
+
+
+def jar_conf(mode: str, bundles: list[str]) -> dict[str, str]:
+    """Spark settings that load the cached JVM jars for ``engine.jars`` (none, auto or required).
+
+    ``auto`` fetches missing bundles once with Maven and, when it cannot, says so and leaves them out (the lake then
+    stays embedded); ``required`` raises JarsError instead.
+
+    Example:
+        >>> jar_conf("none", ["delta"])
+        {}
+    """
+    from cdp_spark import jars
+
+    if mode == "none":
+        return {}
+    conf, missing = jars.session_conf(bundles)
+    if missing and mode == "auto":
+        try:
+            jars.fetch(missing)
+        except jars.JarsError as exc:
+            log.warning("JVM jars %s are not available, continuing without them (embedded lake): %s",
+                        ", ".join(missing), exc)
+        conf, missing = jars.session_conf(bundles)
+    if missing and mode == "required":
+        raise jars.JarsError(f"engine.jars is required but bundle(s) {', '.join(missing)} are not in the jar cache at "
+                             f"{jars.cache_dir()}: run `cdp jars fetch {' '.join(missing)}`")
+    return conf
 
 
 def _jvm_class_loadable(spark: "SparkSession", name: str) -> bool:
@@ -217,15 +254,18 @@ def _jvm_class_loadable(spark: "SparkSession", name: str) -> bool:
 
 
 def capabilities(spark: "SparkSession") -> Capabilities:
-    """Detect whether Delta's and GraphFrames' JVM classes are loadable in this session.
+    """Detect whether Delta's, Kafka's and GraphFrames' JVM classes are loadable in this session.
 
     Example:
         >>> capabilities(spark).describe()   # doctest: +SKIP
-        {'spark_version': '4.2.0', 'master': 'local[2]', 'delta_jvm': False, 'graphframes_jvm': False}
+        {'spark_version': '4.2.0', 'master': 'local[2]', 'delta_jvm': False, 'kafka_jvm': False, 'graphframes_jvm': False}
     """
+    from cdp_spark.jars import BUNDLES
+
     return Capabilities(
-        delta_jvm=_jvm_class_loadable(spark, "io.delta.tables.DeltaTable"),
-        graphframes_jvm=_jvm_class_loadable(spark, "org.graphframes.GraphFrame"),
+        delta_jvm=_jvm_class_loadable(spark, BUNDLES["delta"].probe),  # type: ignore[arg-type]
+        kafka_jvm=_jvm_class_loadable(spark, BUNDLES["kafka"].probe),  # type: ignore[arg-type]
+        graphframes_jvm=_jvm_class_loadable(spark, BUNDLES["graphframes"].probe),  # type: ignore[arg-type]
         spark_version=spark.version,
         master=spark.sparkContext.master,
     )

@@ -15,12 +15,32 @@ from cdp_spark.spark import build_session, capabilities, embedded_conf
 from tests.spark_settings import TEST_SQL_CONF, cli_keeps_test_settings
 
 
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# The JVM bundles the production-path tests need; .ci/run caches them with `cdp jars fetch` (FETCH_FOR_TESTS).
+TEST_BUNDLES = ("delta", "kafka", "sqlite-jdbc")
+FETCH_FOR_TESTS = "cdp jars fetch delta kafka sqlite-jdbc kafka-broker"
+
+
+def unavailable(reason: str) -> None:
+    """Skip a test whose jar or server is missing here, with the reason; in CI (CI=true) fail instead, so the
+    production path can never silently stop being tested."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: run `{FETCH_FOR_TESTS}` before the tests)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
+    from cdp_spark import jars
+
+    jar_settings, missing = jars.session_conf(TEST_BUNDLES)
+    if missing and IN_CI:
+        pytest.exit(f"CI=true but jar bundles {missing} are not cached at {jars.cache_dir()}: run "
+                    f"`{FETCH_FOR_TESTS}`", returncode=3)
     conf = embedded_conf(
         cores=1,
         shuffle_partitions=1,
-        extra={**TEST_SQL_CONF, "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
+        extra={**TEST_SQL_CONF, **jar_settings, "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
                # Several suites on one machine (parallel checkouts) each take half the RAM by default.
                **({"spark.driver.memory": os.environ["CDP_TEST_DRIVER_MEMORY"]}
                   if os.environ.get("CDP_TEST_DRIVER_MEMORY") else {})},
@@ -58,13 +78,39 @@ def spark_capabilities(spark):
 @pytest.fixture
 def requires_delta_jvm(spark_capabilities):
     if not spark_capabilities.delta_jvm:
-        pytest.skip("Delta Lake JVM classes (io.delta) are not on the classpath; run on a cluster with delta-spark")
+        unavailable("Delta Lake's JVM classes (io.delta) are not on the classpath: run `cdp jars fetch delta`")
 
 
 @pytest.fixture
 def requires_graphframes_jvm(spark_capabilities):
+    # Not `unavailable`: GraphFrames' Spark 4 artifacts (io.graphframes:graphframes-spark4_2.13) are not served by the
+    # Maven Central these machines reach, so CI cannot fetch them (docs/operations.md, "JVM jars").
     if not spark_capabilities.graphframes_jvm:
-        pytest.skip("GraphFrames JVM classes are not on the classpath; run with --packages io.graphframes:graphframes-spark4_2.13")
+        pytest.skip("GraphFrames' JVM classes are not on the classpath: run `cdp jars fetch graphframes` where "
+                    "io.graphframes artifacts can be resolved")
+
+
+LAKE_BACKENDS = ("embedded", pytest.param("delta-spark", marks=pytest.mark.delta_spark))
+
+
+@pytest.fixture(scope="module", params=LAKE_BACKENDS)
+def lake_backend(request, spark_capabilities) -> str:
+    """Each lake backend in turn, for the contract and stage tests (module-scoped: a module's shared setup is built
+    once per backend)."""
+    if request.param == "delta-spark" and not spark_capabilities.delta_jvm:
+        unavailable("Delta Lake's JVM classes (io.delta) are not on the classpath: run `cdp jars fetch delta`")
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def make_lake(spark, lake_backend):
+    """``make_lake(root, registry=None)``: a lake of the module's backend (the default registry unless given)."""
+    from cdp_spark.lake import default_registry
+    from cdp_spark.lake.delta_spark import DeltaSparkLake
+    from cdp_spark.lake.embedded import EmbeddedLake
+
+    cls = DeltaSparkLake if lake_backend == "delta-spark" else EmbeddedLake
+    return lambda root, registry=None, **kwargs: cls(spark, str(root), registry or default_registry(), **kwargs)
 
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "cdp.yaml"
@@ -76,13 +122,15 @@ class DemoLake:
 
     root: Path
     report: dict
+    backend: str = "embedded"
 
     @contextlib.contextmanager
     def env(self):
-        """Point the shipped `conf/cdp.yaml` at this lake (its root comes from CDP_LAKE_ROOT), and keep the shared
-        session on the test settings while the in-process CLI reuses it."""
+        """Point the shipped `conf/cdp.yaml` at this lake (root and backend come from CDP_LAKE_ROOT and
+        CDP_LAKE_BACKEND), and keep the shared session on the test settings while the in-process CLI reuses it."""
         with pytest.MonkeyPatch.context() as mp, cli_keeps_test_settings():
             mp.setenv("CDP_LAKE_ROOT", str(self.root))
+            mp.setenv("CDP_LAKE_BACKEND", self.backend)
             yield
 
     def cli(self, *args: str) -> tuple[int, object]:
@@ -103,3 +151,21 @@ def demo_lake(spark, tmp_path_factory) -> DemoLake:
     code, report = lake.cli("demo", "--people", "120", "--days", "6", "--realtime")
     assert code == 0, report
     return DemoLake(lake.root, report)
+
+
+# The demo world of the production-path tests: the README's cluster commands generate the same one.
+BATCH_DEMO = ("--people", "120", "--days", "6")
+
+
+def batch_demo(tmp_path_factory, backend: str) -> DemoLake:
+    lake = DemoLake(tmp_path_factory.mktemp(f"batch-demo-{backend}"), {}, backend)
+    code, report = lake.cli("demo", *BATCH_DEMO)
+    assert code == 0, report
+    return DemoLake(lake.root, report, backend)
+
+
+@pytest.fixture(scope="session")
+def embedded_batch_demo(spark, tmp_path_factory) -> DemoLake:
+    """`cdp demo` (batch, no collector) on the embedded backend: the reference the delta-spark backend and the
+    standalone cluster must reproduce table for table."""
+    return batch_demo(tmp_path_factory, "embedded")

@@ -190,3 +190,65 @@ def test_fuzzed_requests_never_get_a_500(env, method, prefix, segment, fields, k
     assert r.status_code < 500, (r.status_code, r.text)
     assert r.headers["content-type"].startswith("application/json")
     assert set(r.json()) >= ({"code", "message"} if r.status_code >= 400 else {"profile_id"} if "profiles" in prefix and method == "GET" else set())
+
+
+# ---- writes run through the catalogue's normalisers and the API's expectations, as ingestion would
+
+@pytest.mark.parametrize("traits, reason", [
+    ({"country": "Narnia"}, "country: invalid"),
+    ({"city": "Le\x00eds"}, "city: contains a NUL character"),
+    ({"birth_date": "1990-02-30"}, "birth_date: invalid"),
+    ({"first_name": "   "}, "first_name: blank"),
+    ({"country": "GB", "city": "x\x00", "shoe_size": 42}, "'shoe_size': unknown trait"),
+])
+def test_patch_values_the_batch_path_would_refuse_are_422_with_the_reasons(env, traits, reason):
+    _, client, keys, *_ = env
+    r = client.patch("/v1/profiles/p_ann", headers=h(keys["writer"]), json={"traits": traits})
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_traits"), r.text
+    assert reason in r.json()["message"]
+    assert "Narnia" not in r.text and "\\u0000" not in r.text and "1990" not in r.text   # no value echoed
+
+
+def test_patch_values_are_normalised_as_ingestion_normalises_them(env):
+    _, client, keys, _, lake = env
+    r = client.patch("/v1/profiles/p_ann", headers=h(keys["writer"]),
+                     json={"traits": {"country": " united kingdom ", "city": "  Bath ", "signup_date": "2025-1-2"}})
+    assert r.status_code == 200, r.text
+    served = client.get("/v1/profiles/p_ann?fields=traits", headers=h(keys["pii-reader"])).json()["traits"]
+    assert (served["country"], served["city"], served["signup_date"]) == ("GB", "Bath", "2025-01-02")
+    records = DeltaTable(lake.path("bronze.profile_records")).to_pyarrow_table().to_pylist()
+    assert {"country": "GB", "city": "Bath", "signup_date": "2025-01-02"} in [dict(x["traits"]) for x in records]
+
+
+def test_a_lone_surrogate_in_a_patch_is_400_not_500(env):
+    _, client, keys, *_ = env
+    for body in (b'{"traits": {"first_name": "a\\ud800b"}}', b'{"traits": {"a\\udc00": "x"}}',
+                 b'{"traits": {"city": NaN}}'):
+        # the test client re-raises anything that escapes the app (uvicorn would log its traceback)
+        r = TestClient(client.app).patch("/v1/profiles/p_ann", headers=h(keys["writer"]), content=body)
+        assert (r.status_code, r.json()["code"]) == (400, "invalid_json"), (body, r.text)
+
+
+def test_api_expectations_refuse_or_flag_patched_values(env, tmp_path):
+    config, _, keys, audit, lake = env
+    api = config.api.model_copy(update={"expectations": [
+        {"name": "city_letters", "field": "city", "check": "regex", "pattern": "^[A-Za-z ]+$", "action": "drop"},
+        {"name": "known_country", "field": "country", "check": "allowed", "values": ["GB", "IE"], "action": "warn"}]})
+    strict = config.model_copy(update={"api": type(config.api).model_validate(api.model_dump())})
+    client = TestClient(create_app(strict, lake=lake, audit=audit))
+    r = client.patch("/v1/profiles/p_ann", headers=h(keys["writer"]), json={"traits": {"city": "R2D2"}})
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_traits")
+    assert "city: breaks expectation city_letters" in r.json()["message"]
+    r = client.patch("/v1/profiles/p_ann", headers=h(keys["writer"]), json={"traits": {"country": "France"}})
+    assert r.status_code == 200 and r.json()["traits"]["country"] == "FR"
+    records = DeltaTable(lake.path("bronze.profile_records")).to_pyarrow_table().to_pylist()
+    assert [x["quality_issues"] for x in records if dict(x["traits"]) == {"country": "FR"}] == [["known_country"]]
+
+
+def test_api_expectations_cannot_use_sql_checks():
+    from pydantic import ValidationError
+
+    from cdp_spark.api.config import ApiConfig
+
+    with pytest.raises(ValidationError, match="'sql' needs Spark"):
+        ApiConfig.model_validate({"expectations": [{"check": "sql", "expr": "true"}]})

@@ -368,3 +368,38 @@ def test_missing_scores_and_affinities_match_nobody_and_are_reported(spark):
     profiles = spark.createDataFrame([{k: v for k, v in p.items() if k != "scores"} for p in _profiles()], schema)
     assert C.evaluate(plan, profiles, None, None).count() == 0
     assert C.unavailable(plan, set()) == {"scores": ["s"], "affinities": ["s"]}
+
+
+# ---- relative times: one parser, the same unit everywhere (h hours, d days, w weeks)
+
+@pytest.mark.parametrize("text, offset", [("-6h", dt.timedelta(hours=6)), ("-6d", dt.timedelta(days=6)),
+                                          ("-2w", dt.timedelta(weeks=2)), ("30d", dt.timedelta(days=30)),
+                                          ("-6m", None), ("2026-11-01", None), ("-h", None)])
+def test_relative_offsets(text, offset):
+    from cdp_spark.audiences.config import relative_offset
+
+    assert relative_offset(text) == offset
+
+
+@pytest.mark.parametrize("value, days_back", [("-6h", 1), ("-36h", 2), ("-3d", 3), ("-2w", 14)])
+def test_relative_values_in_trait_filters_mean_what_they_mean_in_windows(spark, value, days_back):
+    """``signup_date >= value`` keeps the profiles who signed up at or after (start of the as-of day - offset);
+    ``-6h`` used to count 6 days there while it counted 6 hours in ``between`` windows."""
+    rows = [{**_profiles()[0], "profile_id": f"d{k:02d}",
+             "traits": {"first_name": "x", "country": "GB", "signup_date": AS_OF - dt.timedelta(days=k)}}
+            for k in range(20)]
+    aud = Audience.model_validate({"name": "recent_signups",
+                                   "rule": {"trait": {"field": "signup_date", "op": ">=", "value": value}}})
+    plan = C.compile_audiences([aud], AS_OF)
+    events = spark.createDataFrame([], EVENT_SCHEMA)
+    got = {r.profile_id for r in C.evaluate(plan, spark.createDataFrame(rows, PROFILE_SCHEMA), events).collect()}
+    assert got == {f"d{k:02d}" for k in range(days_back + 1)}
+    window = C.window(Audience.model_validate({"name": "w", "rule": {"event": {
+        "name": "x", "between": {"start": value}}}}).rule.event, AS_OF)
+    assert window[0] == END - {"h": dt.timedelta(hours=int(value[1:-1])), "d": dt.timedelta(days=int(value[1:-1])),
+                               "w": dt.timedelta(weeks=int(value[1:-1]))}[value[-1]]
+
+
+def test_relative_values_on_timestamp_fields_keep_the_hours():
+    f = C.relative_value("-6h", AS_OF, "timestamp")
+    assert f == dt.datetime(2026, 10, 31, 18, 0)

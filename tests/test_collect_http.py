@@ -122,7 +122,7 @@ def test_gzip_bodies_and_zip_bomb(client, landing):
     bomb = gzip.compress(b'{"batch": [' + b" " * 5_000_000 + b"]}")
     assert len(bomb) < 20_000
     r = client.post("/v1/batch", content=bomb, headers={**basic(KEY), "Content-Encoding": "gzip"})
-    assert (r.status_code, r.json()["code"]) == (413, "body_too_large")
+    assert r.status_code == 413 and r.json()["code"] in ("body_too_large", "compression_ratio")
     r = client.post("/v1/batch", content=b"not gzip", headers={**basic(KEY), "Content-Encoding": "gzip"})
     assert (r.status_code, r.json()["code"]) == (400, "invalid_encoding")
 
@@ -210,3 +210,133 @@ def test_fuzzed_bodies_never_500(client, body, path, gz):
     r = client.post(path, content=gzip.compress(body) if gz else body, headers=headers)
     assert r.status_code < 500, r.text
     assert r.status_code == 200 or set(r.json()) == {"code", "message"}
+
+
+# ---- hostile input: nesting, timestamps, Unicode, compression (each case is dead-lettered or refused, never 500)
+
+def nested(levels: int) -> bytes:
+    """A track message whose properties nest ``levels`` objects deep in all (the message itself is level 1), as
+    text: too deep for json.dumps."""
+    head = json.dumps({**TRACK, "properties": None}).encode()[:-len(b"null}")]
+    return head + b'{"a": ' * (levels - 2) + b"{}" + b"}" * (levels - 2) + b"}"
+
+
+def depth_of(value) -> int:
+    """Nesting depth of parsed JSON (independent of the collector's byte scanner), iteratively."""
+    best, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            best = max(best, d)
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return best
+
+
+def test_nesting_depth_limit_refuses_a_single_message_and_dead_letters_one_in_a_batch(client, landing):
+    assert depth_of(json.loads(nested(400))) == 400 and depth_of(json.loads(nested(401))) == 401
+    ok = client.post("/v1/track", content=nested(400), headers=basic(KEY))
+    assert ok.status_code == 200
+    r = client.post("/v1/track", content=nested(900), headers=basic(KEY))
+    assert (r.status_code, r.json()["code"]) == (400, "too_deep") and set(r.json()) == {"code", "message"}
+    r = client.post("/v1/track", content=nested(401), headers=basic(KEY))
+    assert (r.status_code, r.json()["code"]) == (400, "too_deep")
+    # deeper than Python's own JSON parser can go (its recursion limit): still only that message is refused
+    for levels in (401, 900, 5000):
+        before = len(landed(landing))
+        body = b'{"batch": [' + json.dumps(TRACK).encode() + b", " + nested(levels) + b", " + json.dumps(
+            {**TRACK, "event": "Second"}).encode() + b'], "sentAt": "2026-11-01T10:00:05Z"}'
+        r = client.post("/v1/batch", content=body, headers=basic(KEY))
+        assert r.status_code == 200, (levels, r.text)
+        rows = landed(landing)[before:]
+        assert sorted(m.get("event", m.get("_cdp_reject")) for m in rows) == ["Product Viewed", "Second", "too_deep"]
+        dead = next(m for m in rows if "_cdp_reject" in m)
+        assert depth_of(dead) == 1 and dead["_cdp_raw"].startswith('{"type"')   # landed flat: its text, cut
+    assert client.app.state.collector.stats["dead_lettered"] == 3
+
+
+def test_too_deep_envelope_or_unsplittable_body_is_400(client):
+    body = b'{"batch": [' + json.dumps(TRACK).encode() + b'], "context": ' + nested(900) + b"}"
+    r = client.post("/v1/batch", content=body, headers=basic(KEY))
+    assert (r.status_code, r.json()["code"]) == (400, "too_deep")
+    r = client.post("/v1/batch", content=b'{"batch": [' + b"[" * 5000 + b"]" * 4999 + b"}", headers=basic(KEY))
+    assert r.status_code == 400 and set(r.json()) == {"code", "message"}
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("timestamp", "0001-01-01T00:30:00+01:00", "invalid:timestamp"),     # before year 1 in UTC
+    ("timestamp", "9999-12-31T23:30:00-01:00", "invalid:timestamp"),     # after year 9999 in UTC
+    ("sentAt", "9999-12-31T00:00:00Z", "invalid:sentAt"),                # skew correction leaves the calendar
+    ("event", "a\ud800b", "invalid:unicode"),                            # a lone UTF-16 surrogate
+    ("properties", {"k\udfffey": 1}, "invalid:unicode"),
+])
+def test_unrepresentable_times_and_lone_surrogates_are_dead_lettered_not_500(client, landing, caplog, field, value,
+                                                                             reason):
+    bad = {**TRACK, "timestamp": "0001-01-01T00:00:00Z", field: value} if field == "sentAt" else {**TRACK, field: value}
+    body = json.dumps({"batch": [TRACK, bad, {**TRACK, "event": "Second"}]})   # json.dumps escapes the surrogate
+    with caplog.at_level("DEBUG"):
+        r = client.post("/v1/batch", content=body, headers=basic(KEY))
+        assert r.status_code == 200, r.text
+        single = client.post("/v1/track", content=json.dumps(bad), headers=basic(KEY))
+    assert (single.status_code, single.json()["code"]) == (400, "invalid_message")
+    assert reason in single.json()["message"]
+    rows = landed(landing)
+    assert sorted(m.get("_cdp_reject", m.get("event")) for m in rows) == sorted(["Product Viewed", "Second", reason])
+    assert client.app.state.collector.stats["dead_lettered"] == 1
+    assert "Traceback" not in caplog.text and "ud800" not in caplog.text.lower() and "0001-01-01" not in caplog.text
+
+
+def test_timestamps_before_year_1000_are_written_as_iso_8601():
+    import datetime as dt
+
+    now = dt.datetime(2026, 11, 1, 12, 0, 10, tzinfo=dt.timezone.utc)
+    m = stamp({"userId": "u", "timestamp": "0999-05-01T00:00:00Z"}, now, kind="track")
+    assert m["timestamp"] == "0999-05-01T00:00:00.000Z"
+
+
+def test_gzip_reads_every_member_and_refuses_truncated_or_trailing_data(client, landing):
+    gz = {**basic(KEY), "Content-Encoding": "gzip"}
+    text = json.dumps({"batch": [TRACK, {**TRACK, "event": "Second"}]}).encode()
+    cut = text.index(b"},") + 2
+    r = client.post("/v1/batch", content=gzip.compress(text[:cut]) + gzip.compress(text[cut:]), headers=gz)
+    assert r.status_code == 200 and [m["event"] for m in landed(landing)] == ["Product Viewed", "Second"]
+    # two whole bodies in two members: not one JSON document, refused (the second is never silently dropped)
+    two = gzip.compress(json.dumps({"batch": [TRACK]}).encode()) + gzip.compress(json.dumps({"batch": [TRACK]}).encode())
+    r = client.post("/v1/batch", content=two, headers=gz)
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_json")
+    whole = gzip.compress(text)
+    for body in (whole[:-8], whole[:-1], whole + b"garbage"):     # no CRC/size trailer, a cut trailer, junk after
+        r = client.post("/v1/batch", content=body, headers=gz)
+        assert (r.status_code, r.json()["code"]) == (400, "invalid_encoding"), body[-10:]
+    assert len(landed(landing)) == 2
+
+
+def test_max_compression_ratio_is_enforced(landing):
+    body = b'{"batch": [' + b" " * 300_000 + b"]}"            # under the 500 KB cap, but inflates ~1000x
+    packed = gzip.compress(body)
+    assert len(body) / len(packed) > 100
+    with TestClient(create_app(config(), str(landing))) as c:
+        r = c.post("/v1/batch", content=packed, headers={**basic(KEY), "Content-Encoding": "gzip"})
+        assert (r.status_code, r.json()["code"]) == (413, "compression_ratio")
+    with TestClient(create_app(config(limits={"max_compression_ratio": 5000}), str(landing))) as c:
+        r = c.post("/v1/batch", content=packed, headers={**basic(KEY), "Content-Encoding": "gzip"})
+        assert r.status_code == 200
+
+
+def test_non_finite_numbers_are_not_json(client):
+    r = client.post("/v1/track", content=b'{"type":"track","event":"x","userId":"u","properties":{"v":NaN}}',
+                    headers=basic(KEY))
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_json")
+
+
+def test_an_unexpected_error_is_a_json_500_logged_by_type_only(landing, caplog, monkeypatch):
+    import cdp_spark.collect.app as collector_app
+
+    def boom(*_a, **_k):
+        raise RuntimeError("payload text jane@example.com")
+
+    monkeypatch.setattr(collector_app, "problem", boom)
+    # The test client re-raises whatever escapes the app, as uvicorn would log it with its traceback: nothing may.
+    with TestClient(create_app(config(), str(landing))) as c, caplog.at_level("DEBUG"):
+        r = c.post("/v1/track", json=TRACK, headers=basic(KEY))
+    assert r.status_code == 500 and r.json() == {"code": "internal_error", "message": "internal error; retry later"}
+    assert "RuntimeError" in caplog.text and "jane@example.com" not in caplog.text and "Traceback" not in caplog.text

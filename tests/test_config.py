@@ -43,8 +43,16 @@ def write(path: Path, text: str) -> Path:
 def test_repository_config_is_valid():
     config = load_config(REPO / "conf" / "cdp.yaml")
     assert config.lake.backend == "auto"
-    assert config.pipeline.stages[0] == "ingest"
+    assert config.pipeline.stages[:2] == ["erasure", "ingest"]
     assert config.lake.checkpoint_dir.endswith("/_system/checkpoints")
+
+
+def test_the_demo_answer_key_may_not_live_under_the_lake_root(tmp_path):
+    main = write(tmp_path / "cdp.yaml", f"lake:\n  root: {tmp_path}/lake\ndemo:\n  truth_dir: {tmp_path}/lake/truth\n")
+    with pytest.raises(ConfigError, match=r"demo.truth_dir: .* is under lake.root"):
+        load_config(main)
+    assert load_config(write(tmp_path / "ok.yaml", f"lake:\n  root: {tmp_path}/lake\n")).demo_truth_dir == (
+        f"{tmp_path}/lake-demo-truth")
 
 
 def test_bad_value_names_file_key_value_and_expectation(tmp_path):
@@ -118,3 +126,73 @@ def test_invalid_yaml_reports_line_and_column(tmp_path):
     main = write(tmp_path / "cdp.yaml", "lake:\n  root: [unclosed\n")
     with pytest.raises(ConfigError, match=r"cdp.yaml: line \d+, column \d+: invalid YAML"):
         load_config(main)
+
+
+# ---- configuration that must fail: exit 2, naming file, key and value (secrets stay hidden)
+
+def _conf_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    return tmp_path / "conf"
+
+
+def _edit(path: Path, change) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _check(conf: Path) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    import cdp_spark.cli
+
+    result = CliRunner().invoke(cdp_spark.cli.app, ["config", "check", "--conf", str(conf / "cdp.yaml")])
+    return result.exit_code, _squash(result.output)
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())  # rich wraps long lines anywhere
+
+
+def test_a_misspelt_pipeline_stage_is_an_error_not_a_skipped_stage(tmp_path):
+    conf = _conf_copy(tmp_path)
+    _edit(conf / "cdp.yaml", lambda d: d["pipeline"].update(stages=["ingest", "identiy", "profiles"]))
+    code, out = _check(conf)
+    assert code == 2, out
+    assert _squash(f"{conf / 'cdp.yaml'}: pipeline.stages.1: got 'identiy', expected a registered stage") in out
+    assert _squash("did you mean 'identity'?") in out
+    _edit(conf / "cdp.yaml", lambda d: d["pipeline"].update(stages=["ingest", "ingest"]))
+    code, out = _check(conf)
+    assert code == 2 and _squash("pipeline.stages: expected each stage once; listed more than once: ingest") in out
+
+
+def test_one_write_key_on_two_collector_sources_is_an_error_without_showing_the_key(tmp_path):
+    conf = _conf_copy(tmp_path)
+    _edit(conf / "collector.yaml", lambda d: d["sources"].update(
+        app={"keys": [{"key": "${CDP_WEB_WRITE_KEY:-demo-web-write-key}"}]}))
+    code, out = _check(conf)
+    assert code == 2, out
+    assert _squash(f"{conf / 'collector.yaml'}: sources.app.keys.0.key: got '***', this write key is also "
+                   "sources.web.keys.0.key; a write key belongs to one source") in out
+    assert "demo-web-write-key" not in out and "Traceback" not in out
+
+
+def test_a_destination_linking_an_unknown_audience_is_an_error(tmp_path):
+    conf = _conf_copy(tmp_path)
+    _edit(conf / "destinations" / "crm_file_drop.yaml", lambda d: d["audiences"].insert(1, "cart_abandonerz"))
+    code, out = _check(conf)
+    assert code == 2, out
+    assert _squash(f"{conf / 'destinations' / 'crm_file_drop.yaml'}: audiences.1: got 'cart_abandonerz', expected "
+                   "the name of an audience in conf/audiences/") in out
+
+
+def test_a_model_level_error_does_not_print_the_whole_section(tmp_path):
+    conf = _conf_copy(tmp_path)
+    _edit(conf / "sources" / "web.yaml", lambda d: d.pop("path"))
+    code, out = _check(conf)
+    assert code == 2 and _squash(f"{conf / 'sources' / 'web.yaml'}: (top level): a files source needs 'path'") in out
+    assert "mapping" not in out   # the section's content is not dumped into the message

@@ -109,6 +109,23 @@ def test_empty_graph(spark):
     assert got == {} and stats.iterations == 0
 
 
+def test_graphx_engine_agrees_with_ours_and_networkx_on_adversarial_graphs(spark):
+    # Spark GraphX (the JVM's own implementation, and GraphFrames' `graphx` algorithm) as a second, independent
+    # reference: random components, stars, duplicates both ways, self loops, isolated vertices, 64-bit extremes and a
+    # short chain (GraphX needs one superstep per link of it).
+    rnd = random.Random(11)
+    edges = [(rnd.randrange(500), rnd.randrange(500)) for _ in range(400)]
+    edges += [(10_000, 10_000 + i) for i in range(1, 60)] + [(1, 0), (0, 1), (0, 1), (7000, 7000)]
+    edges += [(2**63 - 1, 2**63 - 2), (2**63 - 2, -2**63)] + [(20_000 + i, 20_001 + i) for i in range(12)]
+    isolated = [9000, 7000, 0]
+    native, _ = run(spark, edges, isolated, engine="native")
+    graphx, stats = run(spark, edges, isolated, engine="graphx")
+    assert stats.engine == "graphx" and graphx == native == expected(edges, isolated)
+    strings = [("b@x", "zz"), ("zz", "a@x"), ("m", "n")]
+    got, _ = run(spark, strings, schema="src string, dst string", vtype="string", engine="graphx")
+    assert got == expected(strings)
+
+
 @pytest.mark.graphframes
 def test_graphframes_engine_gives_identical_output(spark, requires_graphframes_jvm):
     rnd = random.Random(11)

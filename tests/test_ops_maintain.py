@@ -11,7 +11,6 @@ import time
 from deltalake import DeltaTable
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.lake.embedded import EmbeddedLake
 from cdp_spark.lake.registry import default_registry
 from cdp_spark.ops.ledger import Ledger
 from cdp_spark.ops.lock import read_leases
@@ -26,10 +25,10 @@ def _data_files(path: str) -> set[str]:
             if f.endswith(".parquet")}
 
 
-def test_maintain_compacts_vacuums_and_checkpoints_while_readers_read(spark, tmp_path):
+def test_maintain_compacts_vacuums_and_checkpoints_while_readers_read(make_lake, spark, tmp_path):
     config = CdpConfig.model_validate({"lake": {"root": str(tmp_path / "lake"), "vacuum_retention_hours": 24}})
-    lake = EmbeddedLake(spark, config.lake.root, default_registry().with_tables([EVENTS, PROFILES]),
-                        vacuum_retention_hours=config.lake.vacuum_retention_hours)
+    lake = make_lake(config.lake.root, default_registry().with_tables([EVENTS, PROFILES]),
+                     vacuum_retention_hours=config.lake.vacuum_retention_hours)
     for i, day in enumerate([D1, D2, D1, D2]):
         lake.append("test.events", events_df(spark, 5, day, prefix=f"b{i}-"))
     path = lake.path("test.events")
@@ -86,3 +85,40 @@ def test_maintain_compacts_vacuums_and_checkpoints_while_readers_read(spark, tmp
     # Maintenance of a maintained table is a no-op for the data: same rows, nothing more to compact.
     again = maintain(lake, config, tables=["test.events"])
     assert again.tables["test.events"]["files_after"] == 2 and again.tables["test.events"]["files_removed"] == 0
+
+
+def test_log_retention_days_sets_the_table_property_and_deletes_expired_log_files(make_lake, spark, tmp_path):
+    def log_files():
+        return sorted(f for f in os.listdir(log_dir) if f.endswith((".json", ".parquet")))
+
+    def run(days):
+        config = CdpConfig.model_validate({"lake": {"root": str(tmp_path / "lake"), "log_retention_days": days}})
+        return maintain(lake, config, tables=["test.events"]).tables["test.events"]
+
+    lake = make_lake(str(tmp_path / "lake"), default_registry().with_tables([EVENTS]))
+    for i in range(4):
+        lake.append("test.events", events_df(spark, 2, D1, prefix=f"b{i}-"))
+    DeltaTable(lake.path("test.events")).create_checkpoint()
+    log_dir = os.path.join(lake.path("test.events"), "_delta_log")
+    ten_days_ago = time.time() - 10 * 86400
+    for name in log_files():  # versions 0-4 and a checkpoint of version 4, written ten days ago
+        os.utime(os.path.join(log_dir, name), (ten_days_ago, ten_days_ago))
+    lake.append("test.events", events_df(spark, 2, D1, prefix="b4-"))
+    aged = log_files()
+
+    kept = run(30)  # the default: ten days is within the retention, nothing goes
+    assert kept["log_files_deleted"] == 0 and set(aged) <= set(log_files())
+    assert DeltaTable(lake.path("test.events")).metadata().configuration["delta.logRetentionDuration"] == \
+        "interval 30 days"
+
+    cleaned = run(3)
+    # Delta's rule: commits before the newest checkpoint older than the retention go (versions 0-3); version 4 and
+    # its checkpoint stay, so every version within the retention can still be read.
+    assert cleaned["log_retention_days"] == 3 and cleaned["log_files_deleted"] == 4
+    assert [f for f in aged if f not in log_files()] == [f"{v:020d}.json" for v in range(4)]
+    assert DeltaTable(lake.path("test.events")).metadata().configuration["delta.logRetentionDuration"] == \
+        "interval 3 days"
+    assert lake.read("test.events").count() == 10
+    run(3)  # already set: no further property commit
+    operations = [h["operation"] for h in DeltaTable(lake.path("test.events")).history()]
+    assert operations.count("SET TBLPROPERTIES") == 2

@@ -4,8 +4,10 @@ Endpoints (all JSON; errors are ``{"code": ..., "message": ...}`` and never echo
 
 - ``GET /v1/profiles/{profile_id}`` and ``GET /v1/profiles/{id_type}/{value}`` (scope ``read``), with
   ``fields=traits,attributes.orders_lifetime,...`` to select fields;
-- ``PATCH`` the same paths with ``{"traits": {...}}`` (scope ``write``): appended to ``bronze.profile_records``
-  (source ``api``) so the next rebuild keeps it, and applied to the serving store at once;
+- ``PATCH`` the same paths with ``{"traits": {...}}`` (scope ``write``): each value checked and normalised as
+  ingestion would (catalogue normaliser and type, ``api.expectations``; see `cdp_spark.api.traits`), refused
+  with 422 and the reasons otherwise; appended to ``bronze.profile_records`` (source ``api``) so the next rebuild
+  keeps it, and applied to the serving store at once;
 - ``DELETE`` the same paths (scope ``delete``): files an erasure request, answers 202 with its id, and stops
   serving the profile at once; ``GET /v1/erasures/{request_id}`` (scope ``delete``) reports progress;
 - ``GET /health``.
@@ -21,9 +23,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import math
 import os
 import re
 from contextlib import asynccontextmanager
@@ -37,19 +37,31 @@ from cdp_spark.api.audit import AuditLog, AuditMiddleware
 from cdp_spark.api.keys import ApiKey, KeyStore
 from cdp_spark.api.masking import MaskPolicy, policy_for
 from cdp_spark.api.store import ServingStore, StoreMissing
-from cdp_spark.http_errors import error, install_error_handlers
+from cdp_spark.api.traits import Checked, TraitCheck, TraitsRefused
+from cdp_spark.http_errors import error, install_error_handlers, strict_json, utf8_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
     from cdp_spark.lake import Lake
 
 log = logging.getLogger("cdp_spark.api")
-TOP_FIELDS = ("profile_id", "identifiers", "traits", "attributes", "consent", "scores", "audiences", "first_seen",
-              "last_seen", "sources", "updated_at")
-SECTIONS = ("identifiers", "traits", "attributes", "consent", "scores")
+TOP_FIELDS = ("profile_id", "identifiers", "traits", "attributes", "consent", "consent_at", "consent_source", "scores",
+              "audiences", "first_seen", "last_seen", "sources", "updated_at")
+SECTIONS = ("identifiers", "traits", "attributes", "consent", "consent_at", "consent_source", "scores")
 _PROFILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}(\.[A-Za-z_][A-Za-z0-9_]{0,127})?$")
 MAX_BODY = 64 * 1024
+
+
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "required": ["code", "message"], "properties": {
+    "code": {"type": "string"}, "message": {"type": "string"}}}}}}
+_ERRORS = {str(code): {"description": text, **_ERROR} for code, text in (
+    (400, "malformed id, identifier, fields or JSON"), (401, "no, unknown or revoked API key"),
+    (403, "the key lacks the scope"), (404, "no such profile"), (413, "body too large"),
+    (422, "invalid body or trait values (the reasons)"), (503, "the serving store is not built yet"))}
+_JSON_TYPES = {"string": {"type": "string"}, "long": {"type": "integer"}, "double": {"type": "number"},
+               "boolean": {"type": "boolean"}, "date": {"type": "string", "format": "date"},
+               "timestamp": {"type": "string", "format": "date-time"}}
 
 
 class ApiError(Exception):
@@ -67,6 +79,7 @@ class ProfileApi:
         cat = config.catalogue
         self.id_types = set(cat.group("identifier"))
         self.trait_types = {n: cat.fields[n].type for n in cat.group("trait")}
+        self.trait_check = TraitCheck(config)
         self.priority = list(config.identity.by_priority())
 
     # ---- auth ----
@@ -158,27 +171,24 @@ class ProfileApi:
         doc = self._doc(request, profile_id, id_type, value)
         return JSONResponse(self.render(key, doc, fields))
 
-    def _traits(self, body: Any) -> tuple[dict[str, str], dict[str, Any]]:
-        """Validated traits: (text values for bronze, typed JSON values for the store)."""
+    def _traits(self, body: Any) -> Checked:
+        """Validated traits: text values for bronze, typed JSON values for the store, broken `warn` expectations."""
         if not isinstance(body, dict) or set(body) != {"traits"} or not isinstance(body["traits"], dict):
             raise ApiError(422, "invalid_body", 'the body must be {"traits": {"<trait>": <value>, ...}}')
         traits = body["traits"]
         if not traits or len(traits) > self.config.api.max_patch_traits:  # type: ignore[attr-defined]
             raise ApiError(422, "invalid_body", f"set 1-{self.config.api.max_patch_traits} traits")  # type: ignore[attr-defined]
-        text, typed = {}, {}
-        for name, v in traits.items():
-            kind = self.trait_types.get(name)
-            if kind is None:
-                raise ApiError(422, "unknown_trait", f"unknown trait {name[:64]!r}; known: {', '.join(sorted(self.trait_types))}")
-            t, j = _coerce(name, kind, v)
-            text[name], typed[name] = t, j
-        return text, typed
+        try:
+            return self.trait_check.check(traits)
+        except TraitsRefused as exc:
+            raise ApiError(422, "invalid_traits", f"traits refused: {exc}") from None
 
     def patch(self, request: Request, body: Any, profile_id: str | None = None, id_type: str | None = None,
               value: str | None = None) -> JSONResponse:
         request.state.action = "patch"
         key = self.authorise(request, "write")
-        text, typed = self._traits(body)
+        checked = self._traits(body)
+        text, typed = checked.text, checked.typed
         doc = self._doc(request, profile_id, id_type, value)
         if id_type is not None:
             from cdp_spark.privacy.matching import normalise
@@ -191,7 +201,7 @@ class ProfileApi:
 
         append_rows(self.lake, "bronze.profile_records", [{
             "source": "api", "record_key": None, "change_type": "upsert", "identifiers": list(ident.items()),
-            "traits": list(text.items()), "consent": [], "record_time": now, "quality_issues": [],
+            "traits": list(text.items()), "consent": [], "record_time": now, "quality_issues": checked.warnings,
             "received_at": now, "run_id": f"api:{key.key_id}", "ingest_file": "api", "ingest_line": None}])
         updated = self.store.apply_patch(doc["profile_id"], typed, now) or doc
         return JSONResponse(self.render(key, updated, None))
@@ -242,37 +252,6 @@ def _iso(v: Any) -> Any:
     return v.isoformat() if hasattr(v, "isoformat") else v
 
 
-def _coerce(name: str, kind: str, v: Any) -> tuple[str, Any]:
-    bad = ApiError(422, "invalid_trait", f"trait {name!r} expects a {kind} value")
-    if v is None or isinstance(v, (dict, list)):
-        raise bad
-    if kind == "string":
-        if not isinstance(v, str) or len(v) > 1000:
-            raise bad
-        return v, v
-    if kind == "boolean":
-        if not isinstance(v, bool):
-            raise bad
-        return ("true" if v else "false"), v
-    if kind == "long":
-        if isinstance(v, bool) or not isinstance(v, int) or abs(v) >= 2**63:
-            raise bad
-        return str(v), v
-    if kind == "double":
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-            raise bad
-        return repr(float(v)), float(v)
-    if kind in ("date", "timestamp"):
-        if not isinstance(v, str) or len(v) > 40:
-            raise bad
-        try:
-            parsed = dt.date.fromisoformat(v) if kind == "date" else dt.datetime.fromisoformat(v)
-        except ValueError:
-            raise bad from None
-        return parsed.isoformat(), parsed.isoformat()
-    raise bad
-
-
 def create_app(config: "CdpConfig", *, lake: "Lake | None" = None, store: ServingStore | None = None,
                keys: KeyStore | None = None, audit: AuditLog | None = None) -> FastAPI:
     """The Profile API of one org (its lake root, keys and store)."""
@@ -292,8 +271,36 @@ def create_app(config: "CdpConfig", *, lake: "Lake | None" = None, store: Servin
         if own_audit:
             audit.close()  # the last buffered calls are written at shutdown
 
-    app = FastAPI(title="cdp-spark Profile API", version="1", lifespan=lifespan,
+    app = FastAPI(title="cdp-spark Profile API", version="1", lifespan=lifespan, responses=_ERRORS,
                   description="Unified profiles: read, patch traits, request erasure. Scoped API keys.")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API key (cdp api keys create)"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+            doc["security"] = [{"bearer": []}, {"apiKey": []}]
+            # This org's catalogue: the identifier types of the paths, the traits a PATCH may set (the handlers
+            # read the body themselves, size limit first, so FastAPI cannot derive these).
+            traits = {"type": "object", "minProperties": 1, "additionalProperties": False,
+                      "maxProperties": config.api.max_patch_traits,  # type: ignore[attr-defined]
+                      "properties": {n: _JSON_TYPES[t] for n, t in sorted(api.trait_types.items())}}
+            for path in doc["paths"].values():
+                for method, operation in path.items():
+                    for param in operation.get("parameters", []):
+                        if param["name"] == "id_type":
+                            param["schema"] = {"type": "string", "enum": sorted(api.id_types)}
+                    if method == "patch":
+                        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["traits"], "additionalProperties": False,
+                            "properties": {"traits": traits}}}}}
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.api = api
     app.add_middleware(AuditMiddleware, audit=audit, org_id=config.org.id)
     install_error_handlers(app, log=log)
@@ -317,9 +324,13 @@ def create_app(config: "CdpConfig", *, lake: "Lake | None" = None, store: Servin
             if len(raw) > MAX_BODY:
                 raise ApiError(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
         try:
-            return json.loads(raw)
+            doc = strict_json(raw)
         except (ValueError, RecursionError):
             raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+        if not utf8_text(doc):
+            raise ApiError(400, "invalid_json", "the body holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is "
+                                                "not Unicode text")
+        return doc
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, Any]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from cdp_spark.config.base import Strict
+from cdp_spark.ingest.sources import Expectation
 
 
 class ServingConfig(Strict):
@@ -54,8 +55,23 @@ class ApiConfig(Strict):
                            description="the org's API keys (hashed); may use {lake_root}")
     mask: str = Field("***", description="what a masked PII value is replaced with")
     max_patch_traits: PositiveInt = Field(50, description="traits one PATCH may set")
+    default_country: str = Field("GB", description="region of phone-number traits written without a country code "
+                                                   "(as a source's default_country)")
+    expectations: list[Expectation] = Field(
+        default_factory=list, description="checks on PATCHed trait values, as a source's expectations: not_null, valid, "
+                                          "regex, range, allowed (not sql); drop/fail refuse the PATCH with 422, warn "
+                                          "records a quality issue")
     serving: ServingConfig = Field(default_factory=ServingConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+
+    @field_validator("expectations")
+    @classmethod
+    def _without_spark(cls, value: list[Expectation]) -> list[Expectation]:
+        for i, e in enumerate(value):
+            if e.check == "sql":
+                raise ValueError(f"{i}.check: 'sql' needs Spark, which API writes do not run; use not_null, valid, "
+                                 "regex, range or allowed")
+        return value
 
     def keys_file(self, lake_root: str) -> str:
         return self.keys_path.format(lake_root=lake_root.rstrip("/"))

@@ -27,7 +27,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.audiences.config import (EVENT_FIELDS, NUMERIC, SCORE_FIELDS, Aggregate, Audience, Clause,
-                                        EventCondition, Filter, dependency_order, static_problem, type_problem)
+                                        EventCondition, Filter, dependency_order, relative_offset, static_problem,
+                                        type_problem)
 
 BUCKETS = 10_000  # variant hash buckets: weights resolve to 0.01 %
 WORD_BITS = 63  # presence flags per bit word (the sign bit stays clear)
@@ -45,10 +46,9 @@ def day_end(as_of: dt.date) -> dt.datetime:
 def _point(value: Any, end: dt.datetime, *, is_end: bool) -> dt.datetime:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return dt.datetime.combine(value + dt.timedelta(days=1 if is_end else 0), dt.time())
-    m = re.match(r"^-?(\d+)([dh])$", str(value).strip())
-    assert m, value  # validated by the config model
-    n = int(m.group(1))
-    return end - (dt.timedelta(days=n) if m.group(2) == "d" else dt.timedelta(hours=n))
+    offset = relative_offset(value)
+    assert offset is not None, value  # validated by the config model
+    return end - offset
 
 
 def window(cond: EventCondition, as_of: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -86,7 +86,7 @@ def compare(col: Column, field_type: Optional[str], f: Filter, as_of: dt.date | 
         if numeric_value or op in (">", ">=", "<", "<="):
             col, text = col.cast("double"), False
     if base in ("date", "timestamp") and as_of is not None:
-        value = _date_value(value, as_of)
+        value = relative_value(value, as_of, base)
     lower = text and not f.case_sensitive
     if base.startswith("array"):
         v = str(value).lower() if not f.case_sensitive else str(value)
@@ -106,13 +106,24 @@ def compare(col: Column, field_type: Optional[str], f: Filter, as_of: dt.date | 
             "<=": c <= F.lit(v)}[op]
 
 
-def _date_value(value: Any, as_of: dt.date) -> Any:
+def relative_value(value: Any, as_of: dt.date, field_type: str) -> Any:
+    """A filter value on a date or timestamp field, with relative times resolved: counted back from the start of
+    the as-of day, the date of that time for a date field, the time itself for a timestamp field.
+
+    Example:
+        >>> [relative_value(v, dt.date(2026, 11, 1), "date").isoformat() for v in ("-6h", "-3d", "-2w")]
+        ['2026-10-31', '2026-10-29', '2026-10-18']
+        >>> relative_value("-6h", dt.date(2026, 11, 1), "timestamp")
+        datetime.datetime(2026, 10, 31, 18, 0)
+    """
     if isinstance(value, list):
-        return [_date_value(v, as_of) for v in value]
-    m = re.match(r"^-?(\d+)([dh])$", str(value).strip())
-    if m:
-        return as_of - dt.timedelta(days=int(m.group(1)))
+        return [relative_value(v, as_of, field_type) for v in value]
+    offset = relative_offset(value)
+    if offset is not None:
+        point = dt.datetime.combine(as_of, dt.time()) - offset
+        return point.date() if field_type == "date" else point
     return dt.date.fromisoformat(str(value)[:10]) if not isinstance(value, dt.date) else value
+
 
 
 def event_field(name: str) -> Column:

@@ -41,7 +41,20 @@ EVENT_FIELDS: dict[str, str] = {
     "revenue": "double", "revenue_reporting": "double", "event_time": "timestamp", "event_date": "date",
 }
 NUMERIC = {"int", "bigint", "double", "float", "smallint", "tinyint", "decimal"}
-_RELATIVE = re.compile(r"^-?(\d+)([dh])$")
+_RELATIVE = re.compile(r"^-?(\d+)([hdw])$")
+_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def relative_offset(value: Any) -> dt.timedelta | None:
+    """How far back a relative time reaches: ``-6h`` 6 hours, ``-14d`` 14 days, ``-2w`` 2 weeks (the minus is
+    optional); None when ``value`` is not one. The one parser of relative times, for filters and windows alike.
+
+    Example:
+        >>> relative_offset("-6h"), relative_offset("-2w"), relative_offset("2026-11-01")
+        (datetime.timedelta(seconds=21600), datetime.timedelta(days=14), None)
+    """
+    m = _RELATIVE.match(value.strip()) if isinstance(value, str) else None
+    return dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))}) if m else None
 
 
 def type_problem(field_type: str | None, op: str, value: Any) -> str | None:
@@ -70,12 +83,13 @@ def type_problem(field_type: str | None, op: str, value: Any) -> str | None:
         if op in TEXT_OPS:
             return f"{op!r} needs a text field, this one is {field_type}"
         for v in values:
-            if isinstance(v, (dt.date, dt.datetime)) or (isinstance(v, str) and _RELATIVE.match(v)):
+            if isinstance(v, (dt.date, dt.datetime)) or relative_offset(v) is not None:
                 continue
             try:
                 dt.date.fromisoformat(str(v)[:10])
             except ValueError:
-                return f"{field_type} field compared with {v!r}; expected a date YYYY-MM-DD or a relative -Nd"
+                return (f"{field_type} field compared with {v!r}; expected a date YYYY-MM-DD or a relative time "
+                        "-Nh, -Nd or -Nw")
         return None
     if base == "boolean":
         if op not in ("=", "!="):
@@ -127,16 +141,17 @@ class Within(Strict):
 
 
 def _check_point(v: Any) -> Any:
-    if isinstance(v, dt.date) or (isinstance(v, str) and _RELATIVE.match(v.strip())):
+    if isinstance(v, dt.date) or relative_offset(v) is not None:
         return v
     try:
         return dt.date.fromisoformat(str(v))
     except ValueError:
-        raise ValueError(f"expected a date YYYY-MM-DD or a relative offset like -14d or -6h, got {v!r}") from None
+        raise ValueError(f"expected a date YYYY-MM-DD or a relative time like -6h, -14d or -2w, got {v!r}") from None
 
 
 class Between(Strict):
-    """From ``start`` to ``end`` (inclusive days): absolute dates or offsets from the as-of time (``-14d``, ``-6h``)."""
+    """From ``start`` to ``end`` (inclusive days): absolute dates or times before the end of the as-of day
+    (``-6h``, ``-14d``, ``-2w``)."""
 
     start: Union[dt.date, str]
     end: Union[dt.date, str] = "0d"

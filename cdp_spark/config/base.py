@@ -16,3 +16,17 @@ class Strict(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class KeyedValueError(ValueError):
+    """A validator's error about one value below the model it validates: ``key`` is that value's path under the
+    model and ``value`` the value (shown as ``***`` when ``secret``), so the loader names the exact key.
+
+    Example:
+        >>> KeyedValueError("is used twice", key=("sources", "app", "keys", 0, "key"), value="k", secret=True).key
+        ('sources', 'app', 'keys', 0, 'key')
+    """
+
+    def __init__(self, message: str, *, key: tuple[str | int, ...], value: object, secret: bool = False):
+        super().__init__(message)
+        self.key, self.value, self.secret = key, value, secret

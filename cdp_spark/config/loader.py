@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from cdp_spark.config.base import KeyedValueError
 from cdp_spark.config.models import CORE_SECTIONS, CdpConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -137,6 +138,9 @@ def _interpolate(value: Any, path: Path, key: tuple[str, ...], secrets: set[tupl
 def _format_errors(exc: ValidationError, main: Path, origin: dict[tuple[str, ...], Path]) -> str:
     lines = []
     for err in exc.errors():
+        keyed = (err.get("ctx") or {}).get("error")
+        if isinstance(keyed, KeyedValueError):  # a model's check about one value below it: name that value's key
+            err = {**err, "loc": (*err["loc"], *keyed.key), "input": REDACTED if keyed.secret else keyed.value}
         loc = tuple(str(p) for p in err["loc"])
         file, rest = main, loc
         # The longest matching prefix tells which file the value came from (a domain file or one file in a folder).
@@ -161,7 +165,10 @@ def _describe(err: dict[str, Any]) -> str:
         if wanted.startswith(("greater", "less", "at least", "at most", "a multiple")):
             wanted = "a value " + wanted
         expected = "expected " + wanted
-    return f"got {err.get('input')!r}, {expected}"
+    value = err.get("input")
+    if isinstance(value, (dict, list)):  # a whole section (a model's own check): its keys say more, and may be secret
+        return expected
+    return f"got {value!r}, {expected}"
 
 
 def _set_path(data: Any, key_path: tuple[str, ...], value: Any) -> None:

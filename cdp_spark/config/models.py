@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+import os
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import AfterValidator, Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from cdp_spark.activation.config import Destination
 from cdp_spark.api.config import ApiConfig
 from cdp_spark.audiences.config import AudienceList
 from cdp_spark.collect.config import CollectorConfig
 from cdp_spark.ml.config import ScoresConfig
-from cdp_spark.config.base import Strict
+from cdp_spark.config.base import KeyedValueError, Strict
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.privacy.config import PrivacyConfig
 from cdp_spark.profiles.config import AttributesField, AttributesConfig, ProfilesConfig, ProfilesField
 from cdp_spark.ingest.sources import Catalogue, CatalogueScope, RouteRule, Source
+from cdp_spark.jars import BUNDLES
 
 
 class EngineConfig(Strict):
@@ -27,6 +29,20 @@ class EngineConfig(Strict):
     shuffle_partitions: PositiveInt | None = Field(None, description="defaults to 2 x cores in embedded mode")
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     spark_conf: dict[str, str] = Field(default_factory=dict)
+    jars: Literal["none", "auto", "required"] = Field(
+        "none", description="embedded mode: put the cached JVM jar bundles on the classpath (`cdp jars fetch`); "
+                            "auto fetches missing ones once and falls back to the embedded lake when it cannot, "
+                            "required fails instead")
+    jar_bundles: list[str] = Field(default_factory=lambda: ["delta", "kafka"],
+                                   description="which bundles `jars` loads (see `cdp jars list`)")
+
+    @model_validator(mode="after")
+    def _known_bundles(self) -> "EngineConfig":
+        unknown = [b for b in self.jar_bundles if b not in BUNDLES or not BUNDLES[b].on_classpath]
+        if unknown:
+            known = ", ".join(n for n, b in BUNDLES.items() if b.on_classpath)
+            raise ValueError(f"jar_bundles: unknown bundle(s) {', '.join(map(repr, unknown))} (expected any of {known})")
+        return self
 
 
 class LakeConfig(Strict):
@@ -44,12 +60,28 @@ class LakeConfig(Strict):
             object.__setattr__(self, "checkpoint_dir", self.root.rstrip("/") + "/_system/checkpoints")
 
 
+def _registered_stage(name: str) -> str:
+    from cdp_spark.pipeline import STAGES, unknown_stage_message  # the registry imports stage modules lazily too
+
+    if name not in STAGES:
+        raise ValueError(unknown_stage_message(name))
+    return name
+
+
+def _each_once(names: list[str]) -> list[str]:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"expected each stage once; listed more than once: {', '.join(twice)}")
+    return names
+
+
 class PipelineConfig(Strict):
     """The daily pipeline: stage order and ledger behaviour."""
 
-    stages: list[str] = Field(
-        default_factory=lambda: ["ingest", "identity", "profiles", "scores", "audiences", "activation"]
-    )
+    stages: Annotated[list[Annotated[str, AfterValidator(_registered_stage)]], AfterValidator(_each_once)] = Field(
+        default_factory=lambda: ["erasure", "ingest", "identity", "profiles", "scores", "audiences", "activation"],
+        description="the daily order; `erasure` (open erasure requests) runs first, so that tombstones suppress "
+                    "re-delivered records and no later stage rebuilds an erased person")
     stale_after_minutes: PositiveInt = Field(
         180, description="a 'running' ledger entry older than this, with no live process, is shown as stale"
     )
@@ -72,6 +104,9 @@ class DemoConfig(Strict):
     seed: int = 42
     end_date: dt.date = dt.date(2026, 11, 1)
     out_dir: str | None = Field(None, description="defaults to <lake.root>/demo")
+    truth_dir: str | None = Field(None, description="the generator's answer key (who is who); defaults to "
+                                                     "<lake.root>-demo-truth, beside the lake root and never under it "
+                                                     "(erasure's verification scans everything under the lake root)")
 
 
 # Sections of cdp.yaml itself; every other CdpConfig field is a domain loadable from `files:`.
@@ -104,6 +139,20 @@ class CdpConfig(Strict):
     audiences: AudienceList = Field(default_factory=list, description="audience definitions (conf/audiences)")
     destinations: list[Destination] = Field(default_factory=list, description="activation destinations")
 
+    @field_validator("destinations")
+    @classmethod
+    def _known_audiences(cls, value: list[Destination], info: ValidationInfo) -> list[Destination]:
+        if "audiences" not in info.data:  # the audiences are invalid themselves: reported on their own
+            return value
+        known = {a.name for a in info.data["audiences"]}
+        for i, d in enumerate(value):
+            for j, link in enumerate(d.audiences):
+                if link.name not in known:
+                    raise KeyedValueError(f"expected the name of an audience in conf/audiences/ "
+                                          f"(defined: {', '.join(sorted(known)) or 'none'})",
+                                          key=(i, "audiences", j), value=link.name)
+        return value
+
     @model_validator(mode="wrap")
     @classmethod
     def _with_catalogue(cls, data: Any, handler: Any) -> Any:
@@ -111,6 +160,21 @@ class CdpConfig(Strict):
         with CatalogueScope(data.get("catalogue") if isinstance(data, dict) else None):
             return handler(data)
 
+    @model_validator(mode="after")
+    def _truth_outside_lake(self) -> "CdpConfig":
+        truth = self.demo.truth_dir
+        if truth and "://" not in truth and "://" not in self.lake.root:
+            root, key = os.path.abspath(self.lake.root), os.path.abspath(truth)
+            if key == root or key.startswith(root.rstrip(os.sep) + os.sep):
+                raise ValueError(f"demo.truth_dir: {truth!r} is under lake.root {self.lake.root!r}; the answer key "
+                                 "must live outside the lake (erasure's verification scans the whole lake root)")
+        return self
+
     @property
     def demo_dir(self) -> str:
         return self.demo.out_dir or self.lake.root.rstrip("/") + "/demo"
+
+    @property
+    def demo_truth_dir(self) -> str:
+        """Where `cdp demo`/`cdp generate` write the answer key: ``demo.truth_dir``, else beside the lake root."""
+        return self.demo.truth_dir or self.lake.root.rstrip("/") + "-demo-truth"

@@ -30,7 +30,7 @@ from pyspark.sql import types as T
 
 log = logging.getLogger(__name__)
 
-Engine = Literal["auto", "native", "graphframes"]
+Engine = Literal["auto", "native", "graphframes", "graphx"]
 
 
 class NotConverged(RuntimeError):
@@ -170,6 +170,46 @@ def graphframes_components(edges: DataFrame, vertices: DataFrame, stats: CCStats
     return cc.select("id", label.alias("component"))
 
 
+def graphx_components(edges: DataFrame, stats: CCStats | None = None) -> DataFrame:
+    """Spark GraphX's own connected components (Pregel min-label propagation, in pyspark's jars) -> (id, component).
+
+    GraphX has no Python API, so the edges pass through a text edge list under the checkpoint directory (shared by
+    executors on a cluster), and the labels come back the same way. Its labels are the smallest member id, like
+    ours; its supersteps grow with the graph's diameter. Ids must be longs; isolated vertices are not included.
+
+    Example:
+        >>> graphx_components(spark.createDataFrame([(1, 2), (7, 8)], "src long, dst long")).collect()  # doctest: +SKIP
+        [Row(id=1, component=1), Row(id=2, component=1), Row(id=7, component=7), Row(id=8, component=7)]
+    """
+    import uuid
+
+    spark = edges.sparkSession
+    stats = stats if stats is not None else CCStats()
+    stats.engine = "graphx"
+    base = spark.sparkContext.getCheckpointDir()
+    if not base:
+        raise ValueError("the graphx engine needs a checkpoint directory (lake.checkpoint_dir) for its edge list")
+    work = f"{base.rstrip('/')}/graphx-{uuid.uuid4().hex}"
+    jvm = spark.sparkContext._jvm  # noqa: SLF001 - GraphX is reachable only through the JVM
+    try:
+        (edges.where(F.col("src").isNotNull() & F.col("dst").isNotNull())
+         .select(F.concat_ws(" ", F.col("src").cast("long"), F.col("dst").cast("long"))).write.text(f"{work}/edges"))
+        level = jvm.org.apache.spark.storage.StorageLevel.MEMORY_AND_DISK()
+        graph = jvm.org.apache.spark.graphx.GraphLoader.edgeListFile(
+            spark.sparkContext._jsc.sc(), f"{work}/edges", False, -1, level, level)  # noqa: SLF001
+        tags = getattr(jvm.scala.reflect, "ClassTag$").__getattr__("MODULE$")
+        labelled = jvm.org.apache.spark.graphx.lib.ConnectedComponents.run(graph, 2**31 - 1, tags.Int(), tags.Int())
+        labelled.vertices().saveAsTextFile(f"{work}/labels")  # lines "(id,component)"
+        pair = r"^\((-?\d+),(-?\d+)\)$"
+        result = spark.read.text(f"{work}/labels").select(
+            F.regexp_extract("value", pair, 1).cast("long").alias("id"),
+            F.regexp_extract("value", pair, 2).cast("long").alias("component"))
+        return materialise(result, reliable=True)
+    finally:
+        path = jvm.org.apache.hadoop.fs.Path(work)
+        path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)  # noqa: SLF001
+
+
 def _integral(field: T.DataType) -> bool:
     return isinstance(field, (T.LongType, T.IntegerType, T.ShortType, T.ByteType))
 
@@ -188,7 +228,8 @@ def connected_components(
     ``component`` is the smallest member id, so labels are stable and comparable with any other implementation.
     ``vertices`` (an ``id`` column) adds isolated vertices, each its own component. Ids may be any orderable type:
     integral ids are used directly (the full 64-bit range); others are mapped to longs in sort order, so the
-    smallest long is the smallest id. ``engine='auto'`` uses GraphFrames when its JVM classes are loadable.
+    smallest long is the smallest id. ``engine='auto'`` uses GraphFrames when its JVM classes are loadable;
+    ``engine='graphx'`` runs Spark GraphX's implementation instead of ours.
     """
     spark = edges.sparkSession
     stats = stats if stats is not None else CCStats()
@@ -204,9 +245,14 @@ def connected_components(
             all_v = all_v.unionByName(vertices)
         return graphframes_components(edges, all_v.where(F.col("id").isNotNull()), stats)
 
+    def components(e: DataFrame) -> DataFrame:
+        if engine == "graphx":
+            return graphx_components(e, stats)
+        return native_components(e, max_iterations=max_iterations, checkpoint_every=checkpoint_every, stats=stats)
+
     if _integral(id_type) and _integral(edges.schema["dst"].dataType):
         e = edges.select(F.col("src").cast("long").alias("src"), F.col("dst").cast("long").alias("dst"))
-        cc = native_components(e, max_iterations=max_iterations, checkpoint_every=checkpoint_every, stats=stats)
+        cc = components(e)
         if vertices is not None:
             lone = vertices.where(F.col("id").isNotNull()).select(F.col("id").cast("long").alias("id")).distinct()
             lone = lone.join(cc, "id", "left_anti").select("id", F.col("id").alias("component"))
@@ -224,7 +270,7 @@ def connected_components(
     s, d = index.alias("s"), index.alias("d")
     e = (edges.join(s, edges.src == F.col("s.id")).join(d, edges.dst == F.col("d.id"))
          .select(F.col("s.ix").alias("src"), F.col("d.ix").alias("dst")))
-    cc = native_components(e, max_iterations=max_iterations, checkpoint_every=checkpoint_every, stats=stats)
+    cc = components(e)
     full = index.join(cc, index.ix == cc.id, "left").select(index.id, index.ix, F.coalesce(cc.component, index.ix).alias("c"))
     c = index.alias("c")
     return full.join(c, full.c == F.col("c.ix")).select(full.id.alias("id"), F.col("c.id").alias("component"))

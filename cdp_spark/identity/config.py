@@ -62,8 +62,9 @@ def _default_types() -> dict[str, IdTypeRule]:
 class IdentityConfig(Strict):
     """The `identity` domain: rules per identifier type and engine settings."""
 
-    engine: Literal["auto", "native", "graphframes"] = Field(
-        "auto", description="connected components: graphframes when its JVM classes load (auto), else native")
+    engine: Literal["auto", "native", "graphframes", "graphx"] = Field(
+        "auto", description="connected components: graphframes when its JVM classes load (auto), else native; "
+                            "graphx runs Spark GraphX's Pregel implementation")
     id_types: dict[str, IdTypeRule] = Field(default_factory=_default_types)
     blocked_values: list[str] = Field(
         default_factory=lambda: ["test@test.com", "test@example.com"],

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cdp_spark.ingest.enrichers import apply_enrichers, column, with_names_of
+from cdp_spark.ingest.enrichers import apply_enrichers, column, with_keys_of
 from cdp_spark.ingest.expectations import violated
 from cdp_spark.ingest.normalise import normalise, parse_timestamp
 from cdp_spark.ingest.routes import route_column
@@ -101,7 +101,7 @@ def prepare(
         # A plain (possibly dotted) name is a column; anything else is a Spark SQL expression over the columns.
         plain = all(part.isidentifier() for part in src.split("."))
         if not (src in df.columns or plain):
-            df = with_names_of(df, src)
+            df = with_keys_of(df, src)
         value_in = column(df, src) if src in df.columns or plain else F.expr(src)
         text = value_in.cast("string")
         # Characters are counted (a scan of the value) only when the bytes could exceed the limit.

@@ -5,7 +5,6 @@ Example:
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -28,6 +27,46 @@ def resolves(df: DataFrame, name: str) -> bool:
             return False
         dtype = dtype[part].dataType
     return True
+
+
+_REFERENCES: dict[str, tuple[str, ...]] = {}
+
+
+def referenced_columns(spark: SparkSession, expr: str) -> tuple[str, ...]:
+    """The one-part column names a Spark SQL expression refers to (``name`` or ```a.b```), read by Spark's own
+    parser: function names, keywords, literals and lambda variables are not columns. Empty when the parser is not
+    reachable (Spark Connect).
+
+    Example:
+        >>> referenced_columns(spark, "CASE WHEN type = 'alias' THEN coalesce(previousId, `traits.id`) END")  # doctest: +SKIP
+        ('type', 'previousId', 'traits.id')
+    """
+    if expr not in _REFERENCES:
+        try:
+            stack = [spark._jsparkSession.sessionState().sqlParser().parseExpression(expr)]  # noqa: SLF001
+        except Exception:  # noqa: BLE001 - no JVM (Spark Connect) or a parse error, which the select reports itself
+            return ()
+        names: list[str] = []
+        while stack:
+            node = stack.pop()
+            if node.getClass().getSimpleName() == "UnresolvedAttribute" and node.nameParts().size() == 1:
+                names.append(node.nameParts().apply(0))
+            children = node.children()
+            stack.extend(children.apply(i) for i in range(children.size()))
+        _REFERENCES[expr] = tuple(dict.fromkeys(reversed(names)))
+    return _REFERENCES[expr]
+
+
+def with_keys_of(df: DataFrame, expr: str) -> DataFrame:
+    """``df`` plus a null column for each column the SQL expression names that this batch lacks (JSON batches only
+    carry the keys their records used), so the expression gives null there instead of failing the whole batch.
+
+    Example:
+        >>> with_keys_of(df, "coalesce(event, type)").columns[-1]     # doctest: +SKIP
+        'event'
+    """
+    missing = [n for n in referenced_columns(df.sparkSession, expr) if n not in df.columns]
+    return df.withColumns({n: F.lit(None).cast("string") for n in missing}) if missing else df
 
 
 def column(df: DataFrame, name: str) -> Column:
@@ -58,26 +97,6 @@ def column(df: DataFrame, name: str) -> Column:
         else:
             break
     return F.lit(None).cast("string")
-
-
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_NAME = re.compile(r"`([^`]+)`|\b([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\b(?!\s*\()")
-_SQL_WORDS = frozenset("""as and or not null true false case when then else end is in like rlike ilike between cast
-    distinct interval double string int integer bigint long float boolean date timestamp decimal binary""".split())
-
-
-def with_names_of(df: DataFrame, sql: str) -> DataFrame:
-    """``df`` with a null column for every plain column name the Spark SQL expression ``sql`` uses that ``df``
-    lacks: a JSON batch has only the keys its records used, and a name that resolves nowhere would fail the whole
-    batch. (A missing nested name, ``a.b``, is left to fail: it is a configuration error more than a data one.)
-
-    Example:
-        >>> with_names_of(df, "coalesce(event, type)").columns      # doctest: +SKIP
-        [..., 'event']
-    """
-    names = {a or b for a, b in _NAME.findall(_QUOTED.sub("''", sql))}
-    missing = sorted(n for n in names if "." not in n and n.lower() not in _SQL_WORDS and n not in df.columns)
-    return df.withColumns({n: F.lit(None).cast("string") for n in missing}) if missing else df
 
 
 def flatten(df: DataFrame, depth: int) -> DataFrame:
@@ -154,8 +173,7 @@ def apply_enrichers(
         elif isinstance(e, S.Constant):
             df = df.withColumn(e.output, F.lit(e.value))
         elif isinstance(e, S.Derive):
-            df = with_names_of(df, e.expr)
-            df = df.withColumn(e.output, F.expr(e.expr))
+            df = with_keys_of(df, e.expr).withColumn(e.output, F.expr(e.expr))
         elif isinstance(e, S.ValueMap):
             src = column(df, e.column).cast("string")
             lookup = F.create_map(*[F.lit(x) for kv in e.values.items() for x in (kv[0], str(kv[1]) if kv[1] is not None else None)])

@@ -9,6 +9,7 @@ any other is hashed first:
 - same path, other content: a changed re-delivery, which follows the source's `on_changed_file` rule: `reject`
   records it (`rejected_changed`) and ingests nothing, `new_version` ingests it again under the next version;
 - a file whose reading failed is tried again by later runs, `MAX_FILE_ATTEMPTS` times in all;
+- a snapshot delivery whose deletes were refused (`refused_deletes`) is offered again, as the next version;
 - a file in a compression Spark cannot read is recorded `unreadable` and never read.
 
 Example:
@@ -30,6 +31,7 @@ from cdp_spark.ingest.readers import LandedFile
 TAKEN = ("ingested", "duplicate_file", "unchanged", "rewritten")
 # Reading a file is tried this many times (runs) in all before the file is left as failed.
 MAX_FILE_ATTEMPTS = 3
+REFUSED = "refused_deletes"  # a snapshot delivery the delete guard refused (see ingest.stage.SnapshotDeletesRefused)
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,12 @@ def plan_files(landed: Iterable[LandedFile], known: Mapping[str, Mapping[str, An
     for f in landed:
         path = f.relative or f.path
         last = known.get(path)
-        # Nothing of a file whose reading failed (or that could not be read) was taken in: not a changed delivery.
-        nothing_taken = last is not None and last["status"] in ("failed", "unreadable")
-        retry = (last is not None and last["status"] == "failed"
-                 and attempts.get((path, last.get("content_hash")), 0) < MAX_FILE_ATTEMPTS)
+        # Nothing of a file whose reading failed, that could not be read, or whose snapshot deletes were refused
+        # was taken in: not a changed delivery.
+        nothing_taken = last is not None and last["status"] in ("failed", "unreadable", REFUSED)
+        refused = last is not None and last["status"] == REFUSED  # offered again (e.g. with the override)
+        retry = refused or (last is not None and last["status"] == "failed"
+                            and attempts.get((path, last.get("content_hash")), 0) < MAX_FILE_ATTEMPTS)
         if known_unchanged(f, last) and not retry:
             plan.skipped.append(f)
             continue
@@ -94,7 +98,7 @@ def plan_files(landed: Iterable[LandedFile], known: Mapping[str, Mapping[str, An
             plan.unreadable.append(FileAction(f, 1 if last is None else int(last["version"]), path, digest))
         elif last is not None and last.get("content_hash") == digest and last["size"] == f.size:
             if retry:
-                plan.ingest.append(FileAction(f, int(last["version"]), path, digest))
+                plan.ingest.append(FileAction(f, int(last["version"]) + int(refused), path, digest))
             elif last["status"] in TAKEN:
                 plan.unchanged.append(FileAction(f, int(last["version"]), path, digest))
             else:

@@ -3,12 +3,22 @@
 Each normaliser returns ``(value, invalid)``: ``value`` is null when the input is unusable and ``invalid`` is true
 exactly when a non-null input was rejected, so the caller can record a reason instead of keeping garbage.
 
+`normalise_value` is the same for one Python value, for writes that do not go through Spark (the Profile API's
+PATCH). It accepts a subset of what the Spark path accepts (ISO-8601 times only, e-mail whitespace as Java
+defines it) and, where both accept a value, gives the same result (tests/test_ingest_normalise.py compares them).
+
 Example:
     >>> value, invalid = normalise(F.col("e"), "email", "string", "GB")    # doctest: +SKIP
+    >>> normalise_value(" United Kingdom ", "country", "string")
+    ('GB', False)
 """
 from __future__ import annotations
 
+import datetime as dt
+import math
+import re
 from functools import lru_cache
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import Column
@@ -17,6 +27,8 @@ from pyspark.sql import types as T
 
 EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$"
 _OFFSET_RE = r"(Z|[+-]\d\d:?\d\d)$"
+TRUE_WORDS = ("true", "1", "yes", "y", "t")
+FALSE_WORDS = ("false", "0", "no", "n", "f")
 
 
 @lru_cache(maxsize=1)
@@ -156,9 +168,95 @@ def normalise(col: Column, normaliser: str, type_: str, default_country: str = "
         # Already-typed timestamps pass through; text is read as ISO-8601 (UTC unless it carries an offset).
         value = col if normaliser == "none" else parse_timestamp(value)
     elif type_ == "boolean":
-        value = F.when(F.lower(text).isin("true", "1", "yes", "y", "t", "false", "0", "no", "n", "f"),
-                       F.lower(text).isin("true", "1", "yes", "y", "t"))
+        value = F.when(F.lower(text).isin(*TRUE_WORDS, *FALSE_WORDS), F.lower(text).isin(*TRUE_WORDS))
     elif type_ != "string":
         value = value.cast("string").try_cast(type_) if normaliser != "none" else col.try_cast(type_)
     value = F.when(present, value)
     return value, present & value.isNull()
+
+
+# ---- the same for one Python value ----
+# EMAIL_RE as Java reads it: \s is these six characters (not Unicode spaces); fullmatch, not Java's `$` that also
+# matches before a final line break.
+_EMAIL = re.compile(r"[^@ \t\n\x0b\f\r]+@[^@ \t\n\x0b\f\r]+\.[^@ \t\n\x0b\f\r.]{2,}")
+_LONG = re.compile(r"[+-]?[0-9]+")
+_DOUBLE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DATE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
+_TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:[T ]([0-9]{1,2}):([0-9]{1,2})"
+                        r"(?::([0-9]{1,2})(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?)?")
+_CONTROL_AND_SPACE = "".join(map(chr, range(33)))  # what Spark's casts from text trim
+
+
+def normalise_value(value: str | None, normaliser: str, type_: str, default_country: str = "GB") -> tuple[Any, bool]:
+    """`normalise` for one value: (normalised value of the catalogue type, invalid). ``invalid`` is true exactly when
+    a non-blank value was rejected; a blank one gives ``(None, False)``. Timestamps come back as naive UTC.
+
+    Example:
+        >>> normalise_value(" Ann@Example.COM ", "email", "string")
+        ('ann@example.com', False)
+        >>> normalise_value("Narnia", "country", "string")
+        (None, True)
+        >>> normalise_value("2026-10-30T10:00:00+02:00", "timestamp", "timestamp")
+        (datetime.datetime(2026, 10, 30, 8, 0), False)
+    """
+    if value is None:
+        return None, False
+    text = value.strip(" ")  # Spark's trim() removes spaces only
+    if not text:
+        return None, False
+    out: Any
+    if normaliser == "email":
+        out = text.lower() if _EMAIL.fullmatch(text.lower()) else None
+    elif normaliser == "phone":
+        out = e164(pd.Series([text]), pd.Series([default_country]))[0]
+    elif normaliser == "country":
+        out = country_codes().get(text.upper())
+    elif normaliser == "currency":
+        out = text.upper() if text.upper() in currency_codes() else None
+    elif normaliser == "lower":
+        out = text.lower()
+    elif normaliser == "none":
+        out = value
+    else:
+        out = text
+    if type_ == "boolean":  # from the trimmed input, as the Spark path does
+        out = text.lower() in TRUE_WORDS if text.lower() in TRUE_WORDS + FALSE_WORDS else None
+    elif out is not None and type_ != "string":
+        out = _cast(out, type_)
+    return out, out is None
+
+
+def _cast(text: str, type_: str) -> Any:
+    text = text.strip(_CONTROL_AND_SPACE)
+    if type_ == "long":
+        return int(text) if _LONG.fullmatch(text) and -2**63 <= int(text) < 2**63 else None
+    if type_ == "double":
+        return float(text) if _DOUBLE.fullmatch(text) and math.isfinite(float(text)) else None
+    if type_ == "date":
+        m = _DATE.fullmatch(text)
+        try:
+            return dt.date(*map(int, m.groups())) if m else None
+        except ValueError:
+            return None
+    if type_ == "timestamp":
+        return _timestamp(text)
+    return None
+
+
+def _timestamp(text: str) -> dt.datetime | None:
+    m = _TIMESTAMP.fullmatch(text)
+    if not m:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = m.groups()
+    try:
+        t = dt.datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+                        int((fraction or "0")[:6].ljust(6, "0")))
+        if zone and zone != "Z":
+            digits = zone[1:].replace(":", "")
+            offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+            if int(digits[2:] or 0) > 59 or offset > dt.timedelta(hours=18):  # beyond any zone offset (Java's too)
+                return None
+            t = t - offset if zone[0] == "+" else t + offset
+    except (ValueError, OverflowError):  # not a calendar time, or outside the years 1-9999 in UTC
+        return None
+    return t

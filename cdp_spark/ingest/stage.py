@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.ingest import chain, keystats
-from cdp_spark.ingest.files import FileAction, known_unchanged, plan_files
+from cdp_spark.ingest.files import REFUSED, FileAction, known_unchanged, plan_files
 from cdp_spark.ingest.readers import LandedFile, discover, existing, read_files, read_table
 from cdp_spark.ingest.sources import Source
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES, PROFILE_RECORDS, QUARANTINE, SNAPSHOT_STATE
@@ -41,6 +41,27 @@ class ExpectationFailed(RuntimeError):
     """An expectation with action `fail` was violated; nothing of that source was written."""
 
 
+class SnapshotDeletesRefused(RuntimeError):
+    """A snapshot delivery would delete more than the source's ``max_delete_share`` of its current keys (an empty
+    or truncated export, typically); nothing of it was applied. The message names no record."""
+
+
+def allow_snapshot_deletes(config: "CdpConfig", names: list[str]) -> "CdpConfig":
+    """A config copy in which the named snapshot sources accept any share of deletes (one run's explicit override).
+
+    Example:
+        >>> allow_snapshot_deletes(config, ["crm"]).sources[1].max_delete_share      # doctest: +SKIP
+        1.0
+    """
+    snapshots = {s.name for s in config.sources if s.load_mode == "snapshot"}
+    unknown = sorted(set(names) - snapshots)
+    if unknown:
+        raise ValueError(f"--allow-snapshot-deletes: {', '.join(unknown)} is not a snapshot source "
+                         f"(snapshot sources: {', '.join(sorted(snapshots)) or 'none'})")
+    sources = [s.model_copy(update={"max_delete_share": 1.0}) if s.name in names else s for s in config.sources]
+    return config.model_copy(update={"sources": sources})
+
+
 def template_paths(config: "CdpConfig") -> dict[str, str]:
     """Placeholders usable in source paths: {demo_dir} and {lake_root}."""
     return {"demo_dir": config.demo_dir.rstrip("/"), "lake_root": config.lake.root.rstrip("/")}
@@ -55,6 +76,9 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) 
         result.rows_in[f"source.{source.name}"] = stats["read"]
         for table, rows in stats["written"].items():
             result.rows_out[table] = result.rows_out.get(table, 0) + rows
+    refused = [s["refused"] for s in result.metrics["sources"].values() if s.get("refused")]
+    if refused:  # the other sources are ingested; the run still fails so that a person looks at the delivery
+        raise SnapshotDeletesRefused("; ".join(refused))
     return result
 
 
@@ -202,7 +226,7 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {error_class}" if error_class else type(exc).__name__
 
 
-COUNTERS = ("read", "accepted", "quarantined", "duplicates", "suppressed", "diverted")
+COUNTERS = ("read", "accepted", "quarantined", "duplicates", "suppressed", "diverted", "refused_records")
 FILE_COUNTERS = ("files_ingested", "files_skipped", "files_rejected", "files_missing", "files_superseded",
                  "files_duplicate", "files_unchanged", "files_failed", "files_unreadable", "empty_files")
 
@@ -222,7 +246,7 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
     if source.kind == "files":
         landed = discover(spark, source, location)
         hashes = content_hashes([f.path for f in landed if not known_unchanged(f, known.get(f.relative))
-                                 or known[f.relative]["status"] == "failed"])
+                                 or known[f.relative]["status"] in ("failed", REFUSED)])
         plan = plan_files(landed, known, source.on_changed_file, source.load_mode == "snapshot", hashes=hashes,
                           attempts=failures)
     else:
@@ -277,6 +301,16 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
                                               F.lit(now).cast("timestamp"), paths, part, replay_tag=sub[:8])
         except (ExpectationFailed, AnalysisException):
             raise  # a data-quality stop, or a plan that cannot be built (configuration): not a file's fault
+        except SnapshotDeletesRefused as exc:  # nothing was written; the run fails after the other sources
+            log.error("%s", exc)
+            stats["refused"] = str(exc)
+            for key in ("read", "suppressed"):
+                stats[key] += part[key]
+            stats["refused_records"] += part["read"] - part["suppressed"]
+            # One delivery (a snapshot source ingests only its newest): its records are the refused ones.
+            lake.append_rows(INGESTED_FILES.name, [ledger_row(a, REFUSED, (part["read"], 0, 0, 0), run=sub_run)
+                                                   for a in actions], txn=txn)
+            return
         except Exception as exc:  # noqa: BLE001 - a file that cannot be read must not stop the others
             if part.get("writes_started") or source.kind != "files":
                 raise  # the batch re-runs whole under the same token: its writes happen once
@@ -319,7 +353,7 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
         ingest(plan.ingest)
     stats["problem_files"] = stats["problem_files"][:20]  # names only, for `cdp status`; the ledger has them all
     stats["reconciled"] = stats["read"] == (stats["accepted"] + stats["quarantined"] + stats["duplicates"]
-                                            + stats["suppressed"])
+                                            + stats["suppressed"] + stats["refused_records"])
     return stats
 
 
@@ -568,6 +602,19 @@ def _update_keys(spark: SparkSession, lake: "Lake", source: Source, keys: list[t
         keystats.fold(lake, source.name, batch, txn)
 
 
+def _guard_deletes(source: Source, old: DataFrame, gone: DataFrame) -> None:
+    """Refuse a delivery that would delete more than ``max_delete_share`` of the current keys."""
+    if source.max_delete_share >= 1:
+        return
+    n_gone = gone.count()
+    n_old = old.count() if n_gone else 0
+    if n_gone and n_gone > source.max_delete_share * n_old:
+        raise SnapshotDeletesRefused(
+            f"source {source.name}: the snapshot delivery would delete {n_gone:,} of its {n_old:,} current keys "
+            f"({n_gone / n_old:.0%}, more than max_delete_share {source.max_delete_share:.0%}); nothing of it was "
+            f"applied. If the deletions are real, run `cdp run ingest --allow-snapshot-deletes {source.name}`")
+
+
 def _snapshot_changes(spark, lake, source, config, checked, accepted, txn, run_id, received_at, stats):  # type: ignore[no-untyped-def]
     """Profile records for inserted, updated and deleted keys only, and the new snapshot state."""
     from pyspark.sql import Window
@@ -589,6 +636,7 @@ def _snapshot_changes(spark, lake, source, config, checked, accepted, txn, run_i
     upserts = chain.to_profile_records(changed, source, config.catalogue, run_id, received_at, F.col("_change"))
     seen = checked.where(F.col("_record_key").isNotNull()).select(F.col("_record_key").alias("_seen")).distinct()
     gone = old.join(seen, old["_old_key"] == seen["_seen"], "left_anti")
+    _guard_deletes(source, old, gone)
     deletes = gone.select(
         F.lit(source.name).alias("source"), F.lit(source.stream_name).alias("stream"), F.col("_old_key").alias("record_key"),
         F.lit("delete").alias("change_type"),

@@ -113,7 +113,8 @@ INGESTED_FILES = TableSpec(
         Column("version", _L, "1, or higher when a changed re-delivery was ingested as a new version"),
         Column("status", _S, "ingested, duplicate_file (content already ingested under another path), unchanged "
                "(same content, new modification time), rejected_changed, superseded, failed (reading failed; "
-               "retried up to 3 runs), unreadable (a compression Spark cannot read) or rewritten (an erasure "
+               "retried up to 3 runs), unreadable (a compression Spark cannot read), refused_deletes (a snapshot "
+               "delivery that would delete too many keys; offered again next run) or rewritten (an erasure "
                "removed records from the file: its new size and hash)"),
         Column("error", _S, "why a failed or unreadable file could not be read (error type only, no data)"),
         Column("rows_read", _L, "records read (non-blank lines or rows)"),

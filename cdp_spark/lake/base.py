@@ -123,8 +123,11 @@ class Lake(ABC):
         return done is not None and done >= txn.version
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Commits, newest first: version, timestamp, operation, parameters and our custom metadata."""
-        return self.delta_table(name).history(limit)
+        """Commits, newest first: version, timestamp, operation, parameters and our custom metadata.
+
+        delta-rs stores our metadata (``cdp.operation``, ...) as commit-info fields, delta-spark as the JSON of
+        ``userMetadata``; both come back as the same top-level keys."""
+        return [_lift_user_metadata(entry) for entry in self.delta_table(name).history(limit)]
 
     def info(self, name: str) -> TableInfo:
         import pyarrow as pa
@@ -265,6 +268,10 @@ class Lake(ABC):
     def vacuum(self, name: str, retention_hours: int | None = None, *, dry_run: bool = False) -> list[str]:
         """Delete files no longer referenced and older than the retention; returns the files."""
 
+    def set_table_properties(self, name: str, properties: dict[str, str]) -> None:
+        """Set Delta table properties (one commit), e.g. ``delta.logRetentionDuration``."""
+        self.delta_table(name).alter.set_table_properties(properties, raise_if_not_exists=False)
+
     def checkpoint(self, name: str) -> None:
         """Write a Delta log checkpoint and drop expired log files, so readers replay less."""
         dt = self.delta_table(name)
@@ -273,3 +280,14 @@ class Lake(ABC):
 
     def _empty(self, name: str) -> "DataFrame":
         return self.spark.createDataFrame([], self.table_schema(name))
+
+
+def _lift_user_metadata(entry: dict[str, Any]) -> dict[str, Any]:
+    raw = entry.get("userMetadata")
+    if not isinstance(raw, str) or not raw.startswith("{"):
+        return entry
+    try:
+        metadata = json.loads(raw)
+    except ValueError:
+        return entry
+    return {**entry, **{k: v for k, v in metadata.items() if k.startswith("cdp.")}}

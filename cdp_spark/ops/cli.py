@@ -44,7 +44,7 @@ def _lease_held_exit(exc: Exception) -> "typer.Exit":
 
 
 def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume: bool, log_json: bool,
-                log_level: str) -> None:
+                log_level: str, allow_snapshot_deletes: Optional[list[str]] = None) -> None:
     """The body of `cdp run`: fail fast on a held lease (before starting Spark), then run with the lease."""
     from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out
     from cdp_spark.ops.lock import LeaseHeld, read_leases
@@ -57,13 +57,23 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
         config = _config(conf)
         day = _as_of(as_of)
         plan(config, job)  # fail fast on an unknown stage, before starting Spark
+        params = {}
+        if allow_snapshot_deletes:
+            from cdp_spark.ingest.stage import allow_snapshot_deletes as allow
+
+            try:
+                config = allow(config, allow_snapshot_deletes)
+            except ValueError as exc:
+                err.print(f"[red]error:[/red] {exc}", highlight=False)
+                raise typer.Exit(2) from None
+            params["allow_snapshot_deletes"] = sorted(allow_snapshot_deletes)
         try:
             held = [r for r in read_leases(metadata_lake(config)) if r["name"] == "pipeline" and r["state"] == "held"]
             if held:
                 raise LeaseHeld("pipeline", held[0])
             with err.status(f"running {job} for {day} ..."), _terminated_as_interrupt():
                 rt = Runtime.start(config)
-                report = run_job(rt.spark, rt.config, rt.lake, job, day, resume=resume)
+                report = run_job(rt.spark, rt.config, rt.lake, job, day, resume=resume, params=params)
         except LeaseHeld as exc:
             raise _lease_held_exit(exc) from None
         except KeyboardInterrupt:
@@ -153,6 +163,8 @@ def status(
                                {True: "[green]yes[/]", False: "[red]no[/]"}.get(s.get("reconciled"), ""))
             out.print(ingest)
             for name, s in summary["ingestion"].items():
+                if s.get("refused"):
+                    out.print(f"[red]{name}: delivery refused[/red]: {s['refused']}", soft_wrap=True, highlight=False)
                 if s.get("quarantine_reasons"):
                     by_reason = sorted(s["quarantine_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
                     out.print(f"{name}: quarantined by reason: " + ", ".join(f"{r} {n:,}" for r, n in by_reason),

@@ -1,4 +1,5 @@
-"""Table maintenance: compact small files, vacuum unreferenced files, checkpoint the Delta log, on every table.
+"""Table maintenance: compact small files, vacuum unreferenced files, checkpoint the Delta log and delete log files
+older than ``lake.log_retention_days``, on every table.
 
 Safe while readers are active: compaction only commits a new version (old snapshots keep their files), and vacuum
 deletes only files that no snapshot younger than ``lake.vacuum_retention_hours`` references, so a read that
@@ -45,15 +46,37 @@ class MaintainResult:
         return {"run_id": self.run_id, "tables": self.tables, "errors": self.errors, "ok": self.ok}
 
 
-def maintain_table(lake: "Lake", name: str, retention_hours: int, *, dry_run: bool = False) -> dict[str, Any]:
-    """Optimize, vacuum and checkpoint one table; return counts (files before/after, vacuumed, version)."""
+def log_retention(days: int) -> str:
+    """The ``delta.logRetentionDuration`` value for a number of days.
+
+    Example:
+        >>> log_retention(30)
+        'interval 30 days'
+    """
+    return f"interval {days} days"
+
+
+def maintain_table(lake: "Lake", name: str, retention_hours: int, *, dry_run: bool = False,
+                   log_retention_days: int | None = None) -> dict[str, Any]:
+    """Optimize, vacuum and checkpoint one table; return counts (files before/after, vacuumed, version, log files
+    deleted).
+
+    With ``log_retention_days``, the table's ``delta.logRetentionDuration`` is set to it first (a commit, only when
+    it differs): the checkpoint then deletes the log files older than that which the checkpoint covers, and Delta's
+    own writers (delta-spark checkpoints) keep the same retention.
+    """
     started = time.monotonic()
     before = lake.info(name)
     optimized: dict[str, Any] = {}
     if not dry_run:
         optimized = _plain(lake.optimize(name))
     vacuumed = lake.vacuum(name, retention_hours, dry_run=dry_run)
+    logs_before = _log_files(lake, name)
     if not dry_run:
+        if log_retention_days is not None:
+            wanted = log_retention(log_retention_days)
+            if lake.delta_table(name).metadata().configuration.get("delta.logRetentionDuration") != wanted:
+                lake.set_table_properties(name, {"delta.logRetentionDuration": wanted})
         lake.checkpoint(name)
     after = lake.info(name)
     return {
@@ -67,6 +90,8 @@ def maintain_table(lake: "Lake", name: str, retention_hours: int, *, dry_run: bo
         "vacuumed": len(vacuumed),
         "retention_hours": retention_hours,
         "checkpoint": not dry_run,
+        "log_retention_days": log_retention_days,
+        "log_files_deleted": len(logs_before - _log_files(lake, name)),
         "seconds": round(time.monotonic() - started, 3),
     }
 
@@ -106,7 +131,8 @@ def maintain(
                 if not lake.exists(name):
                     continue
                 try:
-                    result.tables[name] = maintain_table(lake, name, hours, dry_run=dry_run)
+                    result.tables[name] = maintain_table(lake, name, hours, dry_run=dry_run,
+                                                         log_retention_days=config.lake.log_retention_days)
                     log.info("maintained %s: %s", name, result.tables[name])
                 except Exception as exc:  # one bad table must not stop the others
                     from cdp_spark.pipeline import describe_error
@@ -121,6 +147,14 @@ def maintain(
             if lock:
                 lease.release()
     return result
+
+
+def _log_files(lake: "Lake", name: str) -> set[str]:
+    """The commit files in a (local) table's Delta log (empty for object stores: not counted there)."""
+    log_dir = os.path.join(lake.path(name), "_delta_log")
+    if "://" in log_dir or not os.path.isdir(log_dir):
+        return set()
+    return {f for f in os.listdir(log_dir) if f.endswith(".json")}
 
 
 def checkpoints(lake: "Lake", name: str) -> list[str]:

@@ -48,7 +48,8 @@ def last_runs(rows: list[dict[str, Any]], stages: list[str]) -> dict[str, dict[s
     return ordered
 
 
-INGEST_COUNTERS = ("read", "accepted", "quarantined", "duplicates", "suppressed", "diverted", "files_ingested",
+INGEST_COUNTERS = ("read", "accepted", "quarantined", "duplicates", "suppressed", "refused_records", "diverted",
+                   "files_ingested",
                    "files_duplicate", "files_failed", "files_unreadable", "files_rejected")
 
 
@@ -56,7 +57,8 @@ def ingestion(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per source, from the latest finished `ingest` stage run and `collect_stream` run (newest first input): the
     file and record counts (zeros left out), quarantined records per reason (a record with several reasons counts
     under each), diverted records (kept in bronze, left out downstream), whether the records reconcile
-    (read = accepted + quarantined + duplicates + suppressed) and the files that could not be read.
+    (read = accepted + quarantined + duplicates + suppressed + refused_records: a snapshot delivery whose deletes
+    were refused) and the files that could not be read.
 
     Example:
         >>> ingestion([{"step": "ingest", "job": "daily", "status": "succeeded", "run_id": "r1",
@@ -80,8 +82,8 @@ def ingestion(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             counts = {k: m[k] for k in INGEST_COUNTERS if m.get(k)}
             out[name] = {"run_id": r["run_id"], **counts, "reconciled": m.get("reconciled"),
                          "quarantine_reasons": m.get("quarantine_reasons") or {},
-                         "problem_files": m.get("problem_files") or []}
-            for key in ("quarantine_reasons", "problem_files"):
+                         "problem_files": m.get("problem_files") or [], "refused": m.get("refused")}
+            for key in ("quarantine_reasons", "problem_files", "refused"):
                 if not out[name][key]:
                     del out[name][key]
     return out
