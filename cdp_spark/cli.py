@@ -177,8 +177,13 @@ def keys(
     conf: str = ConfOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Raw keys seen in a source: predicted type, first/last seen, times seen, approx. distinct, mapped."""
+    """Raw keys seen in a source: predicted type, first/last seen, times seen, approx. distinct, mapped.
+
+    Records routed to a diverted stream (QA, test traffic) are counted here like any other; the latest runs'
+    number of them is shown under the table."""
     from cdp_spark.ingest.report import raw_keys
+    from cdp_spark.ops.ledger import Ledger
+    from cdp_spark.ops.status import ingestion
     from cdp_spark.runtime import Runtime
 
     with _exit_codes():
@@ -192,6 +197,11 @@ def keys(
             table.add_row(r["key"], r["predicted_type"], str(r["first_seen"])[:19], str(r["last_seen"])[:19],
                           f"{r['times_seen']:,}", f"{r['approx_distinct']:,}", "yes" if r["mapped"] else "[yellow]no[/]")
         out.print(table if rows else f"no keys recorded for source {source!r} yet")
+        runs = ingestion(Ledger(rt.lake).runs(limit=0))
+        diverted = {name: s["diverted"] for name, s in runs.items() if name.split(" ")[0] == source and s.get("diverted")}
+        for name, n in diverted.items():
+            out.print(f"{name}: {n:,} record(s) of the latest run went to a diverted stream (in bronze and counted "
+                      "above; left out of identity, profiles, scores and audiences)")
 
 
 @app.command()
@@ -223,6 +233,10 @@ def config_check(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     with _exit_codes():
         loaded = load_config_with_sources(conf)
         data = loaded.redacted()
+        from cdp_spark.ingest.sources import config_notes
+
+        for note in config_notes(loaded.config):
+            err.print(f"note: {note}", highlight=False)
         if as_json:
             _print_json(data)
         else:

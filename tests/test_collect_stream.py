@@ -3,6 +3,8 @@ dedup, dead letters in quarantine, and a crash in the middle of a micro-batch re
 from __future__ import annotations
 
 import datetime as dt
+import json
+import pathlib
 
 import yaml
 import pytest
@@ -117,7 +119,7 @@ def test_file_ledger_rows_go_through_delta_rs_once_per_batch_token(env):
     _, lake = env
     lake.create_if_missing("bronze.ingested_files")
     at = dt.datetime(2026, 11, 1, 10, 0, 1)
-    row = ("web", "file:/landing/web/a.json", 120, at, 1, "ingested", 3, 2, 1, "stream-web-q-4", at)
+    row = ("web", "a.json", 120, "ab" * 32, at, 1, "ingested", None, 3, 2, 1, 0, "stream-web-q-4", at)
     record = dict(zip(lake.spec("bronze.ingested_files").schema.fieldNames(), row))
     assert append_rows(lake, "bronze.ingested_files", [record], Txn("collect.web.q", 4)) is True
     assert append_rows(lake, "bronze.ingested_files", [record], Txn("collect.web.q", 4)) is False   # the replay
@@ -216,3 +218,34 @@ def test_timed_folds_run_beside_the_micro_batches_and_count_every_batch_once(spa
     seen = {r.key: r.times_seen for r in lake.read("bronze.raw_keys").where(F.col("source") == "web").collect()}
     assert {k: seen[k] for k in ("messageId", "userId", "event", "type")} == dict.fromkeys(
         ("messageId", "userId", "event", "type"), 8)
+
+
+def test_a_message_nested_too_deep_is_quarantined_and_the_stream_moves_on(spark, env):
+    """A landed message 900 levels deep (schema inference over it overflowed the JVM stack and hung the stream):
+    read by the Segment schema, it is quarantined as too_deep and the others go on; free-form properties keep
+    their keys in bronze.raw_keys."""
+
+    config, lake = env
+    folder = pathlib.Path(config.collector.landing(config.lake.root), "web")
+    folder.mkdir(parents=True, exist_ok=True)
+    deep = json.dumps(track("d2"))[:-1] + ', "extra": ' + '{"a": ' * 900 + "1" + "}" * 900 + "}"
+    # d3's context has a field of a shape the Segment spec does not give it: only that field is lost
+    odd = {"library": "analytics.js", "page": {"url": "https://shop.example/p3"}}
+    text = "\n".join([json.dumps(track("d1", properties={"product_id": "p1", "colour": "red"})), deep,
+                      json.dumps(track("d3", properties={"product_id": "p3"}, context=odd))]) + "\n"
+    (folder / "landed-0001.json").write_text(text)   # as a collector without a depth limit landed it
+
+    m = run_stream(spark, config, lake, available_now=True, timeout=600)["sources"]["web"]
+
+    assert (m["read_lines"], m["accepted"], m["quarantined"]) == (3, 2, 1) and m["reconciled"]
+    assert m["quarantine_reasons"] == {"too_deep": 1} and m["files_ingested"] == 1
+    assert [list(r.reasons) for r in lake.read("bronze.quarantine").collect()] == [["too_deep"]]
+    ev = events(lake)
+    assert set(ev) == {"d1", "d3"} and ev["d1"].product_id == "p1" and ev["d3"].page_url == "https://shop.example/p3"
+    assert json.loads(ev["d1"].properties) == {"product_id": "p1", "colour": "red"}
+    keys = {r.key: r for r in lake.read("bronze.raw_keys").where(F.col("source") == "web").collect()}
+    assert keys["properties.colour"].times_seen == 1 and not keys["properties.colour"].mapped
+    assert keys["properties.product_id"].times_seen == 2 and keys["properties.product_id"].mapped
+    [row] = lake.read("bronze.ingested_files").collect()
+    assert (row.path, row.rows_read, row.rows_accepted, row.rows_quarantined) == ("landed-0001.json", 3, 2, 1)
+

@@ -10,7 +10,10 @@ from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES
 from cdp_spark.lake import Txn
 from tests.test_collect_stream import env, post, track  # noqa: F401 - the env fixture
 
-RECEIVED = [dt.datetime(2026, 11, 1, 10, 0, s) for s in (1, 3, 5)]   # one receipt time per micro-batch, same hour
+# One receipt time per micro-batch, in the same hour, and before the collector's own receipt (now): the event times
+# the collector stamps must be plausible for them (at most a day ahead).
+_HOUR = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+RECEIVED = [_HOUR + dt.timedelta(seconds=s) for s in (1, 3, 5)]
 
 
 def compilations(spark) -> int:

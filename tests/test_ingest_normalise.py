@@ -51,3 +51,29 @@ def test_parse_timestamp_formats_and_time_zone(spark):
     # Paris is UTC+1 on 30 Oct 2026 (after DST ends on 25 Oct); the explicit Z and epoch are left as instants.
     assert got == [dt.datetime(2026, 10, 30, 9, 0), dt.datetime(2026, 10, 30, 10, 0),
                    dt.datetime(2026, 10, 30, 10, 0)]
+
+
+def test_default_timestamp_parsing_reads_epoch_seconds_and_milliseconds(spark):
+    """ISO-8601 text, and numbers as epoch seconds (10^8 .. 10^11) or milliseconds (10^11 .. 10^14), as JSON sends
+    them (text, long or double); anything else numeric is not a time."""
+    want = dt.datetime(2026, 10, 30, 10, 0)
+    df = spark.createDataFrame([("1793354400",), ("1793354400000",), ("1.7933544E9",), ("1793354400.0",),
+                                ("2026-10-30T10:00:00Z",), ("12",), ("1e30",), ("Infinity",), ("-1793354400",)],
+                               "t string")
+    got = [r.ts for r in df.select(parse_timestamp(F.col("t")).alias("ts")).collect()]
+    assert got[:5] == [want] * 5
+    assert got[5:] == [None] * 4
+    numbers = spark.createDataFrame([(1793354400, 1793354400000.0)], "s long, ms double")
+    row = numbers.select(parse_timestamp(F.col("s")).alias("s"), parse_timestamp(F.col("ms")).alias("ms")).first()
+    assert (row.s, row.ms) == (want, want)
+
+
+def test_timestamps_out_of_any_representable_range_are_null_not_a_failed_job(spark):
+    """Under ANSI SQL an overflowing cast fails the whole job: every parse is bounded (years 1 to 9999), also for the
+    explicit epoch formats, so one absurd value can only become null."""
+    df = spark.createDataFrame([("1e30",), ("9223372036854775807",), ("9999-12-31T23:59:59-05:00",),
+                                ("+10000-01-01",), ("1793354400",)], "t string")
+    for formats in (["epoch_s"], ["epoch_ms"], None):
+        got = [r.ts for r in df.select(parse_timestamp(F.col("t"), formats).alias("ts")).collect()]
+        assert got[:4] == [None] * 4, formats
+    assert df.select(parse_timestamp(F.col("t"), ["epoch_s"]).alias("ts")).collect()[4].ts == dt.datetime(2026, 10, 30, 10, 0)

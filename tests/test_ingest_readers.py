@@ -117,3 +117,74 @@ def test_split_bases_number_each_file_from_one_in_byte_order():
     assert 0 + bases[("f", 64)] == 4          # lines 4-8
     assert 8_589_934_592 + bases[("f", 128)] == 9
     assert 13 + bases[("g", 0)] == 1
+
+
+def deep_json(levels: int) -> str:
+    """A JSON object nested ``levels`` deep (the record itself is level 1)."""
+    return '{"type":"track","p":' + '{"a":' * (levels - 2) + "1" + "}" * (levels - 2) + "}"
+
+
+def test_records_nested_beyond_the_limit_are_too_deep_and_never_reach_inference(spark, tmp_path):
+    """900 levels used to fail the whole read (a recursion error naming no file); now that record alone is
+    quarantined, a record within the limit is read, and the schema Python sees stays shallow."""
+    lines = ['{"type":"track","n":1}', deep_json(900), deep_json(300), '{"type":"track","n":' + "[" * 500,
+             '{"type":"track","n":4}']
+    (tmp_path / "d.json").write_text("\n".join(lines) + "\n")
+    source = Source(name="t", format="json", path=str(tmp_path), glob="*.json")
+    files = [f.path for f in discover(spark, source, str(tmp_path))]
+
+    rows = {r._line: r for r in read_files(spark, source, files).collect()}
+
+    assert {n: r._error for n, r in rows.items()} == {1: None, 2: "too_deep", 3: None, 4: "malformed_json", 5: None}
+    assert rows[5].n == 4 and rows[3].type == "track"
+    assert rows[3].p is not None   # kept: below SCHEMA_DEPTH as structs, deeper as JSON text
+
+    shallow = Source(name="t", format="json", path=str(tmp_path), glob="*.json", max_nesting_depth=10)
+    errors = {r._line: r._error for r in read_files(spark, shallow, files).collect()}
+    assert errors == {1: None, 2: "too_deep", 3: "too_deep", 4: "malformed_json", 5: None}
+
+
+def test_compressed_files_are_read_and_unreadable_compressions_never_reach_spark(spark, tmp_path):
+    import bz2
+    import gzip
+    import zlib
+
+    data = b'{"n":1}\n{"n":2}\n'
+    (tmp_path / "a.json.gz").write_bytes(gzip.compress(data))
+    (tmp_path / "b.json.bz2").write_bytes(bz2.compress(data))
+    (tmp_path / "c.json.deflate").write_bytes(zlib.compress(data))
+    (tmp_path / "d.json.lz4").write_bytes(b"\x04\x22\x4d\x18" + b"\xff" * 64)   # an lz4 frame: never handed to Spark
+    (tmp_path / "notes.txt").write_text("not data")
+    source = Source(name="t", format="json", path=str(tmp_path), glob="*.json")
+
+    found = {f.relative: f for f in discover(spark, source, str(tmp_path))}
+
+    assert set(found) == {"a.json.gz", "b.json.bz2", "c.json.deflate", "d.json.lz4"}
+    assert found["d.json.lz4"].problem == "unsupported_compression:.lz4"
+    readable = [f.path for f in found.values() if f.problem is None]
+    rows = sorted((r._file.rsplit("/", 1)[1], r._line, r.n) for r in read_files(spark, source, readable).collect())
+    assert rows == [(name, line, line) for name in ("a.json.gz", "b.json.bz2", "c.json.deflate") for line in (1, 2)]
+
+
+def test_csv_record_with_line_breaks_in_a_quoted_field_is_one_record_at_its_first_line(spark, tiny_splits, tmp_path):
+    """RFC 4180: a quoted field may hold line breaks (CRLF or LF). The record keeps the number of its first line;
+    the lines after it keep theirs; a stray quote is the one line's problem. Quotes inside a field are doubled
+    (RFC 4180: `escape: '"'`; Spark's own default escape is a backslash)."""
+    rows = ["id,note,n"] + [f"R{i},plain,{i}" for i in range(2, 40)]
+    rows[9] = 'R10,"first line\r\nsecond ""quoted"" line\r\nthird line",10'     # lines 10-12
+    rows[20] = 'R21,"unclosed,21'                                                # a stray quote: malformed alone
+    rows[29] = 'R30,"a\n\nb",30'                                                 # a blank line inside the field
+    data = "\n".join(rows) + "\n"
+    (tmp_path / "m.csv").write_text(data)
+    source = Source(name="t", format="csv", path=str(tmp_path), glob="*.csv", options={"escape": '"'})
+    files = [f.path for f in discover(spark, source, str(tmp_path))]
+
+    got = {r._line: r for r in read_files(spark, source, files).collect()}
+
+    physical = data.split("\n")
+    assert physical[9].startswith("R10") and physical[11].startswith("third")   # the record spans lines 10-12
+    assert got[10].note == 'first line\nsecond "quoted" line\nthird line' and got[10].n == "10" and got[10]._error is None
+    assert 11 not in got and 12 not in got and got[13].id == "R11"
+    assert got[23]._error == "malformed_csv" and got[24].id == "R22" and got[24]._error is None
+    assert got[32].note == "a\n\nb" and got[35].id == "R31"
+    assert all(r._error is None for n, r in got.items() if n != 23)

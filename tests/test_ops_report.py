@@ -236,6 +236,37 @@ def test_status_summarises_runs_freshness_lag_and_failing_destinations(env):
     assert summary["streaming"]["web"]["max_lag_s"] == 4.25
     assert summary["failing_destinations"] == ["ads_webhook"]
     assert all(lease["state"] == "free" for lease in summary["leases"])
+    # ingestion per source, from the latest ingest and stream runs
+    latest = json.loads(next(r for r in Ledger(env["lake"]).runs(limit=0) if r["step"] == "ingest")["metrics"])
+    for name, counts in latest["sources"].items():
+        assert {k: summary["ingestion"][name].get(k, 0) for k in ("read", "accepted", "duplicates")} == {
+            k: counts[k] for k in ("read", "accepted", "duplicates")}, name
+    assert summary["ingestion"]["web (stream)"]["accepted"] == 48
+
+
+def test_status_shows_ingestion_per_source_reasons_and_files_that_could_not_be_read(env):
+    now = dt.datetime.now(dt.timezone.utc)
+    metrics = {"sources": {"web": {"read": 12, "accepted": 7, "quarantined": 3, "duplicates": 2, "diverted": 2,
+                                   "files_ingested": 4, "files_failed": 1, "reconciled": True,
+                                   "quarantine_reasons": {"too_deep": 1, "missing_or_bad:event_time": 2,
+                                                          "oversize:email": 1},
+                                   "problem_files": [{"path": "day=2026-11-01/cut.json.gz", "status": "failed",
+                                                      "error": "Py4JJavaError: java.io.EOFException"}]}}}
+    Ledger(env["lake"])._write(LedgerEntry("daily-later", "ingest", "daily", env["as_of"], "succeeded", now,
+                                           ended_at=now, metrics=metrics))
+    web = status(env["lake"], env["config"])["ingestion"]["web"]
+    assert (web["files_ingested"], web["read"], web["accepted"], web["quarantined"], web["duplicates"]) == (4, 12, 7, 3, 2)
+    assert web["diverted"] == 2 and web["reconciled"] is True
+    assert web["quarantine_reasons"] == {"too_deep": 1, "missing_or_bad:event_time": 2, "oversize:email": 1}
+    assert web["problem_files"][0]["path"] == "day=2026-11-01/cut.json.gz"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CDP_LAKE_ROOT", str(env["root"]))
+        mp.setenv("COLUMNS", "200")
+        code, out, err = _cli("status")
+    assert code == 0 and "day=2026-11-01/cut.json.gz (failed: Py4JJavaError: java.io.EOFException)" in out
+    assert "web: quarantined by reason: missing_or_bad:event_time 2, oversize:email 1, too_deep 1" in out
+    row = next(line for line in out.splitlines() if line.strip("│ ").startswith("web "))
+    assert [c.strip() for c in row.strip("│ ").split("│")] == ["web", "4", "12", "7", "3", "2", "0", "2", "yes"]
 
 
 def _cli(*args: str) -> tuple[int, str, str]:

@@ -31,7 +31,8 @@ from cdp_spark.lake import default_registry
 from cdp_spark.privacy.tombstones import load_tombstones, salt_for, suppressed, token
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "cdp.yaml"
-WRITTEN_BY_ERASURE = {"ops.erasure_requests", "ops.tombstones"}
+# The file ledger gains a `rewritten` row per landing file the erasure rewrote (its new size and hash).
+WRITTEN_BY_ERASURE = {"ops.erasure_requests", "ops.tombstones", "bronze.ingested_files"}
 
 
 def _contract_view(spark, config, lake):

@@ -114,7 +114,7 @@ def events_frame(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: 
 
     if not _exists(lake, "bronze.events"):
         return None
-    return profile_events(spark, config, lake, as_of, since=since)
+    return profile_events(spark, config, lake, as_of, since=since, stage="audiences")
 
 
 def current_members(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date,

@@ -10,6 +10,12 @@ unfinished batch with the same id and the same files after a crash, so the write
 are skipped (`WriteResult.skipped`) and the rest happen once. The query id is persisted in the checkpoint, so a
 new checkpoint (a new query) never collides with an old one's tokens.
 
+The landed messages are parsed by an explicit schema (`SEGMENT_SCHEMA`, the Segment spec's fields as text; then the
+free-form `properties`, `traits` and `integrations` as maps of text and `context` by the fields Segment documents),
+never by inference over what clients sent:
+a message nested deeper than the source's `max_nesting_depth` is quarantined as ``too_deep`` and the stream
+moves on. The keys the maps carry are collected in the counting pass that runs anyway, for `bronze.raw_keys`.
+
 Deduplication by ``messageId``: within a micro-batch, and against `bronze.events` rows of the same source
 received within `collector.stream.dedup_hours`. Dead-lettered messages (``_cdp_reject``) and malformed lines
 are quarantined with their reason, and records of erased people are suppressed (counted, written nowhere), so
@@ -38,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from cdp_spark.collect.config import CollectorConfig
 from cdp_spark.collect.spool import recover
@@ -57,6 +64,54 @@ REJECT_RAW = "_cdp_raw"
 # (a backlog after downtime, a Kafka trigger of many offsets) keep the read's parallelism.
 SINGLE_TASK_ROWS = 100_000
 SINGLE_TASK_BYTES = 64 << 20   # landed files up to this size are read in one task (about 100,000 web events)
+
+
+# Keys of each free-form map (`properties`, `traits`, `integrations`) given their own key statistics per micro-batch
+# (the alphabetically first); a batch's further keys get none, and a warning says how many there were.
+MAX_MAP_KEYS = 200
+
+
+def _struct(*names: str, **nested: T.DataType) -> T.StructType:
+    return T.StructType([T.StructField(n, T.StringType()) for n in names]
+                        + [T.StructField(n, t) for n, t in nested.items()])
+
+
+_TEXT_MAP = T.MapType(T.StringType(), T.StringType())
+# The Segment spec's common, track, page, screen, identify, group and alias fields (and the collector's dead-letter
+# fields), every one as text: a value of another JSON type arrives as its JSON text, so no client's choice of type
+# can make the record unreadable. The free-form objects are then read from that text (`segment_columns`).
+SEGMENT_SCHEMA = _struct(
+    "type", "event", "name", "category", "messageId", "userId", "anonymousId", "previousId", "groupId",
+    "timestamp", "originalTimestamp", "sentAt", "receivedAt", "version", "channel", REJECT, REJECT_RAW,
+    "properties", "traits", "integrations", "context")
+# The context fields Segment documents; a field of another shape (`"library": "analytics.js"`) is null, the rest
+# of the context is kept (Spark's partial results).
+CONTEXT_SCHEMA = _struct(
+    "active", "ip", "locale", "timezone", "userAgent", "groupId", "userAgentData", "instanceId",
+    app=_struct("name", "version", "build", "namespace"),
+    campaign=_struct("name", "source", "medium", "term", "content"),
+    device=_struct("id", "advertisingId", "adTrackingEnabled", "manufacturer", "model", "name", "type", "token"),
+    library=_struct("name", "version"),
+    location=_struct("city", "country", "latitude", "longitude", "region", "speed"),
+    network=_struct("bluetooth", "carrier", "cellular", "wifi"),
+    os=_struct("name", "version"),
+    page=_struct("path", "referrer", "search", "title", "url"),
+    referrer=_struct("id", "type", "name", "url", "link"),
+    screen=_struct("width", "height", "density"),
+    traits=_TEXT_MAP,
+)
+FREE_FORM = {"properties": _TEXT_MAP, "traits": _TEXT_MAP, "integrations": _TEXT_MAP, "context": CONTEXT_SCHEMA}
+
+
+def segment_columns(raw: DataFrame) -> DataFrame:
+    """The free-form objects of messages read by `SEGMENT_SCHEMA`, from their JSON text: `properties`, `traits` and
+    `integrations` as maps of text (a value that is no object gives null), `context` as `CONTEXT_SCHEMA`.
+
+    Example:
+        >>> segment_columns(readers.read_files(spark, source, files, SEGMENT_SCHEMA)).schema["properties"]   # doctest: +SKIP
+    """
+    return raw.withColumns({name: F.from_json(F.col(name), schema) for name, schema in FREE_FORM.items()
+                            if name in raw.columns})
 
 
 class StreamError(RuntimeError):
@@ -154,14 +209,14 @@ class BatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         if self.collector.stream_format == "kafka":
-            raw = kafka_raw(self.spark, batch)
+            raw = kafka_raw(self.spark, batch, self.source)
             files: list[str] = []
         else:
             # One row per file (the source reads whole files): a plain collect, no distinct and its shuffle.
             files = sorted({r[0] for r in batch.select("file").collect()})
             if not files:
                 return
-            raw = readers.read_files(self.spark, self.source, files)
+            raw = segment_columns(readers.read_files(self.spark, self.source, files, schema=SEGMENT_SCHEMA))
         txn = Txn(f"collect.{self.source.name}.{self.query_id()}", int(batch_id))
         stats = self.process(raw, txn, f"stream-{self.source.name}-{self.query_id()[:8]}-{batch_id}", files)
         interval = self.collector.stream.key_stats_flush_seconds
@@ -199,7 +254,7 @@ class BatchWriter:
             raw = raw.coalesce(1)
         raw = raw.persist(stage.CACHE_LEVEL)
         try:
-            lines_per_file, oldest = self.count_and_oldest(raw)
+            lines_per_file, oldest, map_keys = self.count_and_oldest(raw)
             read_lines = sum(lines_per_file.values())
             # Read once, into the chain's cached checked rows (which also feed the key stats): the dedup (a shuffle
             # and a scan of bronze.events' recent rows) runs once per micro-batch without a cache of its own.
@@ -212,7 +267,8 @@ class BatchWriter:
             # Key stats stay pending (replaced if this batch is replayed) until the next fold: no MERGE per batch.
             written, per_file = stage.process_batch(self.spark, self.config, lake, source, deduped, txn, run_id,
                                                     received_at, stage.template_paths(self.config), stats,
-                                                    key_sink=lambda keys: self.pending().put(txn.version, keys, seen_at=received))
+                                                    key_sink=lambda keys: self.pending().put(txn.version, keys, seen_at=received),
+                                                    dedup=False, map_keys=map_keys)
             kept = stats["read"]
         finally:
             raw.unpersist()
@@ -221,8 +277,9 @@ class BatchWriter:
         if files:
             self.record_files(landed, lines_per_file, per_file, txn, run_id)
         out = {"read_lines": read_lines, "duplicates": read_lines - kept, "accepted": stats["accepted"],
-               "quarantined": stats["quarantined"], "suppressed": stats.get("suppressed", 0), "written": written,
-               "lag_s": lag}
+               "quarantined": stats["quarantined"], "suppressed": stats.get("suppressed", 0),
+               "diverted": stats.get("diverted", 0), "quarantine_reasons": stats.get("quarantine_reasons", {}),
+               "files_ingested": len(files), "written": written, "lag_s": lag}
         # suppressed: records of erased people (privacy tombstones), counted but written nowhere
         out["reconciled"] = read_lines == out["accepted"] + out["quarantined"] + out["suppressed"] + out["duplicates"]
         return out
@@ -263,30 +320,47 @@ class BatchWriter:
         return out
 
     @staticmethod
-    def count_and_oldest(raw: DataFrame) -> tuple[dict[str, int], dt.datetime | None]:
-        """Lines per file of the batch (before deduplication: the ledger counts a file's lines), and the oldest
-        acknowledgement time (receivedAt) among them, in one pass."""
+    def count_and_oldest(raw: DataFrame) -> tuple[dict[str, int], dt.datetime | None, dict[str, list[str]]]:
+        """Lines per file of the batch (before deduplication: the ledger counts a file's lines), the oldest
+        acknowledgement time (receivedAt) among them, and the keys of each top-level map column (at most
+        `MAX_MAP_KEYS`, alphabetically first), in one pass."""
         oldest = (F.min(F.to_timestamp(F.col("receivedAt").cast("string"))) if "receivedAt" in raw.columns
                   else F.lit(None).cast("timestamp"))
-        rows = raw.groupBy("_file").agg(F.count(F.lit(1)).alias("n"), oldest.alias("oldest")).collect()
-        return {r["_file"]: int(r["n"]) for r in rows}, min((r["oldest"] for r in rows if r["oldest"]), default=None)
+        maps = [f.name for f in raw.schema.fields if isinstance(f.dataType, T.MapType) and not f.name.startswith("_")]
+        # A set of each record's key list: records of one kind share it, so the set stays small.
+        keys = [F.collect_set(F.array_sort(F.map_keys(f"`{m}`"))).alias(f"keys_{i}") for i, m in enumerate(maps)]
+        rows = raw.groupBy("_file").agg(F.count(F.lit(1)).alias("n"), oldest.alias("oldest"), *keys).collect()
+        seen: dict[str, set[str]] = {m: set() for m in maps}
+        for r in rows:
+            for i, m in enumerate(maps):
+                seen[m].update(k for ks in r[f"keys_{i}"] for k in ks)
+        capped = {m: sorted(ks)[:MAX_MAP_KEYS] for m, ks in seen.items()}
+        for m, ks in seen.items():
+            if len(ks) > MAX_MAP_KEYS:
+                log.warning("map %s carried %d keys in one micro-batch; key statistics for the first %d", m, len(ks),
+                            MAX_MAP_KEYS)
+        return ({r["_file"]: int(r["n"]) for r in rows},
+                min((r["oldest"] for r in rows if r["oldest"]), default=None), capped)
 
-    def record_files(self, landed: dict[str, Any], lines: dict[str, int], per_file: dict[str, tuple[int, int, int]],
+    def record_files(self, landed: dict[str, Any], lines: dict[str, int], per_file: dict[str, tuple[int, ...]],
                      txn: Txn, run_id: str) -> None:
         """The landed files of the batch (``landed``: path -> status) in bronze.ingested_files (same Txn), like the
-        batch stage's file ledger: rows_read is the file's lines (duplicates included), accepted and quarantined what
-        the chain decided. A file gone before it was read cannot be recorded: an error, as before."""
+        batch stage's file ledger: rows_read is the file's lines, rows_duplicate the repeated messageIds dropped,
+        accepted and quarantined what the chain decided; paths relative to the source's landing folder. A file gone
+        before it was read cannot be recorded: an error, as before."""
         now = utc_now()
+        folder = f"{self.collector.landing(self.config.lake.root)}/{self.source.name}"
+        hashes = stage.content_hashes([st.getPath().toString() for st in landed.values() if st is not None])
         rows = []
         for f, st in landed.items():
             if st is None:
                 raise FileNotFoundError(f"landed file {f} disappeared before the micro-batch read it")
             mtime = dt.datetime.fromtimestamp(st.getModificationTime() / 1000, dt.timezone.utc).replace(tzinfo=None)
             name = st.getPath().toString()
-            _, acc, quar = per_file.get(f, per_file.get(name, (0, 0, 0)))
+            kept, acc, quar, _ = per_file.get(f, per_file.get(name, (0, 0, 0, 0)))
             read = lines.get(f, lines.get(name, 0))
-            rows.append((self.source.name, st.getPath().toString(), int(st.getLen()), mtime, 1, "ingested",
-                         read, acc, quar, run_id, now))
+            rows.append((self.source.name, stage.relative_path(folder, name), int(st.getLen()), hashes.get(name),
+                         mtime, 1, "ingested", None, read, acc, quar, read - kept, run_id, now))
         self.lake.append_rows(INGESTED_FILES.name, rows, txn=txn)
 
 
@@ -311,23 +385,13 @@ def with_received_at(spark: SparkSession, raw: DataFrame, received: dt.datetime,
     return raw.crossJoin(F.broadcast(stamp)), F.col("_received_at")
 
 
-def kafka_raw(spark: SparkSession, batch: DataFrame) -> DataFrame:
-    """A Kafka micro-batch in the chain's raw shape: one JSON message per record value."""
+def kafka_raw(spark: SparkSession, batch: DataFrame, source: Source) -> DataFrame:
+    """A Kafka micro-batch in the chain's raw shape: one JSON message per record value, read by `SEGMENT_SCHEMA`."""
     text = batch.select(
         F.concat(F.lit("kafka:"), F.col("topic"), F.lit("/"), F.col("partition").cast("string")).alias("_file"),
         F.col("offset").cast("long").alias("_line"), F.col("value").cast("string").alias("_raw"),
         F.lit(None).cast("string").alias("_error"))
-    schema = spark.read.json(text.select("_raw").rdd.map(lambda r: r[0])).schema
-    fields = [f for f in schema.fields if f.name != "_corrupt_record"]
-    if not fields:
-        return text.withColumn("_error", F.lit("malformed_json"))
-    from pyspark.sql import types as T
-
-    parsed = F.from_json("_raw", T.StructType([*fields, T.StructField("_corrupt", T.StringType())]),
-                         {"columnNameOfCorruptRecord": "_corrupt", "mode": "PERMISSIVE"})
-    df = text.select("*", parsed.alias("_j"))
-    err = F.when(F.col("_j._corrupt").isNotNull() | F.col("_j").isNull(), F.lit("malformed_json"))
-    return df.select("_file", "_line", "_raw", err.alias("_error"), *[F.col("_j").getField(f.name).alias(f.name) for f in fields])
+    return segment_columns(readers.parse_json(spark, source, text, [], SEGMENT_SCHEMA))
 
 
 def start_query(spark: SparkSession, config: "CdpConfig", lake: "Lake", name: str, *, available_now: bool,
@@ -418,16 +482,20 @@ def _fold_key_stats(running: list[Any], names: list[str]) -> list[str]:
 def summarise(batches: list[dict[str, Any]], progress: list[Any]) -> dict[str, Any]:
     """Totals and progress metrics (input rows/s, batch duration, lag) of a run."""
     total: dict[str, Any] = {k: sum(b.get(k, 0) for b in batches)
-                             for k in ("read_lines", "accepted", "quarantined", "suppressed", "duplicates")}
+                             for k in ("read_lines", "accepted", "quarantined", "suppressed", "duplicates", "diverted",
+                                       "files_ingested")}
     written: dict[str, int] = {}
+    reasons: dict[str, int] = {}
     for b in batches:
+        for reason, n in b.get("quarantine_reasons", {}).items():
+            reasons[reason] = reasons.get(reason, 0) + n
         for table, rows in b.get("written", {}).items():
             written[table] = written.get(table, 0) + rows
     durations = [b["duration_s"] for b in batches]
     lags = [b["lag_s"] for b in batches if b.get("lag_s") is not None]
     rates = [p.get("processedRowsPerSecond") for p in (json.loads(p.json) if hasattr(p, "json") else p for p in progress)]
     rates = [r for r in rates if r]
-    return {**total, "written": written, "batches": len(batches), "reconciled": all(b["reconciled"] for b in batches),
+    return {**total, "quarantine_reasons": reasons, "written": written, "batches": len(batches), "reconciled": all(b["reconciled"] for b in batches),
             "max_batch_duration_s": max(durations, default=0.0),
             "mean_batch_duration_s": round(sum(durations) / len(durations), 3) if durations else 0.0,
             "max_lag_s": max(lags, default=None),

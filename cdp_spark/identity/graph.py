@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import reduce
+from typing import Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -41,13 +42,18 @@ def _type_map(cfg: IdentityConfig, attr: str) -> Column:
 
 
 def records_from_bronze(events: DataFrame | None, profile_records: DataFrame | None, as_of: dt.date,
-                        sources: list[str] | None = None) -> DataFrame:
+                        sources: list[str] | None = None, exclude_streams: Sequence[str] = ()) -> DataFrame:
     """One row per bronze record up to the end of ``as_of``: record_id, source, seen_at, identifiers (map), run_id,
     record_date (the day the record counts from).
 
     A record id names one bronze row (its ingest run is part of it), so a record never spans two ingest runs: the
-    incremental mode can take whole runs as batches and still build the same stars as a full run.
+    incremental mode can take whole runs as batches and still build the same stars as a full run. Rows routed to
+    ``exclude_streams`` (diverted QA or test traffic) are left out.
     """
+    from cdp_spark.ingest.routes import without_diverted
+
+    events = without_diverted(events, exclude_streams) if events is not None else None
+    profile_records = without_diverted(profile_records, exclude_streams) if profile_records is not None else None
     parts = []
     if events is not None:
         parts.append(events.where(F.col("event_date") <= F.lit(as_of)).select(

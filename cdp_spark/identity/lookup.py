@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.identity.graph import end_of_day
+from cdp_spark.ingest.routes import diverted_streams, without_diverted
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -59,9 +60,10 @@ def attach_profile_ids(records: DataFrame, id_graph: DataFrame, cfg: IdentityCon
 
 
 def profile_events(spark: "SparkSession", config: "CdpConfig", lake: "Lake", as_of: dt.date, *,
-                   since: dt.date | None = None) -> DataFrame:
+                   since: dt.date | None = None, stage: str | None = None) -> DataFrame:
     """``bronze.events`` that happened up to the end of ``as_of`` (and from ``since``), one row per event_id,
-    with ``profile_id``. Empty (with the right columns) before identity has run.
+    with ``profile_id``. Empty (with the right columns) before identity has run. Events of diverted streams (QA,
+    test traffic) are left out, unless ``stage`` is one their route rule's `include_in` lists.
 
     Example:
         >>> profile_events(spark, config, lake, date(2026, 11, 1), since=date(2026, 10, 1)).count()  # doctest: +SKIP
@@ -70,15 +72,19 @@ def profile_events(spark: "SparkSession", config: "CdpConfig", lake: "Lake", as_
                                                & (F.col("event_time") < end_of_day(as_of)))
     if since is not None:
         events = events.where(F.col("event_date") >= F.lit(since))
+    events = without_diverted(events, diverted_streams(getattr(config, "routes", None) or [], stage))
     return attach_profile_ids(events, _graph(spark, lake), config.identity, ["event_id"])
 
 
-def profile_records(spark: "SparkSession", config: "CdpConfig", lake: "Lake", as_of: dt.date) -> DataFrame:
+def profile_records(spark: "SparkSession", config: "CdpConfig", lake: "Lake", as_of: dt.date, *,
+                    stage: str | None = None) -> DataFrame:
     """``bronze.profile_records`` (CRM-like traits) with a record time up to the end of ``as_of``, with profile_id.
 
-    Delete records (a snapshot source dropped the row) are kept, so that callers can honour them.
+    Delete records (a snapshot source dropped the row) are kept, so that callers can honour them. Records of
+    diverted streams are left out as in `profile_events`.
     """
-    records = lake.read("bronze.profile_records")
+    records = without_diverted(lake.read("bronze.profile_records"),
+                               diverted_streams(getattr(config, "routes", None) or [], stage))
     seen = F.coalesce("record_time", "received_at")
     records = records.where(seen < end_of_day(as_of)).withColumn(
         "_record", F.xxhash64("source", "record_key", "run_id", "ingest_file", "ingest_line", "change_type"))

@@ -42,6 +42,7 @@ from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.identity.profiles import DEFAULT_ORG, assign_profile_ids
 from cdp_spark.identity.rules import apply_limits, in_window
 from cdp_spark.identity.tables import ID_GRAPH, ID_LINKS, IDENTIFIERS, IDENTITY_RUNS, PROFILE_ID_HISTORY
+from cdp_spark.ingest.routes import diverted_streams
 from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
 from cdp_spark.lake import Txn, utc_now
 from cdp_spark.pipeline import StageResult
@@ -313,7 +314,9 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
     events = lake.read(EVENTS.name, version=versions[EVENTS.name]) if versions[EVENTS.name] is not None else None
     profile_records = (lake.read(PROFILE_RECORDS.name, version=versions[PROFILE_RECORDS.name])
                        if versions[PROFILE_RECORDS.name] is not None else None)
-    fingerprint = rules_fingerprint(cfg, org)
+    # Diverted streams (QA, test traffic) are left out unless identity opts in; a change of them rebuilds in full.
+    excluded = diverted_streams(getattr(config, "routes", None) or [], "identity")
+    fingerprint = rules_fingerprint(cfg, org) + (f"|diverted:{','.join(excluded)}" if excluded else "")
     inputs = hashlib.sha256(f"{fingerprint}|{versions}".encode()).hexdigest()[:16]
     txn = Txn(f"identity.{inputs}", int(as_of.strftime("%Y%m%d")))
     run_id = f"identity-{as_of:%Y%m%d}-{inputs[:8]}"
@@ -322,7 +325,7 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
         return StageResult(metrics={"skipped": "already committed", "run_id": run_id})
     state = last_run(lake)
     mode, reason = choose_mode(lake, state, fingerprint, as_of, full)
-    records = G.records_from_bronze(events, profile_records, as_of, cfg.sources)
+    records = G.records_from_bronze(events, profile_records, as_of, cfg.sources, exclude_streams=excluded)
     if mode == "full":
         previous = materialise(lake.read(ID_GRAPH.name)) if lake.exists(ID_GRAPH.name) else None
         batch = materialise(records.drop("identifiers").select("run_id"))  # for the run-id list below

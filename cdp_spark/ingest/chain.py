@@ -22,7 +22,7 @@ from cdp_spark.ingest.enrichers import apply_enrichers, column, with_keys_of
 from cdp_spark.ingest.expectations import violated
 from cdp_spark.ingest.normalise import normalise, parse_timestamp
 from cdp_spark.ingest.routes import route_column
-from cdp_spark.ingest.sources import Catalogue, RouteRule, Source
+from cdp_spark.ingest.sources import BRONZE_EVENT_FIELDS, EVENT_COLUMNS, Catalogue, RouteRule, Source
 
 META = ["_raw", "_file", "_line", "_error"]
 # Optional raw columns that `prepare` carries through unchanged when present (batch ingestion has none): the
@@ -30,7 +30,6 @@ META = ["_raw", "_file", "_line", "_error"]
 CARRIED = ["_received_at"]
 SPARK_TYPES = {"string": "string", "long": "bigint", "double": "double", "boolean": "boolean",
                "timestamp": "timestamp", "date": "date"}
-EVENT_COLUMNS = ["page_url", "product_id", "category", "order_id", "price", "quantity", "currency", "revenue"]
 CONSENT_TYPE = T.ArrayType(T.StructType([
     T.StructField("purpose", T.StringType()), T.StructField("channel", T.StringType()),
     T.StructField("status", T.StringType()), T.StructField("timestamp", T.TimestampType()),
@@ -73,11 +72,14 @@ def prepare(
     *,
     paths: dict[str, str] | None = None,
     carry: Sequence[str] = (),
+    received_at: Column | None = None,
 ) -> DataFrame:
     """Enrich, map, normalise, check and route a raw DataFrame (see the module docstring for the contract).
 
     ``carry`` names further columns of ``raw`` to pass through unchanged (the stage carries the raw key columns
-    for its key statistics, so the batch is kept in memory once, not once raw and once checked).
+    for its key statistics, so the batch is kept in memory once, not once raw and once checked). ``received_at``
+    is the receipt time the event time must be plausible against (default: the ``_received_at`` column when
+    ``raw`` has one, else now).
 
     Example:
         >>> prepare(spark, raw, source, catalogue).select("email", "_reasons").show()   # doctest: +SKIP
@@ -87,9 +89,12 @@ def prepare(
         if name not in df.columns:
             df = df.withColumn(name, F.lit(None).cast("long" if name == "_line" else "string"))
     df = apply_enrichers(spark, df, source.enrichers, reporting_currency=catalogue.reporting_currency, paths=paths)
+    if received_at is None:
+        received_at = F.col("_received_at") if "_received_at" in df.columns else F.current_timestamp()
 
     structural: list[tuple[Column, str]] = []  # the reading error (_error) is added as its own reason below
     canonical: list[Column] = []
+    values: dict[str, Column] = {}
     invalid: dict[str, Column] = {}
     for field, src in source.mapping.items():
         spec = catalogue.fields[field]
@@ -102,37 +107,45 @@ def prepare(
         # Characters are counted (a scan of the value) only when the bytes could exceed the limit.
         limit = source.max_field_length
         structural.append(((F.octet_length(text) > limit) & (F.length(text) > limit), f"oversize:{field}"))
+        # NUL is refused rather than stripped: it is never part of a real value, and a silent edit would hide it.
+        structural.append((text.contains("\x00"), f"nul_byte:{field}"))
         value, bad = normalise(value_in, spec.normaliser, spec.type, source.default_country)
-        canonical.append(value.cast(SPARK_TYPES[spec.type]).alias(field))
+        values[field] = value.cast(SPARK_TYPES[spec.type])
+        canonical.append(values[field].alias(field))
         invalid[field] = bad
+    time: Column = F.lit(None).cast("timestamp")
     if source.timestamp is not None:
         ts_in = column(df, source.timestamp.field)
-        ts = parse_timestamp(ts_in, source.timestamp.formats, source.timestamp.timezone)
-        canonical.append(ts.alias("_event_time"))
-        invalid["event_time"] = ts_in.isNotNull() & ts.isNull()
-    else:
-        canonical.append(F.lit(None).cast("timestamp").alias("_event_time"))
+        time = parse_timestamp(ts_in, source.timestamp.formats, source.timestamp.timezone)
+        invalid["event_time"] = ts_in.isNotNull() & time.isNull()
+    if "event_time" in values:
+        time = F.coalesce(time, values["event_time"])
+    window = source.event_time_window
+    implausible = time.isNotNull() & (
+        (time < received_at - F.make_dt_interval(days=F.lit(window.max_past_days)))
+        | (time > received_at + F.make_dt_interval(mins=F.lit(window.max_future_minutes))))
     consent = consent_column(df, source, catalogue)
-    properties = properties_column(df, source)
+    # Catalogue event fields without a bronze.events column of their own travel in the properties JSON.
+    extra = [(f, values[f]) for f in source.mapping if catalogue.fields[f].group == "event" and f not in BRONZE_EVENT_FIELDS]
+    properties = properties_column(df, source, extra)
+    structural.append((properties.contains("\\u0000"), "nul_byte:properties"))
 
     mapped = df.select(
         *[F.col(m) for m in META], *[F.col(c) for c in CARRIED if c in df.columns], *[F.col(f"`{c}`") for c in carry],
-        *canonical, consent.alias("_consent"), properties.alias("_properties"),
+        *canonical, F.when(~implausible, time).alias("_event_time"), implausible.alias("_implausible"),
+        consent.alias("_consent"), properties.alias("_properties"),
         _reasons(structural).alias("_structural"),
-        _reasons([(flag, f"invalid:{name}") for name, flag in invalid.items()]).alias("_issues"),
+        _reasons([*[(flag, f"invalid:{name}") for name, flag in invalid.items()],
+                  (implausible, "implausible:event_time")]).alias("_issues"),
         *[flag.alias(f"_bad_{name}") for name, flag in invalid.items()],
     )
-    if "event_time" in source.mapping:
-        mapped = mapped.withColumn("_event_time", F.coalesce("_event_time", F.col("event_time")))
 
     flags = {name: F.col(f"_bad_{name}") for name in invalid}
     drops, warns, fails = [], [], []
     for e in source.expectations:
         target = {"drop": drops, "warn": warns, "fail": fails}[e.action]
         target.append((violated(e, flags), e.name or e.check))
-    if source.role in ("events", "both"):
-        # An event without a usable time cannot be partitioned or ordered: always quarantined.
-        drops.append((F.col("_event_time").isNull() & F.lit(source.role == "events"), "missing_or_bad:event_time"))
+    drops += _unplaced(mapped, source, catalogue)
     reasons = F.concat(
         F.when(F.col("_error").isNotNull(), F.array(F.col("_error"))).otherwise(F.array().cast("array<string>")),
         F.col("_structural"), _reasons(drops),
@@ -140,13 +153,32 @@ def prepare(
     checked = mapped.select(
         "*", F.array_distinct(reasons).alias("_reasons"), _reasons(warns).alias("_warnings"),
         _reasons(fails).alias("_fatal"),
-    ).drop("_structural", *[f"_bad_{n}" for n in invalid])
+    ).drop("_structural", "_implausible", *[f"_bad_{n}" for n in invalid])
     key = F.concat_ws("|", *[F.col(k).cast("string") for k in source.key]) if source.key else F.lit(None)
     checked = checked.withColumn("_record_key", F.when(F.length(key) > 0, key).cast("string"))
     # Only rules reading this source's stream apply (a record moves at most once), so conditions may use columns
     # that only this source's records have.
     mine = [r for r in routes if r.input_stream == source.stream_name]
     return checked.withColumn("stream", F.lit(source.stream_name)).withColumn("stream", route_column(mine))
+
+
+def _unplaced(mapped: DataFrame, source: Source, catalogue: Catalogue) -> list[tuple[Column, str]]:
+    """Quarantine conditions for records no output table would take: an event source's record without a usable
+    time (it cannot be partitioned or ordered), and a `both` source's record that is neither an event (name and
+    time) nor a profile record (a trait)."""
+    if source.role == "profiles":
+        return []
+    no_time = F.col("_event_time").isNull()
+    # A record that could not be read (malformed, too deep) has that one reason.
+    unplaced = F.col("_error").isNull()
+    if source.role == "both":
+        unplaced = unplaced & ~_has_traits(mapped, source, catalogue)
+    out = [(unplaced & no_time & F.col("_implausible"), "implausible:event_time"),
+           (unplaced & no_time & ~F.col("_implausible"), "missing_or_bad:event_time")]
+    if source.role == "both":
+        name = F.col("event_name") if "event_name" in mapped.columns else F.lit(None)
+        out.append((unplaced & ~no_time & name.isNull(), "missing:event_name"))
+    return out
 
 
 def consent_column(df: DataFrame, source: Source, catalogue: Catalogue) -> Column:
@@ -173,16 +205,27 @@ def consent_column(df: DataFrame, source: Source, catalogue: Catalogue) -> Colum
     return F.array(*items).cast(CONSENT_TYPE) if items else F.array().cast(CONSENT_TYPE)
 
 
-def properties_column(df: DataFrame, source: Source) -> Column:
-    """Source columns under `properties_prefix`, as a JSON object string (null values left out)."""
-    prefix = source.properties_prefix
-    names = [c for c in df.columns if prefix and c.startswith(prefix)]
-    if not names:
+def properties_column(df: DataFrame, source: Source, extra: Sequence[tuple[str, Column]] = ()) -> Column:
+    """Source columns under `properties_prefix` (or, from the collector's stream, the map column the prefix
+    names), plus ``extra`` (name, value) pairs, as a JSON object string (null fields left out)."""
+    prefix = source.properties_prefix or ""
+    names = [c for c in df.columns if prefix and c.startswith(prefix) and c[len(prefix):] not in dict(extra)]
+    as_map = prefix.endswith(".") and prefix[:-1] in df.columns and isinstance(df.schema[prefix[:-1]].dataType, T.MapType)
+    if as_map:
+        free = F.col(f"`{prefix[:-1]}`")
+        if not extra:
+            return F.to_json(free)
+        taken = F.array(*[F.lit(n) for n, _ in extra])
+        # map_concat fails on a repeated key: the mapped fields replace the sender's keys of the same name.
+        kept = F.map_filter(free, lambda k, _: ~F.array_contains(taken, k))
+        return F.to_json(F.map_concat(kept, F.create_map(*[x for n, v in extra for x in (F.lit(n), v.cast("string"))])))
+    if not names and not extra:
         return F.lit(None).cast("string")
     # A struct, not a map: to_json leaves null fields out (spark.sql.jsonGenerator.ignoreNullFields, on by default)
     # without building a map of the non-null values per row first.
-    return F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c[len(prefix):]) for c in names]),
-                     {"ignoreNullFields": "true"})
+    fields = [F.col(f"`{c}`").cast("string").alias(c[len(prefix):]) for c in names]
+    fields += [value.cast("string").alias(name) for name, value in extra]
+    return F.to_json(F.struct(*fields), {"ignoreNullFields": "true"})
 
 
 def output_flags(checked: DataFrame, source: Source, catalogue: Catalogue) -> dict[str, Column]:
@@ -241,15 +284,24 @@ def identifiers_column(df: DataFrame, catalogue: Catalogue) -> Column:
     return non_null_map([(n, F.col(n)) for n in catalogue.group("identifier") if n in df.columns])
 
 
+def event_id_column(df: DataFrame, source: Source) -> Column:
+    """The event's id: the source's own (mapped `event_id`), else the SHA-256 of source and raw record, so the same
+    record gets the same id wherever its file lies or is renamed to (and a re-delivery is a duplicate).
+
+    Example:
+        >>> df.select(event_id_column(df, source))      # doctest: +SKIP
+    """
+    own = F.col("event_id").cast("string") if "event_id" in df.columns else F.lit(None).cast("string")
+    return F.coalesce(own, F.sha2(F.concat_ws("|", F.lit(source.name), F.col("_raw")), 256))
+
+
 def to_events(accepted: DataFrame, source: Source, catalogue: Catalogue, run_id: str, received_at: Column) -> DataFrame:
     """Rows for `bronze.events`."""
     types = {c: SPARK_TYPES[catalogue.fields[c].type] if c in catalogue.fields else "string" for c in EVENT_COLUMNS}
-    event_id = F.col("event_id") if "event_id" in accepted.columns else F.lit(None)
-    fallback_id = F.sha2(F.concat_ws("|", F.lit(source.name), F.col("_file"), F.col("_line").cast("string"), F.col("_raw")), 256)
     rows = accepted.where(_is_event(accepted, source)) if source.role == "both" else accepted
     revenue_rep = F.col("revenue_reporting") if "revenue_reporting" in rows.columns else F.lit(None)
     return rows.select(
-        F.coalesce(event_id.cast("string"), fallback_id).alias("event_id"),
+        event_id_column(rows, source).alias("event_id"),
         F.lit(source.name).alias("source"), F.col("stream"),
         _typed(rows, "event_name", "string"), F.col("_event_time").alias("event_time"),
         F.to_date("_event_time").alias("event_date"), identifiers_column(rows, catalogue).alias("identifiers"),
@@ -267,7 +319,7 @@ def to_profile_records(accepted: DataFrame, source: Source, catalogue: Catalogue
     trait_map = _trait_map(accepted, catalogue)
     rows = accepted.where(_has_traits(accepted, source, catalogue)) if source.role == "both" else accepted
     return rows.select(
-        F.lit(source.name).alias("source"), F.col("_record_key").alias("record_key"),
+        F.lit(source.name).alias("source"), F.col("stream"), F.col("_record_key").alias("record_key"),
         (change_type if change_type is not None else F.lit("upsert")).alias("change_type"),
         identifiers_column(rows, catalogue).alias("identifiers"), trait_map.alias("traits"),
         F.col("_consent").alias("consent"), F.col("_event_time").alias("record_time"),

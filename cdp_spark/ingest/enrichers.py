@@ -71,7 +71,8 @@ def with_keys_of(df: DataFrame, expr: str) -> DataFrame:
 
 def column(df: DataFrame, name: str) -> Column:
     """A column by name: a flattened dotted name as-is, else a nested path; null when this batch lacks the key
-    (JSON batches only carry the keys their records used).
+    (JSON batches only carry the keys their records used). A path through a map (the collector's free-form
+    `properties` and `traits`) looks the key up, and reads deeper keys from the value's JSON text.
 
     Example:
         >>> column(df, "context.page.url")     # doctest: +SKIP
@@ -80,6 +81,21 @@ def column(df: DataFrame, name: str) -> Column:
         return F.col(f"`{name}`")
     if resolves(df, name):
         return F.col(name)
+    dtype: T.DataType = df.schema
+    expr: Column | None = None
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(dtype, T.StructType) and part in dtype.fieldNames():
+            expr = F.col(f"`{part}`") if expr is None else expr.getField(part)
+            dtype = dtype[part].dataType
+        elif isinstance(dtype, T.MapType) and expr is not None:
+            value = F.try_element_at(expr, F.lit(part))
+            rest = parts[i + 1:]
+            if not rest:
+                return value
+            return F.get_json_object(value, "$" + "".join(f"['{p}']" for p in rest))
+        else:
+            break
     return F.lit(None).cast("string")
 
 

@@ -93,13 +93,29 @@ def e164(numbers: pd.Series, regions: pd.Series) -> pd.Series:
 _e164_udf = F.pandas_udf(e164, T.StringType())  # type: ignore[call-overload]
 
 
+# Timestamps a parse may produce: years 1 to 9999 (what Python, Arrow readers and Parquet tools all represent).
+_MIN_TS, _MAX_TS = "0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"
+# Numbers read as epoch times when no format is declared: seconds from 10^8 (1973) and milliseconds from 10^11.
+_EPOCH_S, _EPOCH_MS, _EPOCH_END = 1e8, 1e11, 1e14
+
+
+def _epoch_seconds(seconds: Column) -> Column:
+    # Bounded before the conversion: under ANSI SQL an overflowing cast or multiplication fails the whole job.
+    return F.timestamp_seconds(F.when(F.abs(seconds) < 253_402_300_800, seconds))
+
+
 def parse_timestamp(col: Column, formats: list[str] | None = None, timezone: str = "UTC") -> Column:
     """Strings (or epoch numbers) -> UTC timestamps; values without an explicit offset are read in ``timezone``.
+
+    Without ``formats``: ISO-8601 text, or a number as epoch seconds (10^8 to 10^11) or milliseconds (10^11 to
+    10^14), whether it came as text, long or double. ``epoch_s``/``epoch_ms`` formats take any number. Results
+    outside years 1 to 9999 are null: one absurd value never fails the job.
 
     Example:
         >>> parse_timestamp(F.col("t"), ["yyyy-MM-dd HH:mm:ss"], "Europe/Paris")     # doctest: +SKIP
     """
     text = F.trim(col.cast("string"))
+    number = text.try_cast("double")
 
     def wall_clock(parsed: Column) -> Column:
         # Only wall-clock values are shifted; a value carrying its own offset is already an instant.
@@ -110,14 +126,17 @@ def parse_timestamp(col: Column, formats: list[str] | None = None, timezone: str
     attempts: list[Column] = []
     for fmt in formats or []:
         if fmt == "epoch_s":
-            attempts.append(F.timestamp_seconds(text.try_cast("double").cast("long")))
+            attempts.append(_epoch_seconds(number))
         elif fmt == "epoch_ms":
-            attempts.append(F.timestamp_millis(text.try_cast("long")))
+            attempts.append(_epoch_seconds(number / 1000))
         else:
             attempts.append(wall_clock(F.try_to_timestamp(text, F.lit(fmt))))
     if not formats:
-        attempts.append(wall_clock(F.try_to_timestamp(text)))
-    return F.coalesce(*attempts) if len(attempts) > 1 else attempts[0]
+        epoch = (F.when((number >= _EPOCH_S) & (number < _EPOCH_MS), number)
+                 .when((number >= _EPOCH_MS) & (number < _EPOCH_END), number / 1000))
+        attempts.append(F.when(epoch.isNotNull(), _epoch_seconds(epoch)).otherwise(wall_clock(F.try_to_timestamp(text))))
+    parsed = F.coalesce(*attempts) if len(attempts) > 1 else attempts[0]
+    return F.when(parsed.between(F.lit(_MIN_TS).cast("timestamp"), F.lit(_MAX_TS).cast("timestamp")), parsed)
 
 
 def normalise(col: Column, normaliser: str, type_: str, default_country: str = "GB") -> tuple[Column, Column]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Sequence
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdp_spark.ingest.sources import RouteRule
@@ -43,3 +43,31 @@ def route_column(rules: Sequence[RouteRule], stream: Column | None = None) -> Co
         cond = (stream == F.lit(rule.input_stream)) & F.coalesce(F.expr(rule.condition).cast("boolean"), F.lit(False))
         result = F.when(cond, F.lit(rule.output_stream)) if result is None else result.when(cond, F.lit(rule.output_stream))
     return stream if result is None else result.otherwise(stream)
+
+
+STAGES = ("identity", "profiles", "scores", "audiences")
+
+
+def diverted_streams(rules: Sequence[RouteRule], stage: str | None = None) -> list[str]:
+    """The output streams of the active diverting rules (QA, test or localhost traffic): events routed there stay
+    in bronze, but identity, profiles, scores and audiences leave them out; with ``stage``, only the streams whose
+    rule does not list that stage in `include_in`.
+
+    Example:
+        >>> diverted_streams([RouteRule(name="qa", input_stream="web", output_stream="web_qa", condition="true",
+        ...                             divert=True, include_in=["audiences"])], "identity")
+        ['web_qa']
+    """
+    return sorted({r.output_stream for r in rules if r.active and r.divert and (stage is None or stage not in r.include_in)})
+
+
+def without_diverted(df: DataFrame, streams: Sequence[str]) -> DataFrame:
+    """Bronze rows (events or profile records) minus those routed to one of ``streams``; rows without a stream
+    (API patches, tables written before streams were recorded) are kept.
+
+    Example:
+        >>> events = without_diverted(lake.read("bronze.events"), diverted_streams(config.routes, "profiles"))  # doctest: +SKIP
+    """
+    if not streams or "stream" not in df.columns:
+        return df
+    return df.where(~F.coalesce(F.col("stream").isin(*streams), F.lit(False)))

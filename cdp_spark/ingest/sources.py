@@ -17,6 +17,11 @@ from pydantic import AfterValidator, Field, model_validator
 from cdp_spark.config.base import Strict
 
 
+# Event fields with a bronze.events column of their own; any other catalogue field of group `event` that a source
+# maps lands in the event's `properties` JSON (see `config_notes`).
+EVENT_COLUMNS = ["page_url", "product_id", "category", "order_id", "price", "quantity", "currency", "revenue"]
+BRONZE_EVENT_FIELDS = frozenset([*EVENT_COLUMNS, "event_id", "event_name", "event_time", "revenue_reporting"])
+
 FieldType = Literal["string", "long", "double", "boolean", "timestamp", "date"]
 Normaliser = Literal["none", "trim", "lower", "email", "phone", "country", "currency", "timestamp"]
 
@@ -201,6 +206,13 @@ class Timestamp(Strict):
     timezone: str = "UTC"
 
 
+class EventTimeWindow(Strict):
+    """How far from its receipt an event time may lie and still be believed; outside, the time is implausible."""
+
+    max_past_days: int = Field(3650, ge=0, description="older event times are implausible (backfills: raise it)")
+    max_future_minutes: int = Field(1440, ge=0, description="event times further ahead of the receipt are implausible")
+
+
 class Source(Strict):
     """One source of data: how to read it and how it maps onto the catalogue."""
 
@@ -223,6 +235,11 @@ class Source(Strict):
                                      "current keys is refused (1 allows any; `cdp run ingest --allow-snapshot-deletes "
                                      "<source>` applies one refused delivery)")
     max_field_length: int = Field(4096, ge=1)
+    max_nesting_depth: int = Field(400, ge=1, le=10_000, description="JSON records nested deeper are quarantined "
+                                   "(too_deep) before any parsing; the record itself is level 1")
+    event_time_window: EventTimeWindow = Field(default_factory=EventTimeWindow)
+    dedup_days: int = Field(1, ge=0, description="an event whose event_id bronze.events already holds for this "
+                            "source within this many days of its event date is a duplicate")
     enrichers: list[Enricher] = Field(default_factory=list)
     mapping: dict[CatalogueName, str] = Field(default_factory=dict, description="catalogue field -> source column")
     properties_prefix: str | None = Field("properties.", description="source columns copied into properties JSON")
@@ -258,3 +275,30 @@ class RouteRule(Strict):
     output_stream: str
     condition: str
     created: dt.datetime | dt.date = dt.date(1970, 1, 1)
+    divert: bool = Field(False, description="the records this rule moves (QA, test traffic) stay in bronze but "
+                         "identity, profiles, scores and audiences leave them out")
+    include_in: list[Literal["identity", "profiles", "scores", "audiences"]] = Field(
+        default_factory=list, description="stages that still use what this diverting rule moved")
+
+
+def config_notes(config: Any) -> list[str]:
+    """What `cdp config check` points out about ingestion that is valid but easy to misread: catalogue event fields
+    without a bronze.events column (they land in `properties`) and diverting route rules.
+
+    Example:
+        >>> config_notes(config)      # doctest: +SKIP
+        ["catalogue field 'campaign' (group event) has no bronze.events column: source web puts it in properties.campaign"]
+    """
+    notes = []
+    catalogue = config.catalogue
+    for name, spec in catalogue.fields.items():
+        users = [s.name for s in config.sources if name in s.mapping]
+        if spec.group == "event" and name not in BRONZE_EVENT_FIELDS and users:
+            notes.append(f"catalogue field {name!r} (group event) has no bronze.events column: source(s) "
+                         f"{', '.join(users)} put it in properties.{name}")
+    for rule in config.routes:
+        if rule.divert and rule.active:
+            kept = ", ".join(rule.include_in) or "no stage"
+            notes.append(f"route {rule.name!r} diverts stream {rule.input_stream} to {rule.output_stream}: kept in "
+                         f"bronze, used downstream by {kept}")
+    return notes

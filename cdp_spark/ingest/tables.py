@@ -14,9 +14,10 @@ EVENTS = TableSpec(
     name="bronze.events",
     description="One row per accepted event, mapped to the catalogue and normalised; partitioned by event date.",
     columns=[
-        Column("event_id", _S, "source message id, else a hash of source, file, line and raw record"),
+        Column("event_id", _S, "source message id, else the SHA-256 of source and raw record (content, not location); "
+               "unique per source within the source's `dedup_days`"),
         Column("source", _S, "source name from conf/sources"),
-        Column("stream", _S, "stream after route rules"),
+        Column("stream", _S, "stream after route rules; a diverting rule's stream is left out downstream"),
         Column("event_name", _S, "canonical event name"),
         Column("event_time", _TS, "event time, UTC"),
         Column("event_date", T.DateType(), "UTC date of event_time (partition)"),
@@ -30,7 +31,8 @@ EVENTS = TableSpec(
         Column("currency", _S, "ISO-4217 code"),
         Column("revenue", _D, "revenue in `currency`"),
         Column("revenue_reporting", _D, "revenue in the catalogue's reporting currency"),
-        Column("properties", _S, "other event properties as a JSON object", pii="pii"),
+        Column("properties", _S, "other event properties as a JSON object, with the catalogue event fields that "
+               "have no column here", pii="pii"),
         Column("consent", CONSENT_TYPE, "per purpose: channel, status (granted/denied/unknown), timestamp"),
         Column("quality_issues", _ISSUES, "values set to null by normalisers, e.g. invalid:phone"),
         Column("received_at", _TS, "when the stage ingested the record, UTC; from the stream, the receipt time of its "
@@ -47,6 +49,8 @@ PROFILE_RECORDS = TableSpec(
     description="Trait-bearing records (CRM and similar): identifiers, traits and consent; snapshot sources write only changes.",
     columns=[
         Column("source", _S, "source name"),
+        Column("stream", _S, "stream after route rules (null for Profile API patches); a diverting rule's stream "
+               "is left out downstream"),
         Column("record_key", _S, "the source key (snapshot sources), '|'-joined", pii="pii"),
         Column("change_type", _S, "insert, update or delete (snapshot sources); upsert (incremental sources)"),
         Column("identifiers", _MAP, "normalised identifiers: id type -> value", pii="pii"),
@@ -70,7 +74,8 @@ QUARANTINE = TableSpec(
         Column("ingest_file", _S, "source file"),
         Column("ingest_line", _L, "1-based line in the file"),
         Column("raw_record", _S, "the record as delivered (text)", pii="sensitive"),
-        Column("reasons", _ISSUES, "failed checks, e.g. malformed_csv, invalid_encoding, oversize:email, email_valid"),
+        Column("reasons", _ISSUES, "failed checks, e.g. malformed_csv, too_deep, invalid_encoding, oversize:email, "
+               "nul_byte:email, implausible:event_time, email_valid (docs/operations.md lists them all)"),
         Column("run_id", _S, "ingest run id"),
         Column("quarantined_at", _TS, "UTC"),
     ],
@@ -96,18 +101,26 @@ RAW_KEYS = TableSpec(
 
 INGESTED_FILES = TableSpec(
     name="bronze.ingested_files",
-    description="The file ledger: each landed file once, with size, mtime, outcome and counts.",
+    description="The file ledger: each landed file's content once, with its outcome and counts (rows_read = "
+                "rows_accepted + rows_quarantined + rows_duplicate + records suppressed for erased people).",
     columns=[
         Column("source", _S, "source name"),
-        Column("path", _S, "file URI"),
+        Column("path", _S, "path relative to the source's folder (the collector's: to its landing folder); for "
+               "tables, the configured location"),
         Column("size", _L, "bytes"),
+        Column("content_hash", _S, "SHA-256 of the file's bytes: a file is identified by size and hash"),
         Column("modified_at", _TS, "file modification time"),
         Column("version", _L, "1, or higher when a changed re-delivery was ingested as a new version"),
-        Column("status", _S, "ingested, rejected_changed, missing, superseded or refused_deletes (a snapshot "
-                             "delivery that would delete too many keys; offered again next run)"),
+        Column("status", _S, "ingested, duplicate_file (content already ingested under another path), unchanged "
+               "(same content, new modification time), rejected_changed, superseded, failed (reading failed; "
+               "retried up to 3 runs), unreadable (a compression Spark cannot read), refused_deletes (a snapshot "
+               "delivery that would delete too many keys; offered again next run) or rewritten (an erasure "
+               "removed records from the file: its new size and hash)"),
+        Column("error", _S, "why a failed or unreadable file could not be read (error type only, no data)"),
         Column("rows_read", _L, "records read (non-blank lines or rows)"),
         Column("rows_accepted", _L, "records accepted"),
         Column("rows_quarantined", _L, "records quarantined"),
+        Column("rows_duplicate", _L, "records dropped as re-deliveries of an event already accepted"),
         Column("run_id", _S, "ingest run id"),
         Column("ingested_at", _TS, "UTC"),
     ],

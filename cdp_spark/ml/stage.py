@@ -107,7 +107,7 @@ def compute(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.da
 
     cfg = settings(config)
     clock = _Clock()
-    events = profile_events(spark, config, lake, as_of)
+    events = profile_events(spark, config, lake, as_of, stage="scores")
     events = events.select(*model_columns(cfg, events.columns))
     typed = materialise(aff.fill_from_products(events.withColumn("event_type", event_type_column(cfg.events))))
     bought = materialise(purchases(typed, cfg.value_field))

@@ -129,7 +129,8 @@ def status(
     conf: str = ConfOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """One screen: last run per stage, table freshness, streaming lag, failing destinations, the lease."""
+    """One screen: last run per stage, table freshness, ingestion per source, streaming lag, failing destinations,
+    the lease."""
     from cdp_spark.cli import _config, _exit_codes, _print_json, out
     from cdp_spark.ops.status import status as gather
     from cdp_spark.runtime import metadata_lake
@@ -153,6 +154,24 @@ def status(
                            t["last_commit"].strftime("%Y-%m-%d %H:%M") if t["last_commit"] else "",
                            "" if t["age_hours"] is None else f"{t['age_hours']:.1f}", str(t["operation"] or ""))
         out.print(tables)
+        if summary["ingestion"]:
+            ingest = Table("source", "files", "records in", "accepted", "quarantined", "duplicates", "suppressed",
+                           "diverted", "reconciled", title="ingestion (latest runs)")
+            for name, s in summary["ingestion"].items():
+                ingest.add_row(name, *[f"{s.get(k, 0):,}" for k in ("files_ingested", "read", "accepted", "quarantined",
+                                                                     "duplicates", "suppressed", "diverted")],
+                               {True: "[green]yes[/]", False: "[red]no[/]"}.get(s.get("reconciled"), ""))
+            out.print(ingest)
+            for name, s in summary["ingestion"].items():
+                if s.get("refused"):
+                    out.print(f"[red]{name}: delivery refused[/red]: {s['refused']}", soft_wrap=True, highlight=False)
+                if s.get("quarantine_reasons"):
+                    by_reason = sorted(s["quarantine_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
+                    out.print(f"{name}: quarantined by reason: " + ", ".join(f"{r} {n:,}" for r, n in by_reason),
+                              soft_wrap=True, highlight=False)
+                for f in s.get("problem_files", []):
+                    out.print(f"[red]{name}: file not read[/red]: {f['path']} ({f['status']}: {f.get('error')})",
+                              soft_wrap=True, highlight=False)
         if summary["streaming"]:
             lag = ", ".join(f"{s}: {v['max_lag_s']} s" for s, v in summary["streaming"].items())
             out.print(f"streaming lag (latest run): {lag}")

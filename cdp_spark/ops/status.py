@@ -1,6 +1,8 @@
 """`cdp status`: a one-screen summary from metadata only (Delta logs and the ledger; no Spark, no data scanned).
 
-Last run per stage, freshness of each table, streaming lag, failing destinations and the pipeline lease.
+Last run per stage, freshness of each table, ingestion per source (files, records in = accepted + quarantined +
+duplicates + suppressed, quarantined by reason, diverted records, files that could not be read), streaming lag,
+failing destinations and the pipeline lease.
 
 Example:
     >>> summary = status(metadata_lake(config), config)        # doctest: +SKIP
@@ -9,6 +11,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +48,47 @@ def last_runs(rows: list[dict[str, Any]], stages: list[str]) -> dict[str, dict[s
     return ordered
 
 
+INGEST_COUNTERS = ("read", "accepted", "quarantined", "duplicates", "suppressed", "refused_records", "diverted",
+                   "files_ingested",
+                   "files_duplicate", "files_failed", "files_unreadable", "files_rejected")
+
+
+def ingestion(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per source, from the latest finished `ingest` stage run and `collect_stream` run (newest first input): the
+    file and record counts (zeros left out), quarantined records per reason (a record with several reasons counts
+    under each), diverted records (kept in bronze, left out downstream), whether the records reconcile
+    (read = accepted + quarantined + duplicates + suppressed + refused_records: a snapshot delivery whose deletes
+    were refused) and the files that could not be read.
+
+    Example:
+        >>> ingestion([{"step": "ingest", "job": "daily", "status": "succeeded", "run_id": "r1",
+        ...             "metrics": {"sources": {"web": {"read": 3, "accepted": 1, "quarantined": 2, "diverted": 1,
+        ...                                             "quarantine_reasons": {"too_deep": 2}, "reconciled": True,
+        ...                                             "files_failed": 1, "problem_files": [{"path": "a.json.gz", "status": "failed"}]}}}}])
+        {'web': {'run_id': 'r1', 'read': 3, 'accepted': 1, 'quarantined': 2, 'diverted': 1, 'files_failed': 1, 'reconciled': True, 'quarantine_reasons': {'too_deep': 2}, 'problem_files': [{'path': 'a.json.gz', 'status': 'failed'}]}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for r in rows:
+        kind = "stream" if r["job"] == "collect_stream" and r["step"] == JOB_STEP else r["step"]
+        if kind not in ("ingest", "stream") or kind in seen or r["status"] == "running":
+            continue
+        seen.add(kind)
+        raw = r.get("metrics")
+        metrics = raw if isinstance(raw, dict) else json.loads(raw or "{}")
+        for source, m in (metrics.get("sources") or {}).items():
+            name = source if kind == "ingest" else f"{source} (stream)"
+            m = {"read": m.get("read_lines"), **m}  # the stream counts lines read as read_lines
+            counts = {k: m[k] for k in INGEST_COUNTERS if m.get(k)}
+            out[name] = {"run_id": r["run_id"], **counts, "reconciled": m.get("reconciled"),
+                         "quarantine_reasons": m.get("quarantine_reasons") or {},
+                         "problem_files": m.get("problem_files") or [], "refused": m.get("refused")}
+            for key in ("quarantine_reasons", "problem_files", "refused"):
+                if not out[name][key]:
+                    del out[name][key]
+    return out
+
+
 def table_freshness(lake: "Lake", now: datetime) -> list[dict[str, Any]]:
     """Per existing table: version, last commit time and operation, age in hours, rows."""
     out = []
@@ -78,6 +122,7 @@ def status(lake: "Lake", config: "CdpConfig", *, now: datetime | None = None) ->
         "lake": lake.root,
         "stages": last_runs(rows, list(config.pipeline.stages)),
         "tables": table_freshness(lake, now),
+        "ingestion": ingestion(rows),
         "streaming": streaming,
         "destinations": destinations,
         "failing_destinations": [d["destination"] for d in destinations if d.get("status") == "failing"],

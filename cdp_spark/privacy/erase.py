@@ -181,28 +181,6 @@ def export_folder(config: "CdpConfig") -> str:
     return template.format(lake_root=config.lake.root.rstrip("/"), demo_dir=config.demo_dir.rstrip("/"))
 
 
-def _update_file_ledger(spark: "SparkSession", lake: "Lake", rewritten: list[str]) -> int:
-    """Give the ledger rows of rewritten files their new size (same mtime), so ingest skips them."""
-    import os
-
-    from pyspark.sql import functions as F
-
-    if not rewritten or not lake.exists("bronze.ingested_files"):
-        return 0
-    sizes = {str(Path(p).resolve()): os.path.getsize(p) for p in rewritten}
-    ledger = lake.read("bronze.ingested_files")
-    rows = []
-    for r in ledger.collect():
-        local = str(Path(r.path.removeprefix("file://").removeprefix("file:")).resolve())
-        if local in sizes and r.size != sizes[local]:
-            rows.append({**r.asDict(), "size": sizes[local]})
-    if not rows:
-        return 0
-    df = spark.createDataFrame(rows, ledger.schema)
-    lake.merge("bronze.ingested_files", df.select(*ledger.columns))
-    return len(rows)
-
-
 # ---- 5. vacuum ----
 def vacuum(lake: "Lake", tables: Iterable[str], *, now: bool) -> dict[str, int]:
     out = {}
@@ -322,9 +300,11 @@ def run_request(spark: "SparkSession", config: "CdpConfig", lake: "Lake", reques
 
         text = re.compile(combined_pattern(identifiers).encode("utf-8"), re.I)
         files = clean_folders([*landing_folders(config), export_folder(config)], text, combined_pattern(identifiers))
-        ledger_rows = _update_file_ledger(spark, lake, files.rewritten)
+        from cdp_spark.ingest.stage import refresh_ledger
+
+        ledger_rows = refresh_ledger(spark, config, lake, files.rewritten)
         if ledger_rows:
-            deleted["bronze.ingested_files (sizes updated)"] = ledger_rows
+            deleted["bronze.ingested_files (rewritten files recorded)"] = ledger_rows
         R.record(lake, request_id, step="files", files_rewritten=len(files.rewritten))
 
         # After the files step, so that a file drop's remove delivery is not taken for the person's old records.
