@@ -36,39 +36,42 @@ def _terminated_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _lease_held_exit(exc: Exception) -> "typer.Exit":
-    from cdp_spark.cli import err
-
-    err.print(f"[red]not started:[/red] {exc}", highlight=False)
-    return typer.Exit(1)
-
-
 def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume: bool, log_json: bool,
                 log_level: str) -> None:
-    """The body of `cdp run`: fail fast on a held lease (before starting Spark), then run with the lease."""
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out
+    """The body of `cdp run`: fail fast on a held lease (before starting Spark), then run with the lease.
+
+    Logs go to the command's log file under the lake (the terminal shows one line per stage), or with
+    ``--log-json`` one JSON object per line on stderr for schedulers (the JVM's output still goes to the file).
+    """
+    import logging
+
+    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, _progress_display, out
+    from cdp_spark.cli_common import fail
+    from cdp_spark.ops import logs
     from cdp_spark.ops.lock import LeaseHeld, read_leases
-    from cdp_spark.ops.logs import configure_logging
     from cdp_spark.pipeline import plan, run_job
     from cdp_spark.runtime import Runtime, metadata_lake
 
-    configure_logging(json_format=log_json, level=log_level)
+    if log_json:
+        logs.configure_logging(json_format=True, level=log_level)
+    else:
+        logging.getLogger().setLevel(log_level.upper())
     with _exit_codes():
         config = _config(conf)
         day = _as_of(as_of)
         plan(config, job)  # fail fast on an unknown stage, before starting Spark
+        held = [r for r in read_leases(metadata_lake(config)) if r["name"] == "pipeline" and r["state"] == "held"]
+        if held:
+            raise LeaseHeld("pipeline", held[0])
+        logs.log_file(config.lake.root)
+        display = contextlib.nullcontext() if log_json else _progress_display()
         try:
-            held = [r for r in read_leases(metadata_lake(config)) if r["name"] == "pipeline" and r["state"] == "held"]
-            if held:
-                raise LeaseHeld("pipeline", held[0])
-            with err.status(f"running {job} for {day} ..."), _terminated_as_interrupt():
+            with display, _terminated_as_interrupt():
                 rt = Runtime.start(config)
                 report = run_job(rt.spark, rt.config, rt.lake, job, day, resume=resume)
-        except LeaseHeld as exc:
-            raise _lease_held_exit(exc) from None
         except KeyboardInterrupt:
-            err.print(f"[red]interrupted:[/red] {job} for {day}; the ledger records it, rerun with --resume")
-            raise typer.Exit(130) from None
+            raise fail(f"{job} for {day}; the ledger records the stage as failed",
+                       f"continue with `cdp run {job} --as-of {day} --resume`", code=130, title="interrupted") from None
         if as_json:
             _print_json(report.to_dict())
         else:
@@ -88,19 +91,15 @@ def maintain(
 ) -> None:
     """Compact, vacuum (with the configured retention) and checkpoint every table; safe while readers run."""
     from cdp_spark.cli import _config, _exit_codes, _print_json, err, out
-    from cdp_spark.ops.lock import LeaseHeld
     from cdp_spark.ops.maintain import maintain as run_maintain
     from cdp_spark.runtime import Runtime
 
     with _exit_codes():
         config = _config(conf)
-        try:
-            with err.status("maintaining tables ..."):
-                rt = Runtime.start(config)
-                result = run_maintain(rt.lake, rt.config, tables=table or None, retention_hours=retention_hours,
-                                      dry_run=dry_run)
-        except LeaseHeld as exc:
-            raise _lease_held_exit(exc) from None
+        with err.status("maintaining tables ..."):
+            rt = Runtime.start(config)
+            result = run_maintain(rt.lake, rt.config, tables=table or None, retention_hours=retention_hours,
+                                  dry_run=dry_run)
         if as_json:
             _print_json(result.to_dict())
         else:
@@ -112,7 +111,10 @@ def maintain(
             for name, error in result.errors.items():
                 err.print(f"[red]{name}:[/red] {error}", highlight=False)
         if not result.ok:
-            raise typer.Exit(1)
+            from cdp_spark.cli_common import fail
+
+            raise fail(f"maintenance failed for {', '.join(result.errors)}",
+                       "the errors are listed above; the other tables were maintained, rerun `cdp maintain` once fixed")
 
 
 def status(
@@ -120,12 +122,13 @@ def status(
     as_json: bool = JsonOption,
 ) -> None:
     """One screen: last run per stage, table freshness, streaming lag, failing destinations, the lease."""
-    from cdp_spark.cli import _config, _exit_codes, _print_json, out
+    from cdp_spark.cli import _config, _existing_lake, _exit_codes, _print_json, out
     from cdp_spark.ops.status import status as gather
     from cdp_spark.runtime import metadata_lake
 
     with _exit_codes():
         config = _config(conf)
+        _existing_lake(config, conf)
         summary = gather(metadata_lake(config), config)
         if as_json:
             _print_json(summary)
@@ -164,12 +167,13 @@ def report(
     as_json: bool = JsonOption,
 ) -> None:
     """Write the self-contained HTML run report (charts with their numbers) for an as-of date."""
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out
+    from cdp_spark.cli import _as_of, _config, _existing_lake, _exit_codes, _print_json, err, out
     from cdp_spark.ops.report import write_report
     from cdp_spark.runtime import Runtime
 
     with _exit_codes():
         config = _config(conf)
+        _existing_lake(config, conf)
         day = _as_of(as_of)
         with err.status(f"building the report for {day} ..."):
             rt = Runtime.start(config)
