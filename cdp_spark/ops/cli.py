@@ -40,8 +40,9 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
                 log_level: str) -> None:
     """The body of `cdp run`: fail fast on a held lease (before starting Spark), then run with the lease.
 
-    Logs go to the command's log file under the lake (the terminal shows one line per stage), or with
-    ``--log-json`` one JSON object per line on stderr for schedulers (the JVM's output still goes to the file).
+    Logs go to the command's log file under the lake (the terminal shows one line per stage). With ``--log-json``
+    (schedulers) they are one JSON object per line on stderr, and under spark-submit or Databricks lines on stderr,
+    where the cluster collects the driver's output; neither shows the progress display.
     """
     import logging
 
@@ -51,9 +52,11 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
     from cdp_spark.ops.lock import LeaseHeld, read_leases
     from cdp_spark.pipeline import plan, run_job
     from cdp_spark.runtime import Runtime, metadata_lake
+    from cdp_spark.spark import running_under_cluster
 
-    if log_json:
-        logs.configure_logging(json_format=True, level=log_level)
+    to_stderr = log_json or running_under_cluster()
+    if to_stderr:
+        logs.configure_logging(json_format=log_json, level=log_level)
     else:
         logging.getLogger().setLevel(log_level.upper())
     with _exit_codes():
@@ -63,8 +66,9 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
         held = [r for r in read_leases(metadata_lake(config)) if r["name"] == "pipeline" and r["state"] == "held"]
         if held:
             raise LeaseHeld("pipeline", held[0])
-        logs.log_file(config.lake.root)
-        display = contextlib.nullcontext() if log_json else _progress_display()
+        if not to_stderr:
+            logs.log_file(config.lake.root)
+        display = contextlib.nullcontext() if to_stderr else _progress_display()
         try:
             with display, _terminated_as_interrupt():
                 rt = Runtime.start(config)
