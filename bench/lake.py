@@ -1,8 +1,10 @@
-"""Benchmark: the lake layer (embedded backend) against plain Spark Parquet, in one process.
+"""Benchmark: the lake's two backends (embedded: Spark writes Parquet, delta-rs commits; delta-spark: Delta's JVM
+writer) against plain Spark Parquet, in one process.
 
-Writes then reads N rows of a realistic events schema partitioned by date through the lake and through plain
-`df.write.parquet`, prints rows/s and the ratios, and times a 10k-row merge into the N-row table.
+Writes then reads N rows of a realistic events schema partitioned by date through each backend and through plain
+`df.write.parquet`, prints rows/s and the ratios, and times a 10k-row merge into the N-row table per backend.
 
+    cdp jars fetch delta
     python -m bench.lake --rows 10000000
 """
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pyspark.sql import types as T
 
 from bench.common import Timer, write_result
 from cdp_spark.lake import Column, TableRegistry, TableSpec
+from cdp_spark import jars
+from cdp_spark.lake.delta_spark import DeltaSparkLake
 from cdp_spark.lake.embedded import EmbeddedLake
 from cdp_spark.spark import build_session, embedded_conf
 
@@ -64,19 +68,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--merge-rows", type=int, default=10_000)
+    parser.add_argument("--backends", default="embedded,delta-spark",
+                        help="lake backends to measure beside plain Parquet (delta-spark loads the cached jars)")
     args = parser.parse_args()
+    backends = args.backends.split(",")
     work = tempfile.mkdtemp(prefix="cdp-bench-lake-")
-    spark = build_session("bench-lake", embedded_conf(cores=2), f"{work}/ckpt")
-    lake = EmbeddedLake(spark, f"{work}/lake", TableRegistry([EVENTS]))
+    extra: dict[str, str] = {}
+    if "delta-spark" in backends:
+        extra, missing = jars.session_conf(["delta"])
+        if missing:
+            raise SystemExit("delta-spark needs Delta's jars: run `cdp jars fetch delta` first")
+    spark = build_session("bench-lake", embedded_conf(cores=2, extra=extra), f"{work}/ckpt")
+    kinds = {"embedded": EmbeddedLake, "delta-spark": DeltaSparkLake}
+    lakes = {b: kinds[b](spark, f"{work}/{b}", TableRegistry([EVENTS])) for b in backends}
     source = events(spark, args.rows).cache()
     source.count()
-    lake.create_if_missing("bench.events")
-
+    for lake in lakes.values():
+        lake.create_if_missing("bench.events")
 
     def scan(df) -> None:
         df.write.format("noop").mode("overwrite").save()
 
-    # Two rounds in alternating order; the best of each counts, so JIT warm-up favours neither side.
+    # Two rounds in alternating order; the best of each counts, so JIT warm-up favours no side.
     best: dict[str, float] = {}
 
     def measure(key: str, action) -> None:  # type: ignore[no-untyped-def]
@@ -86,38 +99,40 @@ def main() -> None:
 
     for round_no in range(2):
         plain_dir = f"{work}/plain{round_no}"
-        steps = [
-            ("parquet_write", lambda: source.write.partitionBy("event_date").parquet(plain_dir)),
-            ("lake_write", lambda: lake.overwrite("bench.events", source)),
-        ]
-        for key, action in steps if round_no == 0 else reversed(steps):
+        writes = [("parquet_write", lambda: source.write.partitionBy("event_date").parquet(plain_dir))]
+        writes += [(f"{b}_write", lambda lake=lake: lake.overwrite("bench.events", source)) for b, lake in lakes.items()]
+        for key, action in writes if round_no == 0 else reversed(writes):
             measure(key, action)
-        reads = [
-            ("parquet_read", lambda: scan(spark.read.parquet(plain_dir))),
-            ("lake_read", lambda: scan(lake.read("bench.events"))),
-        ]
+        reads = [("parquet_read", lambda: scan(spark.read.parquet(plain_dir)))]
+        reads += [(f"{b}_read", lambda lake=lake: scan(lake.read("bench.events"))) for b, lake in lakes.items()]
         for key, action in reads if round_no == 0 else reversed(reads):
             measure(key, action)
 
     changes = (
         source.where(F.col("event_id").isin([f"evt-{i}" for i in range(0, args.rows, args.rows // args.merge_rows)]))
         .withColumn("price", F.col("price") + 1)
-    )
-    with Timer() as merge:
-        result = lake.merge("bench.events", changes)
-
+    ).cache()
+    changes.count()
     rows = args.rows
+    results = {}
+    for b, lake in lakes.items():
+        with Timer() as merge:
+            result = lake.merge("bench.events", changes)
+        results[b] = {
+            "write_rows_per_s": round(rows / best[f"{b}_write"]),
+            "write_ratio": round(best["parquet_write"] / best[f"{b}_write"], 3),
+            "read_rows_per_s": round(rows / best[f"{b}_read"]),
+            "read_ratio": round(best["parquet_read"] / best[f"{b}_read"], 3),
+            "merge_rows": (result.metrics or {}).get("num_source_rows"),
+            "merge_seconds": round(merge.seconds, 2),
+            "merge_metrics": result.metrics,
+        }
+        print(b, results[b], flush=True)
     payload = {
         "rows": rows,
         "parquet_write_rows_per_s": round(rows / best["parquet_write"]),
-        "lake_write_rows_per_s": round(rows / best["lake_write"]),
-        "write_ratio": round(best["parquet_write"] / best["lake_write"], 3),
         "parquet_read_rows_per_s": round(rows / best["parquet_read"]),
-        "lake_read_rows_per_s": round(rows / best["lake_read"]),
-        "read_ratio": round(best["parquet_read"] / best["lake_read"], 3),
-        "merge_rows": result.metrics.get("num_source_rows") if result.metrics else None,
-        "merge_seconds": round(merge.seconds, 2),
-        "merge_metrics": result.metrics,
+        "backends": results,
         "targets": {"write_ratio": ">= 0.7", "read_ratio": ">= 0.9"},
         "best_seconds_of_2": {k: round(v, 2) for k, v in best.items()},
     }

@@ -26,7 +26,7 @@ from cdp_spark.config import CdpConfig, ConfigError, ConfigNotFoundError, load_c
 from cdp_spark.jars import JarsError
 from cdp_spark.lake import LakeError
 from cdp_spark.ops import logs
-from cdp_spark.api.cli import api_app, sandbox_app
+from cdp_spark.api.cli import api_app, sandbox_app, serve as api_serve
 from cdp_spark.privacy.cli import erase_app
 from cdp_spark.audiences import cli as audience_cli
 from cdp_spark.ops import cli as ops_cli
@@ -141,13 +141,17 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="skip the stages the last run for this as-of finished"),
     log_json: bool = typer.Option(False, "--log-json", envvar="CDP_LOG_JSON", help="one JSON object per log line"),
     log_level: str = typer.Option("INFO", "--log-level", envvar="CDP_LOG_LEVEL", help="DEBUG, INFO, WARNING, ERROR"),
+    allow_snapshot_deletes: Optional[list[str]] = typer.Option(
+        None, "--allow-snapshot-deletes", metavar="SOURCE",
+        help="apply this snapshot source's delivery even if it deletes more than its max_delete_share of the "
+             "keys (repeatable; recorded in the ledger)"),
     conf: str = ConfOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Run one stage or the daily pipeline for an as-of date, holding the lake's pipeline lease."""
     from cdp_spark.ops.cli import run_command
 
-    run_command(job, as_of, conf, as_json, resume, log_json, log_level)
+    run_command(job, as_of, conf, as_json, resume, log_json, log_level, allow_snapshot_deletes or [])
 
 
 @app.command()
@@ -513,7 +517,8 @@ def _generate(rt):  # type: ignore[no-untyped-def]
     from cdp_spark.demo import generate as make
 
     d = rt.config.demo
-    return make(rt.spark, rt.config.demo_dir, people=d.people, days=d.days, seed=d.seed, end_date=d.end_date)
+    return make(rt.spark, rt.config.demo_dir, people=d.people, days=d.days, seed=d.seed, end_date=d.end_date,
+                truth_dir=rt.config.demo_truth_dir)
 
 
 def _show_summary(summary: dict[str, Any], as_json: bool) -> None:
@@ -594,6 +599,59 @@ def collect_stream(
 
 # The issue's and Segment users' name for the stream job; the same command as `cdp collect stream`.
 app.command("stream", help="Alias of `cdp collect stream`.")(collect_stream)
+# The console's own name for the same server: the web console under /console, with the Profile API beside it.
+app.command("console", help="Alias of `cdp api serve`: the web console at /console and the Profile API.")(
+    api_serve)
+
+
+def run_cli() -> None:
+    """The ``cdp`` console script: `main`, then `exit_process` with its exit code (1 for an unexpected error, 130
+    for an interrupt, after printing it)."""
+    import traceback
+
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # noqa: BLE001 - printed as the interpreter would, then a clean exit
+        traceback.print_exc()
+        code = 1
+    exit_process(code)
+
+
+def exit_process(code: int) -> None:
+    """End the process with ``code`` once everything is flushed, without the interpreter's finalization.
+
+    Native threads can outlive a command: Arrow's I/O pool reading Delta tables through delta-rs' Python
+    filesystem handler (``to_pyarrow_dataset``) calls back into Python. A thread that needs the GIL while the
+    interpreter finalizes is ended with ``pthread_exit``, whose unwinding through Arrow's C++ frames aborts the
+    process (SIGABRT: "terminate called without an active exception" or "Fatal Python error:
+    PyGILState_Release"), long after the command's work was done and committed. So the Spark session is stopped,
+    atexit handlers run and stdout/stderr are flushed while the interpreter is intact, then ``os._exit`` ends the
+    process with the command's own exit code.
+
+    Example:
+        >>> exit_process(0)      # doctest: +SKIP
+    """
+    import atexit
+    import os
+
+    if "pyspark" in sys.modules:
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            try:
+                active.stop()
+            except Exception:  # noqa: BLE001 - a JVM that is already gone has nothing left to stop
+                pass
+    atexit._run_exitfuncs()  # logging.shutdown, MLflow, tempfile clean-ups: what a normal exit would run
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be written anyway
+            pass
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -654,4 +712,4 @@ def _verbose_first(args: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run_cli()

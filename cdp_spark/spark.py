@@ -39,12 +39,14 @@ class Capabilities:
     graphframes_jvm: bool
     spark_version: str
     master: str
+    kafka_jvm: bool = False
 
     def describe(self) -> dict[str, object]:
         return {
             "spark_version": self.spark_version,
             "master": self.master,
             "delta_jvm": self.delta_jvm,
+            "kafka_jvm": self.kafka_jvm,
             "graphframes_jvm": self.graphframes_jvm,
         }
 
@@ -319,15 +321,18 @@ def _jvm_class_loadable(spark: "SparkSession", name: str) -> bool:
 
 
 def capabilities(spark: "SparkSession") -> Capabilities:
-    """Detect whether Delta's and GraphFrames' JVM classes are loadable in this session.
+    """Detect whether Delta's, Kafka's and GraphFrames' JVM classes are loadable in this session.
 
     Example:
         >>> capabilities(spark).describe()   # doctest: +SKIP
-        {'spark_version': '4.2.0', 'master': 'local[2]', 'delta_jvm': False, 'graphframes_jvm': False}
+        {'spark_version': '4.2.0', 'master': 'local[2]', 'delta_jvm': False, 'kafka_jvm': False, 'graphframes_jvm': False}
     """
+    from cdp_spark.jars import BUNDLES
+
     return Capabilities(
-        delta_jvm=_jvm_class_loadable(spark, "io.delta.tables.DeltaTable"),
-        graphframes_jvm=_jvm_class_loadable(spark, "org.graphframes.GraphFrame"),
+        delta_jvm=_jvm_class_loadable(spark, BUNDLES["delta"].probe),  # type: ignore[arg-type]
+        kafka_jvm=_jvm_class_loadable(spark, BUNDLES["kafka"].probe),  # type: ignore[arg-type]
+        graphframes_jvm=_jvm_class_loadable(spark, BUNDLES["graphframes"].probe),  # type: ignore[arg-type]
         spark_version=spark.version,
         master=spark.sparkContext.master,
     )

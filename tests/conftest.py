@@ -16,15 +16,16 @@ from tests.spark_settings import TEST_SQL_CONF, cli_keeps_test_settings
 
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-# The JVM bundles the production-path tests need; `cdp jars fetch delta kafka kafka-broker` caches them (.ci/run does).
-TEST_BUNDLES = ("delta", "kafka")
+# The JVM bundles the production-path tests need; .ci/run caches them with `cdp jars fetch` (FETCH_FOR_TESTS).
+TEST_BUNDLES = ("delta", "kafka", "sqlite-jdbc")
+FETCH_FOR_TESTS = "cdp jars fetch delta kafka sqlite-jdbc kafka-broker"
 
 
 def unavailable(reason: str) -> None:
     """Skip a test whose jar or server is missing here, with the reason; in CI (CI=true) fail instead, so the
     production path can never silently stop being tested."""
     if IN_CI:
-        pytest.fail(f"{reason} (CI=true: run `cdp jars fetch delta kafka kafka-broker` before the tests)")
+        pytest.fail(f"{reason} (CI=true: run `{FETCH_FOR_TESTS}` before the tests)")
     pytest.skip(reason)
 
 
@@ -35,7 +36,7 @@ def spark(tmp_path_factory):
     jar_settings, missing = jars.session_conf(TEST_BUNDLES)
     if missing and IN_CI:
         pytest.exit(f"CI=true but jar bundles {missing} are not cached at {jars.cache_dir()}: run "
-                    "`cdp jars fetch delta kafka kafka-broker`", returncode=3)
+                    f"`{FETCH_FOR_TESTS}`", returncode=3)
     conf = embedded_conf(
         cores=1,
         shuffle_partitions=1,

@@ -104,7 +104,8 @@ def test_refresh_from_a_view_in_the_contract_shape(spark, tmp_path):
     view = spark.createDataFrame([
         {"profile_id": "p_a", "identifiers": {"email": ["a@x.com", "a2@x.com"], "customer_id": ["C1"]},
          "traits": {"first_name": "Ann", "birth_date": dt.date(1990, 1, 2)}, "attributes": {"orders_lifetime": 2},
-         "consent": {"analytics": "granted"}, "first_seen": t, "last_seen": t, "sources": ["crm"], "updated_at": t},
+         "consent": {"analytics": "granted"}, "consent_at": {"analytics": t}, "consent_source": {"analytics": "crm"},
+         "first_seen": t, "last_seen": t, "sources": ["crm"], "updated_at": t},
         {"profile_id": "p_b", "identifiers": {"cookie_id": ["k1"]}, "traits": {}, "attributes": {}, "consent": {},
          "first_seen": t, "last_seen": t, "sources": ["web"], "updated_at": t}], view_schema(config, with_scores=False))
     result = refresh_serving_store(spark, config, lake, view=view)
@@ -113,4 +114,5 @@ def test_refresh_from_a_view_in_the_contract_shape(spark, tmp_path):
     a = store.by_identifier("email", "a2@x.com")
     assert a["profile_id"] == "p_a" and a["traits"]["birth_date"] == "1990-01-02" and a["traits"]["last_name"] is None
     assert a["attributes"]["orders_lifetime"] == 2 and a["audiences"] == []
+    assert a["consent_source"] == {"analytics": "crm"} and a["consent_at"]["analytics"].startswith("2026-11-01")
     assert store.by_identifier("cookie_id", "k1")["profile_id"] == "p_b"

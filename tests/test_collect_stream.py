@@ -11,25 +11,24 @@ from pyspark.sql import functions as F
 
 from cdp_spark.collect.app import create_app
 from cdp_spark.lake.deltaio import append_rows
-from cdp_spark.collect.stream import StreamError, kafka_available, run_stream, run_with_ledger
+from cdp_spark.collect.stream import StreamError, run_stream, run_with_ledger
 from cdp_spark.config import CdpConfig
 from cdp_spark.ingest.sources import CatalogueScope
 from cdp_spark.lake import Txn, default_registry
-from cdp_spark.lake.embedded import EmbeddedLake
 from tests.ingest_fixtures import CATALOGUE, REPO
 
 KEY = "test-web-write-key"
 
 
 @pytest.fixture
-def env(spark, tmp_path):
+def env(make_lake, spark, tmp_path):
     web = yaml.safe_load((REPO / "conf" / "sources" / "web.yaml").read_text())
     routes = yaml.safe_load((REPO / "conf" / "routes.yaml").read_text())
     raw = {"lake": {"root": str(tmp_path / "lake")}, "catalogue": CATALOGUE, "sources": [web], "routes": routes,
            "collector": {"sources": {"web": {"keys": [{"key": KEY}]}}, "spool": {"rotate_seconds": 3600}}}
     with CatalogueScope(CATALOGUE):
         config = CdpConfig.model_validate(raw)
-    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+    lake = make_lake(config.lake.root, default_registry())
     return config, lake
 
 
@@ -218,14 +217,3 @@ def test_timed_folds_run_beside_the_micro_batches_and_count_every_batch_once(spa
     seen = {r.key: r.times_seen for r in lake.read("bronze.raw_keys").where(F.col("source") == "web").collect()}
     assert {k: seen[k] for k in ("messageId", "userId", "event", "type")} == dict.fromkeys(
         ("messageId", "userId", "event", "type"), 8)
-
-
-def test_kafka_source_is_configurable_and_needs_the_connector(spark, env):
-    config, lake = env
-    config = config.model_copy(update={"collector": config.collector.model_copy(update={
-        "stream": config.collector.stream.model_copy(update={"source_format": "kafka",
-                                                               "kafka_options": {"subscribe": "segment"}})})})
-    if kafka_available(spark):
-        pytest.skip("spark-sql-kafka is on the classpath; the Kafka end-to-end test needs a broker")
-    with pytest.raises(StreamError, match="spark-sql-kafka"):
-        run_stream(spark, config, lake, available_now=True)

@@ -43,8 +43,16 @@ def write(path: Path, text: str) -> Path:
 def test_repository_config_is_valid():
     config = load_config(REPO / "conf" / "cdp.yaml")
     assert config.lake.backend == "auto"
-    assert config.pipeline.stages[0] == "ingest"
+    assert config.pipeline.stages[:2] == ["erasure", "ingest"]
     assert config.lake.checkpoint_dir.endswith("/_system/checkpoints")
+
+
+def test_the_demo_answer_key_may_not_live_under_the_lake_root(tmp_path):
+    main = write(tmp_path / "cdp.yaml", f"lake:\n  root: {tmp_path}/lake\ndemo:\n  truth_dir: {tmp_path}/lake/truth\n")
+    with pytest.raises(ConfigError, match=r"demo.truth_dir: .* is under lake.root"):
+        load_config(main)
+    assert load_config(write(tmp_path / "ok.yaml", f"lake:\n  root: {tmp_path}/lake\n")).demo_truth_dir == (
+        f"{tmp_path}/lake-demo-truth")
 
 
 def test_bad_value_names_file_key_value_and_expectation(tmp_path):

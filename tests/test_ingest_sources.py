@@ -69,14 +69,17 @@ def test_jdbc_source_needs_url_table_and_snapshot(tmp_path):
 
 
 def test_jdbc_read_with_user_supplied_driver(spark, tmp_path):
-    """Runs only when a SQLite JDBC driver jar is on Spark's classpath (supplied by the user, see docs/architecture.md (Ingestion))."""
+    """A JDBC source read through Spark's JDBC reader and a driver jar supplied by the user (here SQLite's, from the
+    jar cache: `cdp jars fetch sqlite-jdbc`; see docs/architecture.md (Ingestion))."""
     import sqlite3
+
+    from tests.conftest import unavailable
 
     jvm = spark.sparkContext._jvm
     try:
-        jvm.java.lang.Class.forName("org.sqlite.JDBC")
+        jvm.java.lang.Class.forName("org.sqlite.JDBC", False, jvm.Thread.currentThread().getContextClassLoader())
     except Exception:
-        pytest.skip("no SQLite JDBC driver jar on the classpath (add it with spark.jars)")
+        unavailable("no SQLite JDBC driver jar on the classpath: run `cdp jars fetch sqlite-jdbc`")
     from cdp_spark.ingest.readers import read_table
     from cdp_spark.ingest.sources import Source
 

@@ -229,7 +229,7 @@ def test_status_summarises_runs_freshness_lag_and_failing_destinations(env):
     summary = status(env["lake"], env["config"])
     assert summary["stages"]["ingest"]["status"] == summary["stages"]["identity"]["status"] == "succeeded"
     assert summary["stages"]["daily"]["kind"] == "job"
-    assert list(summary["stages"])[:2] == ["ingest", "identity"]
+    assert list(summary["stages"])[:3] == ["erasure", "ingest", "identity"]
     fresh = {t["table"]: t for t in summary["tables"]}
     assert fresh["bronze.events"]["rows"] == len(_delta(env["root"], "bronze.events"))
     assert 0 <= fresh["gold.id_graph"]["age_hours"] < 1

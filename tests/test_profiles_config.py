@@ -37,8 +37,8 @@ def _error(conf: Path) -> str:
 def test_shipped_config_gives_typed_view_schema():
     config = load_config(REPO / "conf" / "cdp.yaml")
     schema = view_schema(config)
-    assert [f.name for f in schema] == ["profile_id", "identifiers", "traits", "attributes", "consent", "first_seen",
-                                        "last_seen", "sources", "updated_at", "scores"]
+    assert [f.name for f in schema] == ["profile_id", "identifiers", "traits", "attributes", "consent", "consent_at",
+                                        "consent_source", "first_seen", "last_seen", "sources", "updated_at", "scores"]
     traits = {f.name: f.dataType.simpleString() for f in schema["traits"].dataType}
     assert traits["birth_date"] == "date" and traits["signup_date"] == "date" and traits["country"] == "string"
     attrs = {f.name: f.dataType.simpleString() for f in schema["attributes"].dataType}

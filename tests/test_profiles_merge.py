@@ -127,13 +127,83 @@ def test_consent_latest_timestamp_wins_across_events_and_records(spark, ignore_u
                                                                     ignore_unknown=ignore_unknown))
     ev = ev.withColumnsRenamed({f"_consent_{p}": f"ev_consent_{p}" for p in purposes})
     rec = rec.withColumnsRenamed({f"_consent_{p}": f"rec_consent_{p}" for p in purposes})
-    consent, at = M.consent_maps(purposes, ["ev", "rec"])
+    consent, at, _ = M.consent_maps(purposes, ["ev", "rec"])
     out = {r.profile_id: (r.c, r.a) for r in ev.join(rec, "profile_id").select("profile_id", consent.alias("c"),
                                                                                   at.alias("a")).collect()}
     assert out["p1"][0] == {"email_marketing": "denied", "analytics": "denied"}
     assert out["p1"][1]["email_marketing"] == ts(6)
     # ignored, the `unknown` at ts(3) leaves the event's grant and the record's denial tied at ts(1): denied wins
     assert out["p2"][0] == {"analytics": expected}
+
+
+def _sources(**purposes_by_source):
+    """Source configs as ConsentBasis.of reads them: name and the purposes each maps."""
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(name=n, consent=SimpleNamespace(purposes=dict.fromkeys(ps))) for n, ps in
+            purposes_by_source.items()]
+
+
+def _decide(spark, events, records, purposes, basis):
+    ev = events.groupBy("profile_id").agg(*M.consent_aggregates(events, purposes, F.col("event_time"),
+                                                                  ignore_unknown=True, basis=basis))
+    history = M.consent_history(records)
+    rec = history.groupBy("profile_id").agg(*M.consent_aggregates(history, purposes, F.col("record_time"),
+                                                                   ignore_unknown=True, basis=basis))
+    ev = ev.withColumnsRenamed({f"_consent_{p}": f"ev_consent_{p}" for p in purposes})
+    rec = rec.withColumnsRenamed({f"_consent_{p}": f"rec_consent_{p}" for p in purposes})
+    consent, at, source = M.consent_maps(purposes, ["ev", "rec"])
+    rows = ev.join(rec, "profile_id", "full").select("profile_id", consent.alias("c"), at.alias("a"),
+                                                      source.alias("s")).collect()
+    return {r.profile_id: (r.c, r.a, r.s) for r in rows}
+
+
+EVENTS = f"profile_id string, source string, event_time timestamp, consent {CONSENT}"
+RECORDS = (f"profile_id string, source string, record_key string, change_type string, record_time timestamp, "
+           f"consent {CONSENT}")
+
+
+def test_an_implicit_default_never_overrides_an_explicit_decision(spark):
+    """web and orders map no consent column (their `granted` is `consent.unmapped`); the CRM maps email_marketing.
+    Later web events must not re-grant what the CRM denied; only a later CRM decision changes it; a purpose nobody
+    decided gets the default, with no decision time."""
+    purposes = ["email_marketing", "analytics"]
+    basis = M.ConsentBasis.of(_sources(crm=["email_marketing"], web=[], orders=[]), purposes)
+    default = [("email_marketing", "email", "granted", None), ("analytics", "web", "granted", None)]
+    events = spark.createDataFrame([
+        ("p1", "web", ts(5), default), ("p1", "orders", ts(9), default),
+        ("p2", "web", ts(5), default),
+        ("p3", "web", ts(2), default),
+        ("p4", "legacy", ts(7), [("email_marketing", "email", "granted", None)]),   # an unconfigured source
+    ], EVENTS)
+    records = spark.createDataFrame([
+        ("p1", "crm", "k1", "insert", ts(1), [("email_marketing", "email", "denied", None)]),
+        ("p2", "crm", "k2", "insert", ts(1), [("email_marketing", "email", "denied", None)]),
+        ("p2", "crm", "k2", "update", ts(3), [("email_marketing", "email", "granted", None)]),  # a later decision
+        ("p3", "crm", "k3", "insert", ts(1), [("email_marketing", "email", "denied", None)]),
+        ("p3", "crm", "k3", "update", ts(4), [("email_marketing", "email", "unknown", None)]),  # no decision
+        ("p4", "crm", "k4", "insert", ts(1), [("email_marketing", "email", "denied", None)]),
+    ], RECORDS)
+    out = _decide(spark, events, records, purposes, basis)
+    assert out["p1"] == ({"email_marketing": "denied", "analytics": "granted"}, {"email_marketing": ts(1)},
+                         {"email_marketing": "crm", "analytics": "orders"})
+    assert out["p2"][0]["email_marketing"] == "granted" and out["p2"][1] == {"email_marketing": ts(3)}
+    assert out["p3"][0]["email_marketing"] == "denied" and out["p3"][2]["email_marketing"] == "crm"
+    # an unconfigured source's grant without its own timestamp is not taken for a decision
+    assert out["p4"][0]["email_marketing"] == "denied"
+
+
+def test_a_deleted_snapshot_row_keeps_its_consent_decision(spark):
+    """A CRM opt-out whose row a later snapshot omitted (a delete record) still decides over later defaults."""
+    purposes = ["email_marketing"]
+    basis = M.ConsentBasis.of(_sources(crm=["email_marketing"], web=[]), purposes)
+    events = spark.createDataFrame([("p1", "web", ts(5), [("email_marketing", "email", "granted", None)])], EVENTS)
+    records = spark.createDataFrame([
+        ("p1", "crm", "k1", "insert", ts(1), [("email_marketing", "email", "denied", None)]),
+        ("p1", "crm", "k1", "delete", ts(2), []),
+    ], RECORDS)
+    assert _decide(spark, events, records, purposes, basis)["p1"][0] == {"email_marketing": "denied"}
+    assert M.live_records(records.withColumn("received_at", F.col("record_time"))).count() == 0
 
 
 def test_identifiers_grouped_sorted_and_capped(spark):

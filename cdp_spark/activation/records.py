@@ -38,6 +38,7 @@ class Member:
     identifiers: dict[str, list[str]]
     traits: dict[str, Any]
     consent: dict[str, str]
+    entered_at: Optional[Any] = None   # when the profile entered the audience (exports show it)
 
 
 @dataclass(frozen=True)
@@ -132,10 +133,20 @@ def _dma(d: Destination, m: Member, country: Optional[str]) -> tuple[Optional[di
     return fields, not (eea and user_data != "granted")
 
 
+def consented(m: Member, purposes: Iterable[str]) -> bool:
+    """Whether every purpose is ``granted`` for the member (absent or ``unknown`` is not consent).
+
+    Example:
+        >>> consented(Member("a", "p1", None, {}, {}, {"ads": "granted", "email": "denied"}), ["ads"])
+        True
+    """
+    consent = m.consent or {}
+    return all(consent.get(p) == "granted" for p in purposes)
+
+
 def prepare(m: Member, d: Destination) -> Prepared:
     """The record for one member in the destination's format, or why it is skipped."""
-    consent = m.consent or {}
-    if any(consent.get(p) != "granted" for p in d.consent):
+    if not consented(m, d.consent):
         return Prepared(m.audience, m.profile_id, skipped="consent")
     raw = raw_identifiers(m)
     values = _chosen(d, raw)
@@ -173,6 +184,21 @@ def prepare(m: Member, d: Destination) -> Prepared:
             payload[f"{k}_sha256" if hashed and k not in ("country", "zip") else k] = (
                 N.sha256_hex(v) if hashed and k not in ("country", "zip") else v)
     return Prepared(m.audience, m.profile_id, payload)
+
+
+def erasure_payload(d: Destination, payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload of an erasure's remove: for CSV/NDJSON records, whose rows carry the profile id, only the
+    profile id and variant (the identifiers the destination got are not repeated); platform formats match on
+    their hashed identifiers, so those stay.
+
+    Example:
+        >>> d = Destination.model_validate({"name": "crm", "audiences": ["a"], "transport": {"type": "file"}})
+        >>> erasure_payload(d, {"profile_id": "p1", "variant": "all", "email": "ann@x.com"})
+        {'profile_id': 'p1', 'variant': 'all', 'email': None}
+    """
+    if d.format in ("csv", "ndjson"):
+        return {k: (v if k in ("profile_id", "variant") else None) for k, v in payload.items()}
+    return dict(payload)
 
 
 def columns(d: Destination) -> list[str]:

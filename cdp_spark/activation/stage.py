@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp_spark.activation.config import Destination
-from cdp_spark.activation.records import (Member, StateRow, apply_sent, columns, delivery_id, plan_items, prepare)
+from cdp_spark.activation.config import AudienceLink, Destination
+from cdp_spark.activation.records import (Item, Member, StateRow, apply_sent, columns, delivery_id, erasure_payload,
+                                          plan_items, prepare)
 from cdp_spark.activation.tables import ACTIVATION_RECORDS, ACTIVATION_STATE, DELIVERIES
 from cdp_spark.activation.transports import DeliveryError, Stats, WebhookSender, file_drop
 from cdp_spark.lake import Txn, utc_now
@@ -86,7 +87,14 @@ def deliver(d: Destination, members: Iterable[Member], state: dict[tuple[str, st
     if not items:
         report.status = "empty"
         return report
-    did = snapshot_id or delivery_id(d.name, items)
+    return _send(d, items, snapshot_id or delivery_id(d.name, items), report, state, as_of=as_of,
+                 export_root=export_root, sender=sender, delta_sink=delta_sink, run_id=run_id)
+
+
+def _send(d: Destination, items: list[Item], did: str, report: DeliveryReport,
+          state: dict[tuple[str, str], StateRow], *, as_of: dt.date, export_root: str,
+          sender: Optional[WebhookSender], delta_sink: Any, run_id: str) -> DeliveryReport:
+    """Send planned items through the destination's transport; ``state`` follows every acknowledged batch."""
     report.delivery_id = did
     stats = Stats()
 
@@ -116,11 +124,13 @@ def deliver(d: Destination, members: Iterable[Member], state: dict[tuple[str, st
 
 
 # ---- Spark / lake wiring ----
-def members_for(spark: SparkSession, config: "CdpConfig", lake: "Lake", membership: DataFrame) -> Iterator[Member]:
+def members_for(spark: SparkSession, config: "CdpConfig", lake: "Lake", membership: DataFrame, *,
+                sort: bool = False) -> Iterator[Member]:
     """Activation records for membership rows (``audience, profile_id, variant``), joined to the profile view.
 
-    Used by the stage (members of a destination's audiences) and by notebooks that design an audience and send it
-    to a test destination. Rows stream to the driver one partition at a time.
+    Used by the stage (members of a destination's audiences), by `cdp audience export` (``sort``: by audience and
+    profile id) and by notebooks that design an audience and send it to a test destination. Rows stream to the
+    driver one partition at a time.
 
     Example:
         >>> rows = spark.createDataFrame([("vip", "p1", "all")], "audience string, profile_id string, variant string")
@@ -132,18 +142,26 @@ def members_for(spark: SparkSession, config: "CdpConfig", lake: "Lake", membersh
     view = profiles_frame(spark, config, lake)
     traits = F.to_json("traits") if "traits" in view.columns else F.lit(None).cast("string")
     view = view.select("profile_id", "identifiers", traits.alias("traits"), "consent")
-    for r in membership.select("audience", "profile_id", "variant").join(view, "profile_id", "left").toLocalIterator():
+    entered = F.col("entered_at") if "entered_at" in membership.columns else F.lit(None).cast("timestamp")
+    rows = membership.select("audience", "profile_id", "variant", entered.alias("entered_at"))
+    joined = rows.join(view, "profile_id", "left")
+    for r in (joined.orderBy("audience", "profile_id") if sort else joined).toLocalIterator():
         yield Member(r.audience, r.profile_id, r.variant, dict(r.identifiers or {}),
-                     json.loads(r.traits) if r.traits else {}, dict(r.consent or {}))
+                     json.loads(r.traits) if r.traits else {}, dict(r.consent or {}), r.entered_at)
 
 
-def _members(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destination) -> list[Member]:
-    """The current members of the destination's linked audiences and variants, holdout variants left out."""
+def linked_members(config: "CdpConfig", lake: "Lake", links: Iterable[AudienceLink]) -> Optional[DataFrame]:
+    """The current ``gold.audience_members`` rows of the linked audiences (and variants, when a link names some),
+    holdout variants never included; None before the first audiences run. Shared by activation and exports.
+
+    Example:
+        >>> linked_members(config, lake, [AudienceLink(name="cart_abandoners")]).count()   # doctest: +SKIP
+    """
     if not lake.exists("gold.audience_members"):
-        return []
+        return None
     holdouts = {(a.name, v.name) for a in config.audiences for v in a.variants if v.holdout}
     cond = F.lit(False)
-    for name, variants in ((x.name, x.variants) for x in d.audiences):
+    for name, variants in ((x.name, x.variants) for x in links):
         c = F.col("audience") == F.lit(name)
         if variants:
             c = c & F.col("variant").isin(*variants)
@@ -151,7 +169,75 @@ def _members(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destinat
     members = lake.read("gold.audience_members").where(cond)
     for a, v in holdouts:
         members = members.where(~((F.col("audience") == a) & (F.col("variant") == v)))
-    return list(members_for(spark, config, lake, members))
+    return members
+
+
+def _members(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destination) -> list[Member]:
+    """The current members of the destination's linked audiences and variants, holdout variants left out."""
+    members = linked_members(config, lake, d.audiences)
+    return [] if members is None else list(members_for(spark, config, lake, members))
+
+
+def held_records(lake: "Lake", profile_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """What every destination holds for these profiles (``gold.activation_state`` rows as plain dicts: audience,
+    profile_id, payload, record_hash), per destination: the removes an erasure owes them.
+
+    Example:
+        >>> held_records(lake, ["p_1f3a"])        # doctest: +SKIP
+        {'crm_file_drop': [{'audience': 'cart_abandoners', 'profile_id': 'p_1f3a', 'payload': {...}, ...}]}
+    """
+    ids = sorted(set(profile_ids))
+    if not ids or not lake.exists(ACTIVATION_STATE.name):
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in lake.read(ACTIVATION_STATE.name).where(F.col("profile_id").isin(ids)).collect():
+        out.setdefault(r.destination, []).append({"audience": r.audience, "profile_id": r.profile_id,
+                                                  "payload": json.loads(r.payload), "record_hash": r.record_hash})
+    return out
+
+
+def send_removes(spark: SparkSession, config: "CdpConfig", lake: "Lake", destination: str,
+                 held: list[dict[str, Any]], *, as_of: dt.date, run_id: str) -> DeliveryReport:
+    """Tell one destination to remove records it holds (an erased person's), through its own transport, and log
+    the delivery in ``ops.deliveries``. Payloads are cut down by `records.erasure_payload` to what the destination
+    needs to find the record. ``status`` is ``failed`` when the destination did not acknowledge every remove.
+
+    Example:
+        >>> send_removes(spark, config, lake, "crm_file_drop", held["crm_file_drop"], as_of=today, run_id="erasure-er_1").status   # doctest: +SKIP
+        'succeeded'
+    """
+    started = utc_now()
+    d = next((x for x in config.destinations if x.name == destination), None)
+    if d is None:
+        return DeliveryReport(destination, status="failed", error="the destination is no longer configured")
+    if d.transport.type == "webhook" and config.org.sandbox:
+        return DeliveryReport(d.name, status="skipped", notes=["sandbox org: webhook destinations are not called"])
+    items = [Item("remove", h["audience"], h["profile_id"], erasure_payload(d, h["payload"]), h["record_hash"])
+             for h in sorted(held, key=lambda h: (h["audience"], h["profile_id"]))]
+    report = DeliveryReport(d.name, profiles_considered=len({i.profile_id for i in items}), removes=len(items))
+    state: dict[tuple[str, str], StateRow] = {}
+    sender = WebhookSender(d.transport, d.name) if d.transport.type == "webhook" else None
+    try:
+        report = _send(d, items, delivery_id(d.name, items), report, state, as_of=as_of,
+                       export_root=export_root(config), sender=sender, delta_sink=_delta_sink(spark, lake, d),
+                       run_id=run_id)
+    finally:
+        if sender is not None:
+            sender.close()
+    if report.status != "failed" and report.records_sent < len(items):
+        report.status, report.error = "failed", "not every remove was acknowledged"
+    _log_delivery(spark, lake, d, report, as_of, run_id, started)
+    return report
+
+
+def _delta_sink(spark: SparkSession, lake: "Lake", d: Destination) -> Any:
+    def sink(items: list, did: str) -> None:
+        now = utc_now()
+        rows = [(d.name, did, i.audience, i.profile_id, i.action, json.dumps(i.payload, sort_keys=True), now) for i in items]
+        lake.append(ACTIVATION_RECORDS.name, spark.createDataFrame(rows, ACTIVATION_RECORDS.schema),
+                    txn=Txn(f"activation.{did}", 1))
+
+    return sink
 
 
 def _state(lake: "Lake", name: str) -> dict[tuple[str, str], StateRow]:
@@ -189,16 +275,9 @@ def activate(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destinat
     state = _state(lake, d.name)
     before = dict(state)
     sender = WebhookSender(d.transport, d.name) if d.transport.type == "webhook" else None
-
-    def delta_sink(items: list, did: str) -> None:
-        now = utc_now()
-        rows = [(d.name, did, i.audience, i.profile_id, i.action, json.dumps(i.payload, sort_keys=True), now) for i in items]
-        lake.append(ACTIVATION_RECORDS.name, spark.createDataFrame(rows, ACTIVATION_RECORDS.schema),
-                    txn=Txn(f"activation.{did}", 1))
-
     try:
         report = deliver(d, members, state, as_of=as_of, export_root=export_root(config), sender=sender,
-                         delta_sink=delta_sink, run_id=run_id)
+                         delta_sink=_delta_sink(spark, lake, d), run_id=run_id)
     finally:
         if sender is not None:
             sender.close()

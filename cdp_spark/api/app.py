@@ -46,9 +46,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.lake import Lake
 
 log = logging.getLogger("cdp_spark.api")
-TOP_FIELDS = ("profile_id", "identifiers", "traits", "attributes", "consent", "scores", "audiences", "first_seen",
-              "last_seen", "sources", "updated_at")
-SECTIONS = ("identifiers", "traits", "attributes", "consent", "scores")
+TOP_FIELDS = ("profile_id", "identifiers", "traits", "attributes", "consent", "consent_at", "consent_source", "scores",
+              "audiences", "first_seen", "last_seen", "sources", "updated_at")
+SECTIONS = ("identifiers", "traits", "attributes", "consent", "consent_at", "consent_source", "scores")
 _PROFILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}(\.[A-Za-z_][A-Za-z0-9_]{0,127})?$")
 MAX_BODY = 64 * 1024

@@ -44,6 +44,8 @@ def create_sandbox(conf: str | os.PathLike[str], to: str | os.PathLike[str], *, 
     demo = raw.get("demo") or {}
     if demo.get("out_dir"):
         demo["out_dir"] = str(Path(root) / "demo")
+    if demo.get("truth_dir"):  # beside the sandbox's own lake root, like the default
+        demo["truth_dir"] = root.rstrip("/") + "-demo-truth"
     header = "# Sandbox copy of " + str(src) + " (cdp sandbox create): own lake root, org.sandbox true.\n"
     main.write_text(header + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     loaded = load_config(main)

@@ -3,8 +3,10 @@
 - ``cdp audience list``: the defined audiences with their references and variants (no Spark).
 - ``cdp audience preview <name>``: evaluates the audience now (nothing is written) and prints its size, variant
   counts and a masked sample of members.
-- ``cdp audience export <name> --csv [--out FILE]``: the current members (``gold.audience_members``) with
-  profile id, variant, entered_at and the profile's email (the download mParticle offers).
+- ``cdp audience export <name> --csv [--out FILE] [--consent P] [--include-pii]``: the current members
+  (``gold.audience_members``) with profile id, variant, entered_at and the profile's email (the download mParticle
+  offers), under activation's rules (holdouts never, consent required), emails masked unless ``--include-pii``,
+  every export audited in ``ops.audience_exports``.
 - ``cdp activate <destination>``: runs activation for one destination (recorded in the ledger).
 
 Example:
@@ -82,24 +84,79 @@ def preview_audience(spark, config, lake, name: str, as_of, sample: int = 5) -> 
             "unavailable": info["unavailable"]}
 
 
-def export_members(spark, config, lake, name: str, out) -> int:  # type: ignore[no-untyped-def]
-    """Write the audience's current members as CSV to ``out`` (a text stream); returns the row count."""
+def export_members(spark, config, lake, name: str, out, *, consent: Optional[list[str]] = None,  # type: ignore[no-untyped-def]
+                   include_pii: bool = False, target: str = "stdout") -> dict:
+    """Write the audience's current members as CSV to ``out`` (a text stream) under activation's rules, and
+    record the export in ``ops.audience_exports``; returns that audit record.
+
+    Holdout variants are never exported and a member is exported only when every purpose of ``consent`` (default:
+    every consent purpose of the catalogue) is granted, both decided by the activation stage's own functions.
+    Emails are masked unless ``include_pii``.
+
+    Example:
+        >>> export_members(spark, config, lake, "cart_abandoners", sys.stdout, consent=["email_marketing"])["rows"]  # doctest: +SKIP
+        42
+    """
+    import datetime as dt
+    import getpass
+    import hashlib
+    import socket
+    import uuid
+
     from pyspark.sql import functions as F
 
-    from cdp_spark.audiences.stage import profiles_frame
+    from cdp_spark.activation.config import AudienceLink
+    from cdp_spark.activation.records import consented
+    from cdp_spark.activation.stage import linked_members, members_for
+    from cdp_spark.audiences.tables import AUDIENCE_EXPORTS
 
     _find(config, name)
-    w = csv.writer(out, lineterminator="\n")
+    purposes = export_purposes(config, consent)
+    digest = hashlib.sha256()
+
+    class _Hashed:  # what is written is also hashed, for the audit record
+        def write(self, text: str) -> int:
+            digest.update(text.encode("utf-8"))
+            return out.write(text)
+
+    w = csv.writer(_Hashed(), lineterminator="\n")
     w.writerow(["profile_id", "variant", "entered_at", "email"])
-    if not lake.exists("gold.audience_members"):
-        return 0
-    members = lake.read("gold.audience_members").where(F.col("audience") == name)
-    view = profiles_frame(spark, config, lake).select("profile_id", F.col("identifiers")["email"][0].alias("email"))
-    n = 0
-    for r in members.join(view, "profile_id", "left").orderBy("profile_id").toLocalIterator():
-        w.writerow([r.profile_id, r.variant, r.entered_at.isoformat() if r.entered_at else "", r.email or ""])
-        n += 1
-    return n
+    members = linked_members(config, lake, [AudienceLink(name=name)])
+    counts = {"members": 0, "holdouts_excluded": 0, "skipped_consent": 0, "rows": 0}
+    if members is not None:
+        counts["holdouts_excluded"] = (lake.read("gold.audience_members").where(F.col("audience") == name).count()
+                                       - members.count())
+        for m in members_for(spark, config, lake, members, sort=True):
+            counts["members"] += 1
+            if not consented(m, purposes):
+                counts["skipped_consent"] += 1
+                continue
+            email = ((m.identifiers or {}).get("email") or [None])[0]
+            w.writerow([m.profile_id, m.variant, m.entered_at.isoformat() if m.entered_at else "",
+                        (email or "") if include_pii else mask_value(email)])
+            counts["rows"] += 1
+    record = {"export_id": "ax_" + uuid.uuid4().hex[:24], "exported_at": dt.datetime.now(dt.timezone.utc),
+              "audience": name, "exported_by": getpass.getuser(), "host": socket.gethostname(), "target": target,
+              "consent": purposes, "include_pii": include_pii, **counts, "sha256": digest.hexdigest()}
+    lake.append_rows(AUDIENCE_EXPORTS.name, [tuple(record[c] for c in AUDIENCE_EXPORTS.schema.fieldNames())])
+    return record
+
+
+def export_purposes(config, consent: Optional[list[str]]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The purposes an export requires: those given, else every consent purpose of the catalogue.
+
+    Example:
+        >>> export_purposes(config, ["email_marketing"])    # doctest: +SKIP
+        ['email_marketing']
+    """
+    known = list(config.catalogue.group("consent"))
+    if not consent:
+        return known
+    unknown = sorted(set(consent) - set(known))
+    if unknown:
+        raise typer.BadParameter(f"unknown consent purpose(s) {', '.join(unknown)} (known: {', '.join(known) or 'none'})",
+                                 param_hint="--consent")
+    return sorted(set(consent))
 
 
 @audience_app.command("list")
@@ -152,8 +209,14 @@ def preview(name: str = typer.Argument(..., help="audience name"),
 def export(name: str = typer.Argument(..., help="audience name"),
            as_csv: bool = typer.Option(False, "--csv", help="CSV (the only format)"),
            out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="file (default stdout)"),
+           consent: Optional[list[str]] = typer.Option(
+               None, "--consent", metavar="PURPOSE",
+               help="purpose every exported member must have granted (repeatable; default: every catalogue purpose)"),
+           include_pii: bool = typer.Option(False, "--include-pii",
+                                            help="clear emails instead of masked ones (recorded in the audit)"),
            conf: str = ConfOption) -> None:
-    """Download an audience's current members as CSV (profile_id, variant, entered_at, email)."""
+    """Download an audience's consented members as CSV (profile_id, variant, entered_at, email); holdouts are
+    left out, emails masked unless --include-pii; every export is recorded in ops.audience_exports."""
     from cdp_spark.cli import _config, _exit_codes, err
     from cdp_spark.runtime import Runtime
 
@@ -162,13 +225,19 @@ def export(name: str = typer.Argument(..., help="audience name"),
     with _exit_codes():
         config = _config(conf)
         _find(config, name)
+        export_purposes(config, consent)  # a bad purpose fails before Spark starts
         rt = Runtime.start(config)
         if out_file is None:
-            n = export_members(rt.spark, rt.config, rt.lake, name, sys.stdout)
+            r = export_members(rt.spark, rt.config, rt.lake, name, sys.stdout, consent=consent, include_pii=include_pii)
         else:
             with out_file.open("w", newline="") as fh:
-                n = export_members(rt.spark, rt.config, rt.lake, name, fh)
-        err.print(f"{n:,} members of {name} exported" + (f" to {out_file}" if out_file else ""))
+                r = export_members(rt.spark, rt.config, rt.lake, name, fh, consent=consent, include_pii=include_pii,
+                                   target=str(out_file.resolve()))
+        err.print(f"{r['rows']:,} members of {name} exported" + (f" to {out_file}" if out_file else "")
+                  + f" ({r['skipped_consent']:,} without consent to {', '.join(r['consent']) or 'nothing'} and "
+                    f"{r['holdouts_excluded']:,} in holdouts left out; audit {r['export_id']})")
+        if include_pii:
+            err.print("[yellow]clear emails exported (--include-pii); recorded in ops.audience_exports[/yellow]")
 
 
 def activate(destination: str = typer.Argument(..., help="destination name (conf/destinations)"),
@@ -211,4 +280,5 @@ def activate(destination: str = typer.Argument(..., help="destination name (conf
                       f"skipped {report['skipped_consent']:,} for consent and {report['skipped_no_identifier']:,} "
                       f"without identifier; {report['batches']} batches, {report['retries']} retries")
         if failed:
-            raise typer.Exit(1)
+            raise fail(f"{destination}: delivery failed", "`cdp runs --job activate` shows the error; the next "
+                       f"`cdp activate {destination}` sends what this one could not", title="failed")

@@ -45,4 +45,25 @@ AUDIENCE_SIZES = TableSpec(
     keys=("audience", "as_of"),
 )
 
-TABLES = [AUDIENCE_MEMBERS, AUDIENCE_CHANGES, AUDIENCE_SIZES]
+AUDIENCE_EXPORTS = TableSpec(
+    name="ops.audience_exports",
+    description="Audit of every `cdp audience export`: who exported which audience where, under which consent "
+                "gate, whether clear PII was included, and what was written (no member data).",
+    columns=[
+        Column("export_id", _S, "export id (ax_...)"),
+        Column("exported_at", _TS, "UTC"),
+        Column("audience", _S, "audience name"),
+        Column("exported_by", _S, "operating-system user who ran the export", pii="pii"),
+        Column("host", _S, "machine it ran on"),
+        Column("target", _S, "output file (absolute path) or 'stdout'"),
+        Column("consent", T.ArrayType(_S), "purposes every exported member had granted"),
+        Column("include_pii", T.BooleanType(), "clear identifiers (--include-pii) instead of masked ones"),
+        Column("members", _L, "current members outside holdout variants"),
+        Column("holdouts_excluded", _L, "members of holdout variants, never exported"),
+        Column("skipped_consent", _L, "members left out for lack of consent"),
+        Column("rows", _L, "rows written"),
+        Column("sha256", _S, "SHA-256 of the bytes written"),
+    ],
+)
+
+TABLES = [AUDIENCE_MEMBERS, AUDIENCE_CHANGES, AUDIENCE_SIZES, AUDIENCE_EXPORTS]

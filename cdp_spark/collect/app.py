@@ -32,7 +32,7 @@ import threading
 import time
 import zlib
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -42,6 +42,9 @@ from cdp_spark.collect.config import CollectorConfig, KeyInfo
 from cdp_spark.collect.messages import TYPES, Unusable, iso, problem, split_batch, stamp, too_deep
 from cdp_spark.collect.spool import Spool, recover
 from cdp_spark.http_errors import error, install_error_handlers, strict_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cdp_spark.collect.kafka import KafkaSink
 
 log = logging.getLogger("cdp_spark.collect")
 STAMP_BYTES = 256  # messageId, receivedAt, timestamp, originalTimestamp, sentAt added by `stamp`
@@ -124,7 +127,7 @@ class RateLimiter:
 class Collector:
     """The request pipeline, independent of the web framework's routing."""
 
-    def __init__(self, config: CollectorConfig, spool: Spool):
+    def __init__(self, config: CollectorConfig, spool: "Spool | KafkaSink"):
         self.config = config
         self.spool = spool
         self.keys = config.key_index()
@@ -247,7 +250,7 @@ class Collector:
         try:
             await run_in_threadpool(self.spool.append, info.source, good + bad)
         except OSError:
-            log.exception("landing spool write failed; request refused with 503 so the client retries")
+            log.exception("landing write failed; request refused with 503 so the client retries")
             raise Refused(503, "spool_unavailable", "the landing zone is unavailable; retry later") from None
         self.stats["accepted"] += len(good)
         self.stats["dead_lettered"] += len(bad)
@@ -337,20 +340,27 @@ def _reject(message: Any, reason: str, received: dt.datetime) -> bytes:
 
 
 def create_app(config: CollectorConfig, landing: str, *, spool: Spool | None = None) -> FastAPI:
-    """The collector app writing to `landing` (or to a given spool, e.g. in tests)."""
+    """The collector app writing to `landing` (or to a given spool, e.g. in tests), or to Kafka when
+    ``config.sink`` is kafka."""
     own = spool is None
-    spool = spool or Spool(landing, rotate_bytes=config.spool.rotate_bytes, rotate_seconds=config.spool.rotate_seconds,
-                           fsync=config.spool.fsync, background=True)
-    collector = Collector(config, spool)
+    if spool is None and config.sink == "kafka":
+        from cdp_spark.collect.kafka import KafkaSink
+
+        sink: Any = KafkaSink(config.kafka)  # type: ignore[arg-type]
+    else:
+        sink = spool or Spool(landing, rotate_bytes=config.spool.rotate_bytes,
+                              rotate_seconds=config.spool.rotate_seconds, fsync=config.spool.fsync, background=True)
+    collector = Collector(config, sink)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        recovered = recover(landing)
-        if recovered:
-            log.info("made %d in-progress landing file(s) of dead collectors visible", len(recovered))
+        if isinstance(sink, Spool):
+            recovered = recover(landing)
+            if recovered:
+                log.info("made %d in-progress landing file(s) of dead collectors visible", len(recovered))
         yield
         if own:
-            spool.close()
+            sink.close()
 
     app = FastAPI(title="cdp-spark collector", version="1", lifespan=lifespan,
                   description="Segment HTTP Tracking API compatible collector")

@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field, PositiveInt, SecretStr, model_validator
 
@@ -60,11 +61,30 @@ class SpoolConfig(Strict):
     fsync: bool = Field(True, description="fsync before acknowledging (turn off only for throwaway tests)")
 
 
-class StreamConfig(Strict):
-    """The Structured Streaming job reading the landing zone into bronze."""
+class KafkaConfig(Strict):
+    """Kafka as the collector's durable landing: a message is acknowledged once the brokers have it (acks=all,
+    idempotent producer), and the stream reads the topics instead of the landing folder."""
 
-    source_format: str = Field("files", pattern="^(files|kafka)$", description="files (the landing zone) or kafka")
-    kafka_options: dict[str, str] = Field(default_factory=dict, description="spark-sql-kafka options (subscribe, ...)")
+    bootstrap_servers: str = Field(min_length=1, description="host:port[,host:port] of the brokers")
+    topic: str = Field("cdp.{source}", description="the topic of a source; {source} is the source name")
+    producer: dict[str, str] = Field(
+        default_factory=dict, description="more librdkafka producer settings (security.protocol, sasl.*, ...); use "
+                                          "${ENV_VAR} for secrets")
+    delivery_timeout_seconds: float = Field(30.0, gt=0, description="a request whose messages the brokers have not "
+                                                                    "acknowledged by then gets 503 (clients retry)")
+
+    def topic_of(self, source: str) -> str:
+        return self.topic.format(source=source)
+
+
+class StreamConfig(Strict):
+    """The Structured Streaming job reading the landing zone (or Kafka) into bronze."""
+
+    source_format: Literal["auto", "files", "kafka"] = Field(
+        "auto", description="files (the landing zone) or kafka; auto follows collector.sink")
+    kafka_options: dict[str, str] = Field(
+        default_factory=dict, description="spark-sql-kafka options; kafka.bootstrap.servers and subscribe default "
+                                          "from collector.kafka")
     checkpoint: str | None = Field(None, description="defaults to <lake.checkpoint_dir>/collect_<source>")
     trigger_seconds: float = Field(2.0, gt=0)
     max_files_per_trigger: PositiveInt = 100
@@ -83,8 +103,34 @@ class CollectorConfig(Strict):
     sources: dict[str, CollectorSource] = Field(default_factory=dict, description="source name -> keys")
     limits: Limits = Field(default_factory=Limits)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
+    sink: Literal["spool", "kafka"] = Field("spool", description="where acknowledged messages land: the spool "
+                                                                 "folder, or Kafka topics (collector.kafka)")
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    kafka: KafkaConfig | None = Field(None, description="required when sink or stream.source_format is kafka")
     stream: StreamConfig = Field(default_factory=StreamConfig)
+
+    @model_validator(mode="after")
+    def _kafka_configured(self) -> "CollectorConfig":
+        needs = self.sink == "kafka" or (self.stream_format == "kafka"
+                                         and "kafka.bootstrap.servers" not in self.stream.kafka_options)
+        if self.kafka is None and needs:
+            key = ("sink",) if self.sink == "kafka" else ("stream", "source_format")
+            raise KeyedValueError("needs a collector.kafka section (bootstrap_servers, topic)", key=key,
+                                  value="kafka")
+        return self
+
+    @property
+    def stream_format(self) -> str:
+        """What the stream reads: files or kafka (``stream.source_format``, or the sink when that is auto)."""
+        fmt = self.stream.source_format
+        return ("kafka" if self.sink == "kafka" else "files") if fmt == "auto" else fmt
+
+    def kafka_options(self, source: str) -> dict[str, str]:
+        """spark-sql-kafka options of one source's stream: brokers and topic from ``kafka``, then the overrides."""
+        base = {"startingOffsets": "earliest", "failOnDataLoss": "true"}
+        if self.kafka is not None:
+            base |= {"kafka.bootstrap.servers": self.kafka.bootstrap_servers, "subscribe": self.kafka.topic_of(source)}
+        return base | self.stream.kafka_options
 
     @model_validator(mode="after")
     def _unique_keys(self) -> "CollectorConfig":

@@ -78,9 +78,9 @@ def checkpoint_path(config: "CdpConfig", name: str) -> str:
 
 
 def kafka_available(spark: SparkSession) -> bool:
-    from cdp_spark.spark import _jvm_class_loadable
+    from cdp_spark.spark import capabilities
 
-    return _jvm_class_loadable(spark, "org.apache.spark.sql.kafka010.KafkaSourceProvider")
+    return capabilities(spark).kafka_jvm
 
 
 def brief(exc: BaseException) -> str:
@@ -154,7 +154,7 @@ class BatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
-        if self.collector.stream.source_format == "kafka":
+        if self.collector.stream_format == "kafka":
             raw = kafka_raw(self.spark, batch)
             files: list[str] = []
         else:
@@ -340,12 +340,14 @@ def start_query(spark: SparkSession, config: "CdpConfig", lake: "Lake", name: st
     checkpoint = checkpoint or checkpoint_path(config, name)
     for spec in (EVENTS.name, INGESTED_FILES.name):
         lake.create_if_missing(spec)
-    if c.stream.source_format == "kafka":
+    if c.stream_format == "kafka":
         if not kafka_available(spark):
-            raise StreamError("collector.stream.source_format is kafka but the spark-sql-kafka connector is not on the "
-                              "classpath (spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:<spark version>)")
-        reader = spark.readStream.format("kafka").options(**c.stream.kafka_options)
-        if "maxOffsetsPerTrigger" not in c.stream.kafka_options:
+            raise StreamError("the collector's stream reads Kafka but the spark-sql-kafka connector is not on the "
+                              "classpath: `cdp jars fetch kafka` and engine.jars: auto (or spark-submit --packages "
+                              "org.apache.spark:spark-sql-kafka-0-10_2.13:<spark version>)")
+        options = c.kafka_options(name)
+        reader = spark.readStream.format("kafka").options(**options)
+        if "maxOffsetsPerTrigger" not in options:
             reader = reader.option("maxOffsetsPerTrigger", str(c.stream.max_files_per_trigger * 10_000))
         stream = reader.load()
     else:

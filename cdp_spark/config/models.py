@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, PositiveInt, ValidationInfo, field_validator, model_validator
@@ -78,8 +79,9 @@ class PipelineConfig(Strict):
     """The daily pipeline: stage order and ledger behaviour."""
 
     stages: Annotated[list[Annotated[str, AfterValidator(_registered_stage)]], AfterValidator(_each_once)] = Field(
-        default_factory=lambda: ["ingest", "identity", "profiles", "scores", "audiences", "activation"]
-    )
+        default_factory=lambda: ["erasure", "ingest", "identity", "profiles", "scores", "audiences", "activation"],
+        description="the daily order; `erasure` (open erasure requests) runs first, so that tombstones suppress "
+                    "re-delivered records and no later stage rebuilds an erased person")
     stale_after_minutes: PositiveInt = Field(
         180, description="a 'running' ledger entry older than this, with no live process, is shown as stale"
     )
@@ -102,6 +104,9 @@ class DemoConfig(Strict):
     seed: int = 42
     end_date: dt.date = dt.date(2026, 11, 1)
     out_dir: str | None = Field(None, description="defaults to <lake.root>/demo")
+    truth_dir: str | None = Field(None, description="the generator's answer key (who is who); defaults to "
+                                                     "<lake.root>-demo-truth, beside the lake root and never under it "
+                                                     "(erasure's verification scans everything under the lake root)")
 
 
 # Sections of cdp.yaml itself; every other CdpConfig field is a domain loadable from `files:`.
@@ -155,6 +160,21 @@ class CdpConfig(Strict):
         with CatalogueScope(data.get("catalogue") if isinstance(data, dict) else None):
             return handler(data)
 
+    @model_validator(mode="after")
+    def _truth_outside_lake(self) -> "CdpConfig":
+        truth = self.demo.truth_dir
+        if truth and "://" not in truth and "://" not in self.lake.root:
+            root, key = os.path.abspath(self.lake.root), os.path.abspath(truth)
+            if key == root or key.startswith(root.rstrip(os.sep) + os.sep):
+                raise ValueError(f"demo.truth_dir: {truth!r} is under lake.root {self.lake.root!r}; the answer key "
+                                 "must live outside the lake (erasure's verification scans the whole lake root)")
+        return self
+
     @property
     def demo_dir(self) -> str:
         return self.demo.out_dir or self.lake.root.rstrip("/") + "/demo"
+
+    @property
+    def demo_truth_dir(self) -> str:
+        """Where `cdp demo`/`cdp generate` write the answer key: ``demo.truth_dir``, else beside the lake root."""
+        return self.demo.truth_dir or self.lake.root.rstrip("/") + "-demo-truth"

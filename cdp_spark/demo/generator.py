@@ -11,6 +11,9 @@ Layout under ``out_dir``::
     truth/people/       per-person behaviour parameters (purchase rate, dropout, preferences)
     truth/expected_quarantine.json                   deliberately broken records per source
 
+``truth/`` may live elsewhere (``truth_dir``): `cdp demo` writes it beside the lake root, since it is not CDP data
+and erasure's verification, which scans the lake root, would always find the erased person in it.
+
 Example:
     >>> summary = generate(spark, "/tmp/demo", people=200, days=10, seed=42, end_date=date(2026, 11, 1))  # doctest: +SKIP
     >>> summary.counts["web_events"] > 0                                                                  # doctest: +SKIP
@@ -68,8 +71,10 @@ def _stats(df: DataFrame) -> tuple[int, int]:
     return int(row["n"]), int(row["bad"] or 0)
 
 
-def generate(spark: SparkSession, out_dir: str, *, people: int, days: int, seed: int, end_date: dt.date) -> DemoSummary:
-    """Generate the demo retailer's source files and hidden truth under ``out_dir`` (replacing earlier output).
+def generate(spark: SparkSession, out_dir: str, *, people: int, days: int, seed: int, end_date: dt.date,
+             truth_dir: str | None = None) -> DemoSummary:
+    """Generate the demo retailer's source files under ``out_dir`` and the hidden truth under ``truth_dir``
+    (default ``<out_dir>/truth``; `cdp demo` keeps it outside the lake root), replacing earlier output.
 
     Same arguments, same bytes: every value is a hash of (seed, keys) and files are sorted and named stably.
 
@@ -80,7 +85,8 @@ def generate(spark: SparkSession, out_dir: str, *, people: int, days: int, seed:
         raise ValueError(f"the demo needs people >= 2 and days >= 1, got people={people}, days={days}")
     spec = WorldSpec(people=people, days=days, seed=seed, end_date=end_date)
     out = writer.absolute(out_dir).rstrip("/")
-    landing, truth, reference, staging = (f"{out}/landing", f"{out}/truth", f"{out}/reference", f"{out}/_staging")
+    truth = writer.absolute(truth_dir).rstrip("/") if truth_dir else f"{out}/truth"
+    landing, reference, staging = f"{out}/landing", f"{out}/reference", f"{out}/_staging"
     for folder in (landing, truth, reference, staging):
         writer.remove(spark, folder)  # a re-generation replaces the old files; stale days would linger otherwise
 

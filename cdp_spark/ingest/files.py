@@ -16,6 +16,9 @@ from typing import Any, Iterable, Mapping
 from cdp_spark.ingest.readers import LandedFile
 
 
+REFUSED = "refused_deletes"  # a snapshot delivery the delete guard refused (see ingest.stage.SnapshotDeletesRefused)
+
+
 @dataclass(frozen=True)
 class FileAction:
     file: LandedFile
@@ -46,6 +49,8 @@ def plan_files(landed: Iterable[LandedFile], known: Mapping[str, Mapping[str, An
         last = known.get(f.path)
         if last is None:
             plan.ingest.append(FileAction(f, 1))
+        elif last.get("status") == REFUSED:  # nothing of it was applied: offered again (e.g. with the override)
+            plan.ingest.append(FileAction(f, int(last["version"]) + 1))
         elif last["size"] == f.size and _stamp(last["modified_at"]) == _stamp(f.modified_at):
             plan.skipped.append(f)
         elif on_changed == "new_version":

@@ -218,6 +218,10 @@ class Source(Strict):
     timestamp: Timestamp | None = None
     default_country: str = "GB"
     on_changed_file: Literal["reject", "new_version"] = "reject"
+    max_delete_share: float = Field(
+        0.2, ge=0, le=1, description="snapshot sources: a delivery that would delete more than this share of the "
+                                     "current keys is refused (1 allows any; `cdp run ingest --allow-snapshot-deletes "
+                                     "<source>` applies one refused delivery)")
     max_field_length: int = Field(4096, ge=1)
     enrichers: list[Enricher] = Field(default_factory=list)
     mapping: dict[CatalogueName, str] = Field(default_factory=dict, description="catalogue field -> source column")

@@ -17,7 +17,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.ingest import chain, keystats
-from cdp_spark.ingest.files import FileAction, plan_files
+from cdp_spark.ingest.files import REFUSED, FileAction, plan_files
 from cdp_spark.ingest.readers import LandedFile, discover, existing, read_files, read_table
 from cdp_spark.ingest.sources import Source
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES, PROFILE_RECORDS, QUARANTINE, SNAPSHOT_STATE
@@ -41,6 +41,27 @@ class ExpectationFailed(RuntimeError):
     """An expectation with action `fail` was violated; nothing of that source was written."""
 
 
+class SnapshotDeletesRefused(RuntimeError):
+    """A snapshot delivery would delete more than the source's ``max_delete_share`` of its current keys (an empty
+    or truncated export, typically); nothing of it was applied. The message names no record."""
+
+
+def allow_snapshot_deletes(config: "CdpConfig", names: list[str]) -> "CdpConfig":
+    """A config copy in which the named snapshot sources accept any share of deletes (one run's explicit override).
+
+    Example:
+        >>> allow_snapshot_deletes(config, ["crm"]).sources[1].max_delete_share      # doctest: +SKIP
+        1.0
+    """
+    snapshots = {s.name for s in config.sources if s.load_mode == "snapshot"}
+    unknown = sorted(set(names) - snapshots)
+    if unknown:
+        raise ValueError(f"--allow-snapshot-deletes: {', '.join(unknown)} is not a snapshot source "
+                         f"(snapshot sources: {', '.join(sorted(snapshots)) or 'none'})")
+    sources = [s.model_copy(update={"max_delete_share": 1.0}) if s.name in names else s for s in config.sources]
+    return config.model_copy(update={"sources": sources})
+
+
 def template_paths(config: "CdpConfig") -> dict[str, str]:
     """Placeholders usable in source paths: {demo_dir} and {lake_root}."""
     return {"demo_dir": config.demo_dir.rstrip("/"), "lake_root": config.lake.root.rstrip("/")}
@@ -56,6 +77,9 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) 
         for table, rows in stats["written"].items():
             result.rows_out[table] = result.rows_out.get(table, 0) + rows
         progress.advance(done, len(config.sources), "sources")
+    refused = [s["refused"] for s in result.metrics["sources"].values() if s.get("refused")]
+    if refused:  # the other sources are ingested; the run still fails so that a person looks at the delivery
+        raise SnapshotDeletesRefused("; ".join(refused))
     return result
 
 
@@ -117,7 +141,15 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
         file_paths = [a.file.path for a in plan.ingest]
         # Not cached: `process_batch` reads it once, into its cached checked rows.
         raw = read_files(spark, source, file_paths) if source.kind == "files" else read_table(spark, lake, source, location)
-        written, per_file = process_batch(spark, config, lake, source, raw, txn, run_id, received_at, paths, stats)
+        try:
+            written, per_file = process_batch(spark, config, lake, source, raw, txn, run_id, received_at, paths, stats)
+        except SnapshotDeletesRefused as exc:
+            log.error("%s", exc)
+            stats.update(refused=str(exc), refused_records=stats["read"], accepted=0, quarantined=0)
+            ledger_rows += [ledger_row(a, REFUSED, stats["read"]) for a in plan.ingest]
+            lake.append_rows(INGESTED_FILES.name, ledger_rows, txn=txn)
+            stats["reconciled"] = stats["read"] == stats["refused_records"] + stats["suppressed"]
+            return stats
         for a in plan.ingest:
             read, acc, quar = per_file.get(a.file.path, (0, 0, 0))
             if read == 0 and source.kind == "files" and not existing(spark, [a.file.path]):
@@ -272,6 +304,19 @@ def _update_keys(spark: SparkSession, lake: "Lake", source: Source, keys: list[t
         keystats.fold(lake, source.name, batch, txn)
 
 
+def _guard_deletes(source: Source, old: DataFrame, gone: DataFrame) -> None:
+    """Refuse a delivery that would delete more than ``max_delete_share`` of the current keys."""
+    if source.max_delete_share >= 1:
+        return
+    n_gone = gone.count()
+    n_old = old.count() if n_gone else 0
+    if n_gone and n_gone > source.max_delete_share * n_old:
+        raise SnapshotDeletesRefused(
+            f"source {source.name}: the snapshot delivery would delete {n_gone:,} of its {n_old:,} current keys "
+            f"({n_gone / n_old:.0%}, more than max_delete_share {source.max_delete_share:.0%}); nothing of it was "
+            f"applied. If the deletions are real, run `cdp run ingest --allow-snapshot-deletes {source.name}`")
+
+
 def _snapshot_changes(spark, lake, source, config, checked, accepted, txn, run_id, received_at, stats):  # type: ignore[no-untyped-def]
     """Profile records for inserted, updated and deleted keys only, and the new snapshot state."""
     from pyspark.sql import Window
@@ -293,6 +338,7 @@ def _snapshot_changes(spark, lake, source, config, checked, accepted, txn, run_i
     upserts = chain.to_profile_records(changed, source, config.catalogue, run_id, received_at, F.col("_change"))
     seen = checked.where(F.col("_record_key").isNotNull()).select(F.col("_record_key").alias("_seen")).distinct()
     gone = old.join(seen, old["_old_key"] == seen["_seen"], "left_anti")
+    _guard_deletes(source, old, gone)
     deletes = gone.select(
         F.lit(source.name).alias("source"), F.col("_old_key").alias("record_key"), F.lit("delete").alias("change_type"),
         F.col("_old_ids").alias("identifiers"), F.create_map().cast("map<string,string>").alias("traits"),

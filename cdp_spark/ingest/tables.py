@@ -103,7 +103,8 @@ INGESTED_FILES = TableSpec(
         Column("size", _L, "bytes"),
         Column("modified_at", _TS, "file modification time"),
         Column("version", _L, "1, or higher when a changed re-delivery was ingested as a new version"),
-        Column("status", _S, "ingested, rejected_changed, missing or superseded"),
+        Column("status", _S, "ingested, rejected_changed, missing, superseded or refused_deletes (a snapshot "
+                             "delivery that would delete too many keys; offered again next run)"),
         Column("rows_read", _L, "records read (non-blank lines or rows)"),
         Column("rows_accepted", _L, "records accepted"),
         Column("rows_quarantined", _L, "records quarantined"),

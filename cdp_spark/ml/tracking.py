@@ -28,7 +28,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -348,6 +348,24 @@ class ALSRecommender(ScoreModel):
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         return self.recommend(model_input["profile_id"])
 
+    def holding(self, profile_ids: Any) -> list[str]:
+        """Which of ``profile_ids`` the model holds factors for."""
+        mine = set(self.user_ids)
+        return sorted(str(p) for p in set(profile_ids) if str(p) in mine)
+
+    def without(self, profile_ids: Any) -> "ALSRecommender":
+        """A copy without these profiles' ids and factors (erasure); every other profile scores as before.
+
+        Example:
+            >>> m = ALSRecommender(["p1", "p2"], np.eye(2), ["a", "b"], np.eye(2), k=1)
+            >>> m.without(["p1"]).user_ids
+            ['p2']
+        """
+        gone = {str(p) for p in profile_ids}
+        keep = [i for i, u in enumerate(self.user_ids) if u not in gone]
+        return ALSRecommender([self.user_ids[i] for i in keep], self.user_factors[keep], list(self.item_ids),
+                              self.item_factors, self.k)
+
 
 MODEL_CLASSES: dict[str, type[ScoreModel]] = {}  # filled below: class name -> class, for the model-code file
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")  # run by MLflow when it loads a model, never imported
@@ -378,6 +396,99 @@ def _version(pkg: str) -> str:
     from importlib.metadata import version
 
     return version(pkg)
+
+
+# ----------------------------------------------------------------------------------- erasure
+
+
+def store_exists(config: "CdpConfig") -> bool:
+    """Whether there is a tracking store to look into (a configured one, or the local default already created)."""
+    if os.environ.get("MLFLOW_TRACKING_URI") or _settings(config).tracking_uri:
+        return True
+    root = config.lake.root
+    return ("://" not in root or root.startswith("file://")) and (store_dir(root) / "mlflow.db").exists()
+
+
+def _recommenders(client: "MlflowClient", workdir: Path) -> Iterator[tuple[Any, "ALSRecommender", str]]:
+    """(logged model, its ALSRecommender, the artifact path of its factors) for every logged model of every
+    experiment that is one. A model's class and artifacts are read from its MLmodel file; only the recommenders'
+    NumPy factors are downloaded, and nothing logged is run."""
+    import mlflow.artifacts
+    import yaml
+    from mlflow.exceptions import MlflowException
+
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    token = None
+    while experiments:
+        page = client.search_logged_models(experiments, page_token=token)
+        for lm in page:
+            where = str(workdir / lm.model_id)
+            try:
+                mlmodel = mlflow.artifacts.download_artifacts(artifact_uri=f"{lm.artifact_location}/MLmodel",
+                                                              dst_path=where)
+            except (MlflowException, OSError):
+                continue  # not a model with files (nothing logged yet)
+            pyfunc = (yaml.safe_load(Path(mlmodel).read_text()) or {}).get("flavors", {}).get("python_function", {})
+            config = pyfunc.get("config") or {}
+            if config.get("model_class") != ALSRecommender.__name__:
+                continue
+            factors = pyfunc["artifacts"]["factors"]["path"]
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{lm.artifact_location}/{factors}",
+                                                        dst_path=where)
+            model = ALSRecommender()
+            model.restore(config, {"factors": local})
+            yield lm, model, factors
+        token = page.token
+        if not token:
+            break
+
+
+def recommenders_holding(config: "CdpConfig", profile_ids: Any) -> dict[str, int]:
+    """Logged recommendation models (model id -> how many of ``profile_ids``) that still hold these profiles.
+
+    Example:
+        >>> recommenders_holding(config, ["p_1f3a"])      # doctest: +SKIP
+        {}
+    """
+    import tempfile
+
+    if not profile_ids or not store_exists(config):
+        return {}
+    out = {}
+    with mlflow_store(config) as client, tempfile.TemporaryDirectory() as tmp:
+        for lm, model, _ in _recommenders(client, Path(tmp)):
+            held = model.holding(profile_ids)
+            if held:
+                out[lm.model_id] = len(held)
+    return out
+
+
+def scrub_recommenders(config: "CdpConfig", profile_ids: Any, *, reason: str) -> dict[str, int]:
+    """Remove these profiles' ids and factors from every logged recommendation model, in place (every registered
+    version and alias keeps pointing at the scrubbed artifact); returns model id -> profiles removed. Each
+    scrubbed model gets the tag ``scrubbed_<reason>``. Item factors are aggregates over all profiles and stay; the
+    next training run forgets the erased profiles' interactions, which erasure has deleted.
+
+    Example:
+        >>> scrub_recommenders(config, ["p_1f3a"], reason="er_0123")   # doctest: +SKIP
+        {'m-5dfabb4f0a08': 1}
+    """
+    if not profile_ids or not store_exists(config):
+        return {}
+    out = {}
+    with mlflow_store(config) as client, tempfile.TemporaryDirectory() as tmp:
+        for lm, model, factors in _recommenders(client, Path(tmp)):
+            held = model.holding(profile_ids)
+            if not held:
+                continue
+            folder = Path(tmp) / "scrubbed" / lm.model_id
+            folder.mkdir(parents=True)
+            model.without(held).save_artifacts(folder)  # the same file name, so the model's MLmodel still names it
+            client.log_model_artifacts(lm.model_id, str(folder), artifact_path=str(Path(factors).parent))
+            client.set_logged_model_tags(lm.model_id, {f"scrubbed_{reason}": str(len(held))})
+            out[lm.model_id] = len(held)
+            log.info("recommendation model %s: %d erased profile(s) removed", lm.model_id, len(held))
+    return out
 
 
 # --------------------------------------------------------------------------- champion / challenger

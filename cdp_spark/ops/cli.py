@@ -37,7 +37,7 @@ def _terminated_as_interrupt() -> Iterator[None]:
 
 
 def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume: bool, log_json: bool,
-                log_level: str) -> None:
+                log_level: str, allow_snapshot_deletes: Optional[list[str]] = None) -> None:
     """The body of `cdp run`: fail fast on a held lease (before starting Spark), then run with the lease.
 
     Logs go to the command's log file under the lake (the terminal shows one line per stage). With ``--log-json``
@@ -63,6 +63,16 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
         config = _config(conf)
         day = _as_of(as_of)
         plan(config, job)  # fail fast on an unknown stage, before starting Spark
+        params = {}
+        if allow_snapshot_deletes:
+            from cdp_spark.ingest.stage import allow_snapshot_deletes as allow
+
+            try:
+                config = allow(config, allow_snapshot_deletes)
+            except ValueError as exc:
+                raise fail(str(exc), "name one of the snapshot sources listed above",
+                           code=2) from None
+            params["allow_snapshot_deletes"] = sorted(allow_snapshot_deletes)
         held = [r for r in read_leases(metadata_lake(config)) if r["name"] == "pipeline" and r["state"] == "held"]
         if held:
             raise LeaseHeld("pipeline", held[0])
@@ -72,7 +82,7 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
         try:
             with display, _terminated_as_interrupt():
                 rt = Runtime.start(config)
-                report = run_job(rt.spark, rt.config, rt.lake, job, day, resume=resume)
+                report = run_job(rt.spark, rt.config, rt.lake, job, day, resume=resume, params=params)
         except KeyboardInterrupt:
             raise fail(f"{job} for {day}; the ledger records the stage as failed",
                        f"continue with `cdp run {job} --as-of {day} --resume`", code=130, title="interrupted") from None

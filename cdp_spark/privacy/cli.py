@@ -54,7 +54,43 @@ def erase(
         if now:
             err.print("[yellow]--now: old file versions are vacuumed at once; time travel before this erasure is "
                       "gone[/yellow]", highlight=False)
-        _show(run_request(rt.spark, rt.config, rt.lake, rid, now=now), as_json)
+        result = _executed(lambda: run_request(rt.spark, rt.config, rt.lake, rid, now=now))
+        _show(result, as_json)
+        raise typer.Exit(exit_code(result, now=now))
+
+
+def exit_code(result: dict, *, now: bool) -> int:  # type: ignore[type-arg]
+    """0 when the request did all it could now: ``verified``, or ``deleted`` with only old file versions left
+    (they go when the vacuum retention passes) and no destination still owed its removes; else 1.
+
+    Example:
+        >>> exit_code({"status": "deleted", "destinations_pending": {}}, now=False)
+        0
+        >>> exit_code({"status": "deleted", "destinations_pending": {}}, now=True)
+        1
+    """
+    if result.get("destinations_pending"):
+        return 1
+    return 0 if result.get("status") == "verified" or (result.get("status") == "deleted" and not now) else 1
+
+
+def _executed(run):  # type: ignore[no-untyped-def]
+    """Run an erasure; a failure is reported in one line, without the exception's text (it may quote a delete
+    predicate, i.e. identifier values), with exit code 1; the request records it."""
+    from cdp_spark.privacy.erase import ErasureError
+    from cdp_spark.privacy.requests import UnknownRequest
+
+    try:
+        return run()
+    except (ErasureError, UnknownRequest) as exc:
+        _fail(str(exc), 1, hint="`cdp erase status <request>` shows the step it reached; once the cause is fixed, "
+                                "`cdp erase run` continues every open request")
+    except Exception as exc:
+        from cdp_spark.lake import LakeError
+
+        if isinstance(exc, LakeError):
+            raise
+        _fail(f"erasure failed ({type(exc).__name__}); `cdp erase status <request>` shows the step it reached", 1)
 
 
 def _show(result: dict, as_json: bool) -> None:  # type: ignore[type-arg]
@@ -65,7 +101,12 @@ def _show(result: dict, as_json: bool) -> None:  # type: ignore[type-arg]
         return
     out.print(f"erasure {result['request_id']}: {result['status']}; {result['profiles']} profile(s), "
               f"{result['identifiers']} identifier(s), {sum(result['rows_deleted'].values()):,} row(s) deleted, "
-              f"{result['files_rewritten']} file(s) rewritten, occurrences left: {result['occurrences']}")
+              f"{result['files_rewritten']} file(s) rewritten, {sum(result['removes_sent'].values()):,} remove(s) "
+              f"sent to {len(result['removes_sent'])} destination(s), {len(result['models_scrubbed'])} model(s) "
+              f"scrubbed, occurrences left: {result['occurrences']}")
+    for name, error in sorted(result["destinations_pending"].items()):
+        out.print(f"[yellow]destination {name} has not acknowledged its removes ({error}); the request stays open "
+                  f"and `cdp erase run` (or the daily pipeline) retries[/yellow]", highlight=False)
 
 
 @erase_app.command("run")
@@ -77,7 +118,7 @@ def run_pending(now: bool = typer.Option(False, "--now", help=NOW_HELP), conf: s
 
     with _exit_codes():
         rt = Runtime.start(_config(conf))
-        results = run(rt.spark, rt.config, rt.lake, now=now)
+        results = _executed(lambda: run(rt.spark, rt.config, rt.lake, now=now))
         if as_json:
             _print_json(results)
         else:
@@ -85,6 +126,7 @@ def run_pending(now: bool = typer.Option(False, "--now", help=NOW_HELP), conf: s
                 _show(r, False)
             if not results:
                 out.print("no open erasure requests")
+        raise typer.Exit(max([exit_code(r, now=now) for r in results], default=0))
 
 
 @erase_app.command("verify")

@@ -13,12 +13,17 @@ Steps of `run_request` (each recorded in ``ops.erasure_requests``):
 4. **files**: landing files of file sources, the collector spool, ``privacy.landing_dirs`` and export staging
    are rewritten without the person's records; the ingest file ledger learns the new sizes so the rewritten
    files are not taken for new deliveries.
-5. **vacuum**: tables that lost rows are vacuumed with the lake's retention, or with ``now=True`` at once:
+5. **destinations**: every destination that held the person (``gold.activation_state``, read at the resolve
+   step and kept in the sealed request) gets a remove record through its own transport; removes a destination
+   did not acknowledge stay owed, keep the request open and are sent again by the next run.
+6. **models**: logged recommendation models (MLflow) lose the person's profile ids and factors, in place.
+7. **vacuum**: tables that lost rows are vacuumed with the lake's retention, or with ``now=True`` at once:
    **retention 0 removes every old file version, so time travel to before the erasure is no longer possible
    and a reader holding an old snapshot fails**; with ``now`` the Delta logs are also checkpointed and old log
    files removed (their statistics may hold values).
-6. **tombstones**: salted hashes of every identifier go to ``ops.tombstones``.
-7. **verify**: the scan of `cdp_spark.privacy.verify` over the lake, landing and export folders.
+8. **tombstones**: salted hashes of every identifier go to ``ops.tombstones``.
+9. **verify**: the scan of `cdp_spark.privacy.verify` over the lake, landing and export folders, plus the
+   logged models; ``verified`` needs no occurrence and no remove still owed.
 
 Example:
     >>> rid = request(config, lake, ["email:ann@example.com"])               # doctest: +SKIP
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from cdp_spark.pipeline import StageResult
 from cdp_spark.privacy import requests as R
 from cdp_spark.privacy.files import clean_folders
 from cdp_spark.privacy.matching import Identifier, combined_pattern, sql_string
@@ -231,24 +237,56 @@ def scan_roots(config: "CdpConfig", lake: "Lake") -> list[str]:
 
 def verify_request(config: "CdpConfig", lake: "Lake", request_id: str,
                    identifiers: list[Identifier] | None = None) -> list[Occurrence]:
-    """Scan for the request's identifiers (from its sealed file, or given) and record the count."""
+    """Scan for the request's identifiers (from its sealed file, or given) and its profiles in model artifacts,
+    and record the count. The request becomes ``verified`` only when nothing is found and every destination has
+    acknowledged its removes; its clear identifiers are then purged."""
+    sealed = R.read_sealed(lake.root, request_id)
     if identifiers is None:
-        sealed = R.read_sealed(lake.root, request_id)
         if sealed is None:
             raise R.UnknownRequest("the request's identifiers are no longer kept (verified and purged); "
                                    "pass them again with --id")
         identifiers = R.identifiers_of(sealed)
     found = scan(scan_roots(config, lake), identifiers, exclude=[R.sealed_dir(lake.root)])
-    if R.latest(lake, request_id) is not None:
+    state = R.latest(lake, request_id)
+    profile_ids = (sealed or {}).get("profile_ids") or (state or {}).get("profile_ids") or []
+    found += model_occurrences(config, profile_ids)
+    if state is not None:
         total = sum(o.count for o in found)
-        status = "verified" if total == 0 else None
+        owed = (sealed or {}).get("removes") or {}
         changes: dict[str, Any] = {"occurrences": total, "step": "verify"}
-        if status:
-            changes["status"] = status
+        if total == 0 and not owed:
+            changes["status"] = "verified"
         R.record(lake, request_id, **changes)
-        if total == 0:
+        if total == 0 and not owed:
             R.purge_sealed(lake.root, request_id)
     return found
+
+
+def model_occurrences(config: "CdpConfig", profile_ids: Iterable[str]) -> list[Occurrence]:
+    """Logged models (MLflow) that still hold any of the profiles (their ids and factors)."""
+    from cdp_spark.ml.tracking import recommenders_holding
+
+    return [Occurrence(f"models:/{model_id}", "recommender user factors", "profile_id", n)
+            for model_id, n in sorted(recommenders_holding(config, sorted(set(profile_ids))).items())]
+
+
+def notify_destinations(spark: "SparkSession", config: "CdpConfig", lake: "Lake", request_id: str,
+                        owed: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, int], dict[str, str]]:
+    """Send every destination the removes it is owed; (removes acknowledged per destination, error per
+    destination that did not acknowledge them all). Unacknowledged removes stay owed (in the sealed request)."""
+    from cdp_spark.activation.stage import send_removes
+
+    sent, failed = {}, {}
+    today = dt.datetime.now(dt.timezone.utc).date()
+    for name, held in sorted(owed.items()):
+        report = send_removes(spark, config, lake, name, held, as_of=today, run_id=f"erasure-{request_id}")
+        if report.status == "failed":
+            failed[name] = report.error or "not acknowledged"
+            log.warning("erasure %s: destination %s did not acknowledge its removes; retried by the next run",
+                        request_id, name)
+        else:
+            sent[name] = report.records_sent
+    return sent, failed
 
 
 def run_request(spark: "SparkSession", config: "CdpConfig", lake: "Lake", request_id: str, *,
@@ -260,7 +298,16 @@ def run_request(spark: "SparkSession", config: "CdpConfig", lake: "Lake", reques
     R.record(lake, request_id, status="running", error=None)
     try:
         pids, identifiers = resolve(spark, lake, R.identifiers_of(sealed), sealed.get("profile_ids", []))
-        sealed = {**sealed, "identifiers": [[i.id_type, i.value] for i in identifiers], "profile_ids": sorted(pids)}
+        from cdp_spark.activation.stage import held_records
+
+        # What destinations hold is deleted with the tables below; the removes owed to them are kept with the
+        # request (sealed, like its identifiers) until each destination has acknowledged them.
+        owed = dict(sealed.get("removes") or {})
+        for name, held in held_records(lake, pids).items():
+            known = {(h["audience"], h["profile_id"]) for h in owed.get(name, [])}
+            owed[name] = owed.get(name, []) + [h for h in held if (h["audience"], h["profile_id"]) not in known]
+        sealed = {**sealed, "identifiers": [[i.id_type, i.value] for i in identifiers], "profile_ids": sorted(pids),
+                  "removes": owed}
         R.write_sealed(lake.root, request_id, sealed)
         R.record(lake, request_id, step="resolved", profile_ids=sorted(pids))
 
@@ -279,6 +326,20 @@ def run_request(spark: "SparkSession", config: "CdpConfig", lake: "Lake", reques
         if ledger_rows:
             deleted["bronze.ingested_files (sizes updated)"] = ledger_rows
         R.record(lake, request_id, step="files", files_rewritten=len(files.rewritten))
+
+        # After the files step, so that a file drop's remove delivery is not taken for the person's old records.
+        sent, failed = notify_destinations(spark, config, lake, request_id, owed)
+        deleted.update({f"destination {name} (removes sent)": n for name, n in sent.items()})
+        sealed["removes"] = {name: held for name, held in owed.items() if name in failed}
+        R.write_sealed(lake.root, request_id, sealed)
+        R.record(lake, request_id, step="destinations", rows_deleted=deleted,
+                 error="; ".join(f"destination {n}: {e}" for n, e in sorted(failed.items())) or None)
+
+        from cdp_spark.ml.tracking import scrub_recommenders
+
+        scrubbed = scrub_recommenders(config, pids, reason=request_id)
+        deleted.update({f"model {model_id} (profiles scrubbed)": n for model_id, n in scrubbed.items()})
+        R.record(lake, request_id, step="models", rows_deleted=deleted)
 
         touched = [t for t, n in deleted.items() if n and t in lake.registry]
         if lake.exists("bronze.ingested_files") and ledger_rows:
@@ -305,22 +366,59 @@ def run_request(spark: "SparkSession", config: "CdpConfig", lake: "Lake", reques
             log.warning("erasure %s: %d occurrence(s) remain in old file versions until the vacuum retention passes",
                         request_id, occurrences)
     state = R.latest(lake, request_id) or {}
+    tables = {k: v for k, v in deleted.items() if not k.startswith(("destination ", "model "))}
     return {"request_id": request_id, "status": state.get("status"), "profiles": len(pids),
-            "identifiers": len(identifiers), "rows_deleted": deleted, "files_rewritten": len(files.rewritten),
-            "files_skipped_live": len(files.skipped_live), "occurrences": occurrences, "vacuum_now": now}
+            "identifiers": len(identifiers), "rows_deleted": tables, "files_rewritten": len(files.rewritten),
+            "files_skipped_live": len(files.skipped_live), "removes_sent": sent, "destinations_pending": failed,
+            "models_scrubbed": scrubbed, "occurrences": occurrences, "vacuum_now": now}
 
 
 def run_pending(spark: "SparkSession", config: "CdpConfig", lake: "Lake", *, now: bool = False) -> list[dict[str, Any]]:
     """Execute every open request (those filed through the API's DELETE, typically), then purge the clear
-    identifiers of executed requests older than ``privacy.keep_request_identifiers_hours``."""
-    results = [run_request(spark, config, lake, rid, now=now) for rid in R.pending(lake)
-               if R.read_sealed(lake.root, rid) is not None]
+    identifiers of executed requests older than ``privacy.keep_request_identifiers_hours``. A request that fails
+    does not stop the others; ErasureError names the failed ones afterwards."""
+    results, failed = [], []
+    for rid in R.pending(lake):
+        if R.read_sealed(lake.root, rid) is None:
+            continue
+        try:
+            results.append(run_request(spark, config, lake, rid, now=now))
+        except Exception as exc:  # recorded on the request by run_request
+            log.error("erasure %s failed: %s", rid, type(exc).__name__)
+            failed.append(rid)
     purge_expired(config, lake)
+    if failed:
+        raise ErasureError(f"{len(failed)} erasure request(s) failed: {', '.join(failed)} (see `cdp erase status`); "
+                           f"{len(results)} other(s) ran")
     return results
 
 
+def run_stage(spark: "SparkSession", config: "CdpConfig", lake: "Lake", as_of: dt.date) -> StageResult:
+    """The pipeline's ``erasure`` stage: every open request (API DELETEs wait for it), before ingestion, so that
+    their tombstones suppress the person's re-delivered records and no later stage rebuilds them.
+
+    Old file versions are vacuumed with the lake's retention, so a request usually stays ``deleted`` until a
+    later run verifies it after that retention has passed.
+
+    Example:
+        >>> run_stage(spark, config, lake, date(2026, 11, 1)).metrics["requests"]   # doctest: +SKIP
+        1
+    """
+    results = run_pending(spark, config, lake)
+    statuses: dict[str, int] = {}
+    for r in results:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    rows: dict[str, int] = {}
+    for r in results:
+        for table, n in r["rows_deleted"].items():
+            rows[table] = rows.get(table, 0) + n
+    return StageResult(metrics={"requests": len(results), "statuses": statuses, "rows_deleted": rows,
+                                "destinations_pending": sorted({d for r in results for d in r["destinations_pending"]})})
+
+
 def purge_expired(config: "CdpConfig", lake: "Lake") -> list[str]:
-    """Drop the sealed identifiers of executed (deleted/verified) requests kept longer than allowed."""
+    """Drop the sealed identifiers of executed (deleted/verified) requests kept longer than allowed, except while
+    a destination still owes an acknowledgement of its removes (they are part of the sealed request)."""
     import time
 
     hours = config.privacy.keep_request_identifiers_hours  # type: ignore[attr-defined]
@@ -329,7 +427,9 @@ def purge_expired(config: "CdpConfig", lake: "Lake") -> list[str]:
     for p in sorted(folder.glob("er_*.json")) if folder.exists() else []:
         rid = p.stem
         state = R.latest(lake, rid) or {}
-        if state.get("status") in ("deleted", "verified") and time.time() - p.stat().st_mtime > hours * 3600:
+        owed = (R.read_sealed(lake.root, rid) or {}).get("removes")
+        if (state.get("status") in ("deleted", "verified") and not owed
+                and time.time() - p.stat().st_mtime > hours * 3600):
             R.purge_sealed(lake.root, rid)
             purged.append(rid)
     return purged

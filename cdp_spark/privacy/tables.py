@@ -19,12 +19,15 @@ ERASURE_REQUESTS = TableSpec(
         Column("identifier_hashes", T.ArrayType(_S), "salted sha-256 of each requested id_type:value"),
         Column("profile_ids", T.ArrayType(_S), "profiles the request resolved to"),
         Column("status", _S, "pending, running, deleted (rows and files gone), verified, or failed"),
-        Column("step", _S, "last step done: resolved, tables, serving, files, vacuum, tombstones, verify"),
-        Column("rows_deleted", T.MapType(_S, _L), "rows deleted per table"),
+        Column("step", _S, "last step done: resolved, tables, serving, files, destinations, models, vacuum, "
+                           "tombstones, verify"),
+        Column("rows_deleted", T.MapType(_S, _L), "rows deleted per table; also 'destination <name> (removes sent)' "
+                                                  "and 'model <id> (profiles scrubbed)'"),
         Column("files_rewritten", _L, "landing and export files rewritten"),
         Column("occurrences", _L, "occurrences found by the last verification scan (null before one)"),
         Column("vacuum_now", T.BooleanType(), "whether old files were vacuumed at once (retention 0)"),
-        Column("error", _S, "error type and message of a failed request (no PII)"),
+        Column("error", _S, "error type of a failed request, or the destinations that have not acknowledged "
+                            "their removes (no PII)"),
         Column("updated_at", _TS, "UTC"),
     ],
 )

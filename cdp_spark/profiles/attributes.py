@@ -20,7 +20,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdp_spark.profiles.config import AttributeDef, AttributesConfig
-from cdp_spark.profiles.merge import consent_aggregates
+from cdp_spark.profiles.merge import ConsentBasis, consent_aggregates
 from cdp_spark.profiles.view import spark_type
 
 PREFIX = "_a_"  # aggregated attribute columns, before formulas and typing
@@ -79,14 +79,15 @@ def aggregate(name: str, attr: AttributeDef, as_of: dt.date, properties: dict[st
 
 
 def event_pass(events: DataFrame, consent_purposes: Sequence[str], attrs: AttributesConfig, as_of: dt.date, *,
-               ignore_unknown_consent: bool = True) -> DataFrame:
+               ignore_unknown_consent: bool = True, consent_basis: ConsentBasis | None = None) -> DataFrame:
     """profile events -> one row per profile: event facts, latest consent per purpose and every event attribute.
 
     Columns: profile_id, ev_first_seen, ev_last_seen, ev_sources, ev_events, ev_consent_<purpose>, _a_<attribute>.
     """
     aggs = [F.min("event_time").alias("ev_first_seen"), F.max("event_time").alias("ev_last_seen"),
             F.array_sort(F.collect_set("source")).alias("ev_sources"), F.count(F.lit(1)).alias("ev_events")]
-    aggs += consent_aggregates(events, consent_purposes, F.col("event_time"), ignore_unknown=ignore_unknown_consent)
+    aggs += consent_aggregates(events, consent_purposes, F.col("event_time"), ignore_unknown=ignore_unknown_consent,
+                               basis=consent_basis)
     aggs += [aggregate(n, a, as_of, attrs.properties) for n, a in attrs.attributes.items() if a.kind != "formula"]
     out = events.groupBy("profile_id").agg(*aggs)
     return out.withColumnsRenamed({f"_consent_{p}": f"ev_consent_{p}" for p in consent_purposes})

@@ -2,15 +2,17 @@
 
 Trait rules (per trait, `conf/profiles.yaml`): ``latest`` / ``first`` by record time, ``most_frequent`` (ties:
 the alphabetically first value), ``max`` / ``min`` / ``sum`` on the catalogue type, ``source_priority`` (the
-highest-priority source's latest value; unlisted sources rank last). Consent: per purpose, the status with the
-latest timestamp wins; at an equal timestamp ``denied`` wins (the privacy-safe reading).
+highest-priority source's latest value; unlisted sources rank last). Consent: per purpose, an explicit decision
+always beats a source's implicit default (`ConsentBasis`); among decisions (or, without any, among defaults) the
+latest wins, and at an equal time ``denied`` wins (the privacy-safe reading).
 
 Example:
     >>> traits = merge_traits(trait_rows(records), config.profiles, trait_types)    # doctest: +SKIP
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -32,13 +34,20 @@ def _map_of(pairs: dict) -> Column:
 
 def live_records(records: DataFrame) -> DataFrame:
     """Drop records a snapshot source has since deleted (a ``delete`` of the same source and record key), and
-    the delete records themselves: a dropped CRM row no longer contributes traits or consent."""
+    the delete records themselves: a dropped CRM row no longer contributes traits (its consent decisions still
+    count, see `consent_history`)."""
     ts = F.coalesce("record_time", "received_at")
     deletes = (records.where((F.col("change_type") == "delete") & F.col("record_key").isNotNull())
                .groupBy("source", "record_key").agg(F.max(ts).alias("_deleted_at")))
     kept = records.where(F.coalesce(F.col("change_type"), F.lit("")) != "delete")
     joined = kept.join(deletes, ["source", "record_key"], "left")
     return joined.where(F.col("_deleted_at").isNull() | (ts > F.col("_deleted_at"))).drop("_deleted_at")
+
+
+def consent_history(records: DataFrame) -> DataFrame:
+    """The records whose consent entries count: every record but the ``delete`` markers themselves. A decision
+    stays a decision when a later snapshot delivery omits its row, so an opt-out is never forgotten that way."""
+    return records.where(F.coalesce(F.col("change_type"), F.lit("")) != "delete")
 
 
 def trait_rows(records: DataFrame, traits: Sequence[str]) -> DataFrame:
@@ -106,39 +115,88 @@ def merge_traits(rows: DataFrame, cfg: ProfilesConfig, trait_types: dict[str, st
         F.map_from_entries(F.array_sort(F.collect_list(F.struct("trait", F.col("c.source"))))).alias("trait_sources"))
 
 
-def consent_candidate(consent: Column, fallback_ts: Column, purpose: str, *, ignore_unknown: bool) -> Column:
-    """The deciding consent entry of one record for ``purpose``: struct(ts, rank, status), or null."""
+@dataclass(frozen=True)
+class ConsentBasis:
+    """Which consent entries are explicit decisions and which are a source's implicit default.
+
+    A source decides a purpose explicitly when it maps that purpose to a column (``consent.purposes``); for the
+    purposes it does not map, every record carries the source's ``consent.unmapped`` status, which is only a
+    default. Entries of a source that is no longer configured count as decisions when they are denials or carry
+    their own timestamp (the privacy-safe reading of data whose origin is unknown).
+
+    Example:
+        >>> b = ConsentBasis({"analytics": ("web",)}, ("crm", "web"))
+        >>> b.defaults["analytics"]
+        ('web',)
+    """
+
+    defaults: Mapping[str, tuple[str, ...]]   # purpose -> configured sources that do not map it
+    known: tuple[str, ...]                    # every configured source
+
+    @classmethod
+    def of(cls, sources: Sequence[Any], purposes: Sequence[str]) -> "ConsentBasis":
+        """From the configured sources (``config.sources``)."""
+        return cls({p: tuple(s.name for s in sources if p not in s.consent.purposes) for p in purposes},
+                   tuple(s.name for s in sources))
+
+    def explicit(self, purpose: str, source: Column, status: Column, own_ts: Column) -> Column:
+        """True when the entry (of ``source``, for ``purpose``) is an explicit decision."""
+        known = source.isin(*self.known) if self.known else F.lit(False)
+        defaults = self.defaults.get(purpose, ())
+        mapped = ~source.isin(*defaults) if defaults else F.lit(True)
+        return F.coalesce(F.when(known, mapped).otherwise((status == "denied") | own_ts.isNotNull()), F.lit(False))
+
+
+def consent_candidate(consent: Column, fallback_ts: Column, purpose: str, *, ignore_unknown: bool,
+                      source: Column | None = None, basis: ConsentBasis | None = None) -> Column:
+    """The deciding consent entry of one record for ``purpose``: struct(explicit, ts, rank, status, source), or
+    null. Structs compare field by field, so the greatest candidate is an explicit decision before any default,
+    then the latest, then ``denied`` at an equal time. Without ``basis`` every entry counts as explicit."""
     def keep(x: Column) -> Column:
         ok = (x["purpose"] == purpose) & x["status"].isNotNull()
         return ok & (x["status"] != "unknown") if ignore_unknown else ok
 
     ranks = _map_of(_STATUS_RANK)
+    src = source if source is not None else F.lit(None).cast("string")
     entries = F.transform(F.filter(consent, keep), lambda x: F.struct(
+        (basis.explicit(purpose, src, x["status"], x["timestamp"]) if basis is not None else F.lit(True))
+        .alias("explicit"),
         F.coalesce(x["timestamp"], fallback_ts).alias("ts"),
         F.coalesce(ranks[x["status"]], F.lit(1)).cast("int").alias("rank"),
-        x["status"].alias("status")))
+        x["status"].alias("status"),
+        src.alias("source")))
     return F.array_max(entries)
 
 
-def consent_aggregates(df: DataFrame, purposes: Sequence[str], ts: Column, *, ignore_unknown: bool) -> list[Column]:
-    """Aggregations (to use inside one groupBy) of the latest consent entry per purpose: ``_consent_<purpose>``."""
-    return [F.max(consent_candidate(F.col("consent"), ts, p, ignore_unknown=ignore_unknown)).alias(f"_consent_{p}")
+def consent_aggregates(df: DataFrame, purposes: Sequence[str], ts: Column, *, ignore_unknown: bool,
+                       basis: ConsentBasis | None = None) -> list[Column]:
+    """Aggregations (to use inside one groupBy) of the deciding consent entry per purpose: ``_consent_<purpose>``.
+
+    With ``basis`` the rows' ``source`` column tells decisions from defaults (see `ConsentBasis`)."""
+    source = F.col("source") if basis is not None else None
+    return [F.max(consent_candidate(F.col("consent"), ts, p, ignore_unknown=ignore_unknown, source=source,
+                                    basis=basis)).alias(f"_consent_{p}")
             for p in purposes]
 
 
-def consent_maps(purposes: Sequence[str], sides: Sequence[str]) -> tuple[Column, Column]:
-    """Combine the per-purpose winners of several inputs (column prefixes ``sides``) into the consent map and
-    the consent_at map; the overall winner is the greatest (ts, rank) across inputs."""
-    status_pairs, at_pairs = [], []
+def consent_maps(purposes: Sequence[str], sides: Sequence[str]) -> tuple[Column, Column, Column]:
+    """Combine the per-purpose winners of several inputs (column prefixes ``sides``) into the consent map, the
+    consent_at map and the consent_source map. The overall winner is the greatest candidate across inputs: an
+    explicit decision beats any default, then the latest wins, then ``denied``. ``consent_at`` holds the time of
+    the deciding explicit decision (absent when the status is a default); ``consent_source`` the source of the
+    deciding entry."""
+    status_pairs, at_pairs, source_pairs = [], [], []
     for p in purposes:
         cands = [F.col(f"{s}_consent_{p}") for s in sides]
         best = F.greatest(*cands) if len(cands) > 1 else cands[0]
         status_pairs += [F.lit(p), best["status"]]
-        at_pairs += [F.lit(p), best["ts"]]
+        at_pairs += [F.lit(p), F.when(best["explicit"], best["ts"])]
+        source_pairs += [F.lit(p), best["source"]]
     if not purposes:
-        return (F.create_map().cast("map<string,string>"), F.create_map().cast("map<string,timestamp>"))
-    return (F.map_filter(F.create_map(*status_pairs), lambda k, v: v.isNotNull()),
-            F.map_filter(F.create_map(*at_pairs), lambda k, v: v.isNotNull()))
+        empty = F.create_map().cast("map<string,string>")
+        return empty, F.create_map().cast("map<string,timestamp>"), empty
+    return tuple(F.map_filter(F.create_map(*pairs), lambda k, v: v.isNotNull())  # type: ignore[return-value]
+                 for pairs in (status_pairs, at_pairs, source_pairs))
 
 
 def identifiers_by_type(graph: DataFrame, limits: dict[str, int]) -> DataFrame:

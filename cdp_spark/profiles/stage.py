@@ -42,8 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-CONTENT = ["identifiers", "traits", "trait_sources", "consent", "consent_at", "first_seen", "last_seen", "sources",
-           "events"]
+CONTENT = ["identifiers", "traits", "trait_sources", "consent", "consent_at", "consent_source", "first_seen",
+           "last_seen", "sources", "events"]
 
 
 @dataclass
@@ -66,29 +66,36 @@ def build(graph: DataFrame, events: DataFrame, records: DataFrame, config: "CdpC
     traits = dict(trait_fields(config))
     limits = {t: r.limit for t, r in config.identity.id_types.items()}
 
-    ev = materialise(A.event_pass(events, purposes, acfg, as_of, ignore_unknown_consent=pcfg.ignore_unknown_consent))
+    basis = M.ConsentBasis.of(config.sources, purposes)
+    ev = materialise(A.event_pass(events, purposes, acfg, as_of, ignore_unknown_consent=pcfg.ignore_unknown_consent,
+                                  consent_basis=basis))
     live = M.live_records(records)
     rec_ts = F.coalesce("record_time", "received_at")
     rec = live.groupBy("profile_id").agg(
         F.min(rec_ts).alias("rec_first_seen"), F.max(rec_ts).alias("rec_last_seen"),
-        F.array_sort(F.collect_set("source")).alias("rec_sources"),
-        *M.consent_aggregates(live, purposes, rec_ts, ignore_unknown=pcfg.ignore_unknown_consent),
+        F.array_sort(F.collect_set("source")).alias("rec_sources"))
+    # Consent from every record, also those a snapshot has since deleted: a decision is history, not state.
+    history = M.consent_history(records)
+    decided = history.groupBy("profile_id").agg(
+        *M.consent_aggregates(history, purposes, rec_ts, ignore_unknown=pcfg.ignore_unknown_consent, basis=basis),
     ).withColumnsRenamed({f"_consent_{p}": f"rec_consent_{p}" for p in purposes})
     merged = M.merge_traits(M.trait_rows(live, list(traits)), pcfg, traits)
     ids = M.identifiers_by_type(graph, limits)
 
     df = (ids.join(ev.select("profile_id", *[c for c in ev.columns if c.startswith("ev_")]), "profile_id", "left")
           .join(rec, "profile_id", "left").join(merged, "profile_id", "left"))
+    if purposes:
+        df = df.join(decided, "profile_id", "left")
     for p in purposes:  # inputs without a side still need its columns for consent_maps
         for side in ("ev", "rec"):
             if f"{side}_consent_{p}" not in df.columns:
                 df = df.withColumn(f"{side}_consent_{p}", F.lit(None))
-    consent, consent_at = M.consent_maps(purposes, ["ev", "rec"])
+    consent, consent_at, consent_source = M.consent_maps(purposes, ["ev", "rec"])
     empty = F.create_map().cast("map<string,string>")
     profiles = df.select(
         "profile_id", "identifiers",
         F.coalesce("traits", empty).alias("traits"), F.coalesce("trait_sources", empty).alias("trait_sources"),
-        consent.alias("consent"), consent_at.alias("consent_at"),
+        consent.alias("consent"), consent_at.alias("consent_at"), consent_source.alias("consent_source"),
         F.least("ev_first_seen", "rec_first_seen").alias("first_seen"),
         F.greatest("ev_last_seen", "rec_last_seen").alias("last_seen"),
         F.array_sort(F.array_distinct(F.concat(F.coalesce("ev_sources", F.array().cast("array<string>")),
@@ -156,7 +163,8 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) 
         merged = {r.old_profile_id for r in lake.read(PROFILE_ID_HISTORY.name).where("reason = 'merge'")
                   .select("old_profile_id").distinct().collect()}
         metrics["profiles_merged_away"] = sum(1 for g in gone if g in merged)
-    lake.create_if_missing(PROFILES.name)
+    if not lake.create_if_missing(PROFILES.name):
+        _add_new_columns(spark, lake)
     if n_up or gone:
         lake.merge(PROFILES.name, upserts, keys=["profile_id"], delete_unmatched=bool(gone),
                    delete_where=f"t.profile_id IN ({_in_list(gone)})" if gone else None)
@@ -175,6 +183,14 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) 
     metrics["serving_store"] = refresh_serving_store(spark, config, lake)
     return StageResult(rows_in={}, rows_out={PROFILES.name: n_up, PROFILE_ATTRIBUTES.name: n_attr},
                        metrics=metrics)
+
+
+def _add_new_columns(spark: SparkSession, lake: "Lake") -> None:
+    """Give a gold.profiles written before a column was declared that column (nullable; the content hash covers
+    it, so every row is rewritten with its value by this run's merge)."""
+    have = set(lake.table_schema(PROFILES.name).fieldNames())
+    if any(f.name not in have for f in PROFILES.schema.fields):
+        lake.append(PROFILES.name, spark.createDataFrame([], PROFILES.schema), evolve=True)
 
 
 def _no_events(spark: SparkSession) -> DataFrame:

@@ -21,8 +21,11 @@ PROFILES = TableSpec(
                pii="pii"),
         Column("traits", _MAP, "catalogue trait -> merged value as text (rules in conf/profiles.yaml)", pii="pii"),
         Column("trait_sources", _MAP, "catalogue trait -> source the merged value came from"),
-        Column("consent", _MAP, "consent purpose -> granted/denied (latest timestamp wins; absent: unknown)"),
-        Column("consent_at", T.MapType(_S, _TS), "consent purpose -> timestamp of the deciding record"),
+        Column("consent", _MAP, "consent purpose -> granted/denied: the latest explicit decision of any source, "
+                                "else the latest source default (absent: unknown)"),
+        Column("consent_at", T.MapType(_S, _TS), "consent purpose -> time of the deciding explicit decision (absent "
+                                                 "when the status is a source's default)"),
+        Column("consent_source", _MAP, "consent purpose -> source whose entry decided it"),
         Column("first_seen", _TS, "earliest event or record time"),
         Column("last_seen", _TS, "latest event or record time"),
         Column("sources", T.ArrayType(_S), "sources that delivered events or records (sorted)"),

@@ -8,6 +8,8 @@ Columns (``view_schema`` gives them from config alone, without Spark data):
   (counts bigint, sums/avgs/min/max double, selectors string, unique lists array<string>, recency int days,
   formulas their declared type);
 - ``consent`` map<string, string>: every catalogue consent purpose -> ``granted`` / ``denied`` / ``unknown``;
+- ``consent_at`` map<string, timestamp>: purpose -> time of the deciding explicit decision (absent for a source's
+  default); ``consent_source`` map<string, string>: purpose -> the source whose entry decided it;
 - ``first_seen``, ``last_seen`` timestamps; ``sources`` array<string>; ``updated_at`` timestamp;
 - ``scores`` struct (``gold.profile_scores`` columns minus profile_id): only when that table exists.
 
@@ -102,7 +104,7 @@ def view_schema(config: "CdpConfig", *, with_scores: bool = True) -> T.StructTyp
     Example:
         >>> from cdp_spark.config import CdpConfig
         >>> [f.name for f in view_schema(CdpConfig(), with_scores=False)]
-        ['profile_id', 'identifiers', 'traits', 'attributes', 'consent', 'first_seen', 'last_seen', 'sources', 'updated_at']
+        ['profile_id', 'identifiers', 'traits', 'attributes', 'consent', 'consent_at', 'consent_source', 'first_seen', 'last_seen', 'sources', 'updated_at']
     """
     s = T.StringType()
     fields = [
@@ -111,6 +113,8 @@ def view_schema(config: "CdpConfig", *, with_scores: bool = True) -> T.StructTyp
         T.StructField("traits", traits_type(config)),
         T.StructField("attributes", attributes_type(config)),
         T.StructField("consent", T.MapType(s, s)),
+        T.StructField("consent_at", T.MapType(s, T.TimestampType())),
+        T.StructField("consent_source", T.MapType(s, s)),
         T.StructField("first_seen", T.TimestampType()),
         T.StructField("last_seen", T.TimestampType()),
         T.StructField("sources", T.ArrayType(s)),
@@ -140,6 +144,12 @@ def typed_consent(consent: "F.Column | str", config: "CdpConfig") -> F.Column:
     for p in purposes:
         pairs += [F.lit(p), F.coalesce(F.element_at(col, F.lit(p)), F.lit("unknown"))]
     return F.create_map(*pairs)
+
+
+def _stored_map(profiles: DataFrame, name: str, value_type: T.DataType) -> F.Column:
+    """A stored map column, or an empty map for a table written before the column existed."""
+    empty = F.create_map().cast(T.MapType(T.StringType(), value_type))
+    return (F.coalesce(F.col(name), empty) if name in profiles.columns else empty).alias(name)
 
 
 def latest_attributes(lake: "Lake") -> DataFrame | None:
@@ -176,6 +186,7 @@ def profile_view(spark: "SparkSession", config: "CdpConfig", lake: "Lake") -> Da
     cols = [
         F.col("profile_id"), F.col("identifiers"), typed_traits("traits", config).alias("traits"),
         F.col("_attrs").cast(attrs_type).alias("attributes"), typed_consent("consent", config).alias("consent"),
+        _stored_map(profiles, "consent_at", T.TimestampType()), _stored_map(profiles, "consent_source", T.StringType()),
         "first_seen", "last_seen", "sources", "updated_at",
     ]
     if has_scores:
