@@ -12,19 +12,21 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from cdp_spark.cli_common import ConfOption, JsonOption
-from cdp_spark.config import CdpConfig, ConfigError, load_config, load_config_with_sources
+from cdp_spark.cli_common import ActionableError, ConfOption, JsonOption, err, fail, out, print_error
+from cdp_spark.config import CdpConfig, ConfigError, ConfigNotFoundError, load_config, load_config_with_sources
 from cdp_spark.jars import JarsError
 from cdp_spark.lake import LakeError
-from cdp_spark.api.cli import api_app, sandbox_app
+from cdp_spark.ops import logs
+from cdp_spark.api.cli import api_app, sandbox_app, serve as api_serve
 from cdp_spark.privacy.cli import erase_app
 from cdp_spark.audiences import cli as audience_cli
 from cdp_spark.ops import cli as ops_cli
@@ -32,39 +34,91 @@ from cdp_spark.identity.cli import app as identity_app
 from cdp_spark.ml.cli import mlflow_app
 from cdp_spark.pipeline import StageFailed, UnknownStageError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="cdp-spark: Customer Data Platform on Spark + Delta.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="cdp-spark: Customer Data Platform on Spark + Delta.")
 config_app = typer.Typer(no_args_is_help=True, help="Configuration commands.")
 app.add_typer(config_app, name="config")
+log = logging.getLogger("cdp_spark.cli")
 
-out = Console()
-err = Console(stderr=True)
+DEFAULT_CONF = "conf/cdp.yaml"
 
+
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", envvar="CDP_VERBOSE",
+                                 help="show Spark's, MLflow's and the other libraries' logs here instead of in the "
+                                      "log file under the lake (also accepted after the command: cdp demo -v)"),
+) -> None:
+    """The options of every command. `main` reads ``--verbose`` itself: logs are routed before parsing starts."""
+
+
+def _log_note() -> str:
+    routing = logs.routing()
+    return f"; the log file {_shown(routing.path)} has the details" if routing and routing.path else ""
 
 
 @contextlib.contextmanager
 def _exit_codes() -> Iterator[None]:
-    """Map failures to exit codes with a one-line message on stderr (details are in the ledger and logs)."""
+    """Map failures to exit codes: what went wrong on stderr, then one line saying what to do next (details are
+    in the ledger and the log file)."""
+    from cdp_spark.ops.lock import LeaseHeld
+    from cdp_spark.spark import JavaNotFoundError
+
     try:
         yield
+    except ActionableError as exc:
+        raise fail(str(exc), exc.hint, code=exc.code, title=exc.title) from None
+    except ConfigNotFoundError as exc:
+        raise fail(str(exc), "run `cdp init` to create a project here, or point --conf (or CDP_CONF) at your cdp.yaml",
+                   code=2, title="configuration error") from None
     except ConfigError as exc:
-        err.print(f"[red]configuration error[/red]\n{exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), "fix the value named above, then validate the whole configuration with "
+                             "`cdp config check`", code=2, title="configuration error") from None
     except UnknownStageError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), "run `cdp run daily` for the whole pipeline, or one of the stages listed above",
+                   code=2) from None
     except StageFailed as exc:
-        err.print(f"[red]failed:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(exc), f"`cdp runs` shows the error{_log_note()}; once the cause is fixed, continue with "
+                             f"`cdp run {exc.report.job} --as-of {exc.report.as_of} --resume`", title="failed") from None
+    except LeaseHeld as exc:
+        raise fail(str(exc), "wait for that run to finish (`cdp status` shows it), then run this command again",
+                   title="not started") from None
     except LakeError as exc:
-        err.print(f"[red]lake error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(exc), f"`cdp tables` lists the lake's tables{_log_note()}", title="lake error") from None
     except JarsError as exc:  # engine.jars: required, and the cache lacks a bundle
-        err.print(f"[red]jars:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), "run `cdp jars fetch` where Maven Central is reachable, or set `engine.jars: none` "
+                             "in cdp.yaml", code=2, title="jars") from None
+    except JavaNotFoundError as exc:
+        raise fail(str(exc), "install Java 17 or newer, or set JAVA_HOME to one, then run this command again",
+                   code=2, title="java") from None
 
 
 def _config(conf: str) -> CdpConfig:
     return load_config(conf)
+
+
+def _existing_lake(config: CdpConfig, conf: str) -> None:
+    """Refuse a read-only command on a lake root that does not exist (a mistyped ``lake.root`` would otherwise read
+    as an empty lake)."""
+    root = config.lake.root
+    if "://" in root and not root.startswith("file://"):
+        return  # object storage has no folders to check; its tables say whether they exist
+    path = Path(root.removeprefix("file://"))
+    if not path.is_dir():
+        raise ActionableError(
+            f"lake not found: {path.absolute()} does not exist (lake.root in {conf})",
+            hint=f"check `lake.root` in {conf} (or CDP_LAKE_ROOT), or create the lake with `cdp demo` or "
+                 "`cdp run daily`", title="lake error")
+
+
+def _shown(path: Path | None) -> str:
+    """A path relative to the working folder when it is inside it (shorter to read and to copy)."""
+    if path is None:
+        return ""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _print_json(data: Any) -> None:
@@ -106,7 +160,9 @@ def tables(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     from cdp_spark.runtime import metadata_lake
 
     with _exit_codes():
-        infos = metadata_lake(_config(conf)).tables()
+        config = _config(conf)
+        _existing_lake(config, conf)
+        infos = metadata_lake(config).tables()
         if as_json:
             _print_json([i.__dict__ for i in infos])
             return
@@ -127,7 +183,11 @@ def history(
     from cdp_spark.runtime import metadata_lake
 
     with _exit_codes():
-        commits = metadata_lake(_config(conf)).history(table_name, limit)
+        config = _config(conf)
+        lake = metadata_lake(config)
+        lake.spec(table_name)  # an unknown name is the first thing to fix
+        _existing_lake(config, conf)
+        commits = lake.history(table_name, limit)
         if as_json:
             _print_json(commits)
             return
@@ -152,6 +212,7 @@ def runs(
 
     with _exit_codes():
         config = _config(conf)
+        _existing_lake(config, conf)
         rows = Ledger(metadata_lake(config), stale_after_minutes=config.pipeline.stale_after_minutes).runs(
             limit=limit, job=job
         )
@@ -279,8 +340,8 @@ def _jars_errors() -> Iterator[None]:
     try:
         yield
     except JarsError as exc:
-        err.print(f"[red]jars:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(exc), "check that `mvn` is installed and reaches Maven Central (or your mirror); "
+                             "`cdp jars list` shows what is cached", title="jars") from None
 
 
 @jars_app.command("fetch")
@@ -350,22 +411,34 @@ def demo(
     conf: str = ConfOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Generate demo data, run the daily pipeline on it, and summarise the tables."""
+    """Generate demo data, run the daily pipeline on it, and summarise the tables.
+
+    In a folder without a project (no conf/cdp.yaml) it runs on the packaged configuration, with the lake in ./lake.
+    """
+    from cdp_spark.config.starter import default_config_path
+    from cdp_spark.ops import progress
     from cdp_spark.pipeline import run_job
     from cdp_spark.runtime import Runtime
 
     with _exit_codes():
-        config = _with_demo_overrides(_config(conf), people, days, seed, None)
-        rt = Runtime.start(config)
-        with err.status("generating demo data ..."):
-            summary = _generate(rt)
-        realtime_metrics = None
-        if realtime:
-            from cdp_spark.collect.replay import replay_demo_day
+        packaged = conf == DEFAULT_CONF and not Path(conf).exists() and "CDP_CONF" not in os.environ
+        config = _with_demo_overrides(_config(str(default_config_path()) if packaged else conf), people, days, seed,
+                                      None)
+        logs.log_file(config.lake.root)  # the first line says where the library logs go
+        if packaged:
+            err.print(f"no {DEFAULT_CONF} here: the demo runs on cdp-spark's packaged configuration, lake in "
+                      f"{config.lake.root} (`cdp init` writes a project to edit)", highlight=False, soft_wrap=True)
+        with _progress_display():
+            with progress.step("spark", "Spark"):
+                rt = Runtime.start(config)
+            with progress.step("generate", "demo data"):
+                summary = _generate(rt)
+            realtime_metrics = None
+            if realtime:
+                from cdp_spark.collect.replay import replay_demo_day
 
-            with err.status("replaying the last day through the collector and the stream ..."):
-                realtime_metrics = replay_demo_day(rt.spark, rt.config, rt.lake)
-        with err.status(f"running the daily pipeline for {config.demo.end_date} ..."):
+                with progress.step("realtime", "real time"):
+                    realtime_metrics = replay_demo_day(rt.spark, rt.config, rt.lake)
             from cdp_spark.activation.receiver import demo_receiver  # serves the demo's webhook destination
 
             with demo_receiver(rt.config) as run_config:
@@ -386,6 +459,64 @@ def demo(
         for i in infos:
             table.add_row(i.name, str(i.version), f"{i.rows:,}", str(i.files), _size(i.size_bytes))
         out.print(table)
+        _print_next_commands(rt.config, None if packaged or conf == DEFAULT_CONF else conf, init_first=packaged)
+
+
+def _print_next_commands(config: CdpConfig, conf: str | None, *, init_first: bool) -> None:
+    """What to try after the demo, runnable as printed (with --conf when the demo was not run on ./conf)."""
+    flag = f" --conf {conf}" if conf else ""
+    audience = config.audiences[0].name if config.audiences else None
+    steps = [("cdp init", "a project of your own here (conf/), reading this same lake")] if init_first else []
+    steps += [(f"cdp status{flag}", "last runs, table freshness, streaming lag"),
+              (f"cdp runs{flag}", "the job ledger"),
+              (f"cdp api keys create console --scopes read,pii{flag}", "a key for the web console (shown once)"),
+              (f"cdp api serve{flag}",
+               f"the Profile API and the console at http://{config.api.host}:{config.api.port}/console"),  # type: ignore[attr-defined]
+              (f"cdp report --out report.html{flag}", "a self-contained HTML run report")]
+    if audience:
+        steps.append((f"cdp audience preview {audience}{flag}", "an audience's size and a masked sample"))
+    width = max(len(c) for c, _ in steps)
+    out.print("[bold]next:[/bold]")
+    for command, what in steps:
+        out.print(f"  {command:<{width}}  [dim]{what}[/dim]", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _progress_display() -> Iterator[None]:
+    """The stage-by-stage display on stderr (one line per step; plain lines with -v, where logs interleave)."""
+    from cdp_spark.ops import progress
+
+    routing = logs.routing()
+    with progress.TerminalProgress(err, live=not (routing and routing.verbose)) as display, progress.attached(display):
+        yield
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(Path("."), help="project folder (created when missing; default: here)"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Write a commented starter project: conf/ with the catalogue, example sources, identity rules, attributes,
+    scores, two audiences and a file destination."""
+    from cdp_spark.config.starter import CONF_DIR, MAIN_FILE, ProjectExistsError, init_project
+
+    with _exit_codes():
+        try:
+            written = init_project(directory)
+        except ProjectExistsError as exc:
+            raise fail(str(exc), f"edit the configuration in {directory / CONF_DIR}, or run `cdp init` in another "
+                                 "folder", code=2) from None
+        if as_json:
+            _print_json({"conf": str(directory / CONF_DIR / MAIN_FILE), "files": [str(p) for p in written]})
+            return
+        out.print(f"[green]starter project written[/green]: {directory / CONF_DIR} ({len(written)} files; every "
+                  "key is explained in the files and in docs/configuration.md)", highlight=False)
+        here = directory.resolve() == Path.cwd().resolve()
+        out.print("[bold]next:[/bold]")
+        if not here:
+            out.print(f"  cd {directory}", highlight=False)
+        out.print("  cdp demo            [dim]demo data through the whole pipeline, lake in ./lake[/dim]")
+        out.print("  cdp config check    [dim]validate the configuration after editing it[/dim]")
 
 
 def _with_demo_overrides(config: CdpConfig, people, days, seed, out_dir) -> CdpConfig:  # type: ignore[no-untyped-def]
@@ -470,8 +601,8 @@ def collect_stream(
             metrics = run_with_ledger(rt.spark, rt.config, rt.lake, available_now=available_now, timeout=timeout,
                                       sources=source or None)
         except StreamError as exc:
-            err.print(f"[red]stream failed:[/red] {exc}", highlight=False)
-            raise typer.Exit(1) from None
+            raise fail(str(exc), f"run the stream again: its checkpoint replays the failed micro-batch{_log_note()}",
+                       title="stream failed") from None
         if as_json:
             _print_json(metrics)
             return
@@ -482,6 +613,9 @@ def collect_stream(
 
 # The issue's and Segment users' name for the stream job; the same command as `cdp collect stream`.
 app.command("stream", help="Alias of `cdp collect stream`.")(collect_stream)
+# The console's own name for the same server: the web console under /console, with the Profile API beside it.
+app.command("console", help="Alias of `cdp api serve`: the web console at /console and the Profile API.")(
+    api_serve)
 
 
 def run_cli() -> None:
@@ -535,13 +669,60 @@ def exit_process(code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point; returns the process exit code."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        app(args=argv, prog_name="cdp")
-    except SystemExit as exc:  # click's standalone mode always exits; keep its code
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return 0
+    """Console entry point; returns the process exit code.
+
+    Library logs go to a log file under the lake while the command runs (``-v``: to the terminal); every error ends
+    with a line saying what to do next.
+    """
+    args = _verbose_first(list(sys.argv[1:] if argv is None else argv))
+    command = next((a for a in args if not a.startswith("-")), "cdp")
+    verbose = args[:1] == ["--verbose"] or os.environ.get("CDP_VERBOSE", "").lower() in ("1", "true", "yes")
+
+    def announce(path: Path) -> None:
+        err.print(f"[dim]logs: {_shown(path)} (`cdp -v {command}` shows them here)[/dim]", highlight=False,
+                  soft_wrap=True)
+
+    with logs.route_logs(command=command, verbose=verbose, announce=announce) as routing:
+        try:
+            code = app(args=args, prog_name="cdp", standalone_mode=False)
+            return code if isinstance(code, int) else 0
+        except typer.TyperException as exc:  # usage: unknown option, bad value, missing argument
+            if type(exc).__name__ == "NoArgsIsHelpError":  # typer printed the help (its own check, by name too)
+                return exc.exit_code
+            ctx = getattr(exc, "ctx", None)
+            print_error("error", exc.format_message(), f"see `{ctx.command_path if ctx else 'cdp'} --help`")
+            return exc.exit_code
+        except ActionableError as exc:  # raised outside a command's `_exit_codes` (e.g. while parsing)
+            print_error(exc.title, str(exc), exc.hint)
+            return exc.code
+        except (typer.Abort, KeyboardInterrupt):
+            print_error("interrupted", command, "run the command again; `cdp run ... --resume` continues a pipeline")
+            return 130
+        except Exception as exc:
+            from cdp_spark.pipeline import describe_error
+
+            if routing.path is not None:  # frames only: the message may quote data values (shown scrubbed below)
+                log.error("unexpected error: %s\n%s", describe_error(exc),
+                          "".join(traceback.format_tb(exc.__traceback__)))
+            if routing.verbose:
+                traceback.print_exc()
+            where = f"the traceback is in {_shown(routing.path)}" if routing.path else "rerun with -v for the traceback"
+            print_error("unexpected error", logs.scrub(describe_error(exc)), f"{where}; please report it with that log")
+            return 1
+
+
+def _verbose_first(args: list[str]) -> list[str]:
+    """Move ``-v``/``--verbose`` to the front, where the ``cdp`` callback takes it, so that ``cdp demo -v`` works
+    like ``cdp -v demo`` (arguments after ``--`` are left alone).
+
+    Example:
+        >>> _verbose_first(["demo", "--people", "300", "-v"])
+        ['--verbose', 'demo', '--people', '300']
+    """
+    end = args.index("--") if "--" in args else len(args)
+    if not any(a in ("-v", "--verbose") for a in args[:end]):
+        return args
+    return ["--verbose", *[a for a in args[:end] if a not in ("-v", "--verbose")], *args[end:]]
 
 
 if __name__ == "__main__":  # pragma: no cover

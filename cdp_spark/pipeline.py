@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
+from cdp_spark.ops import progress
 from cdp_spark.ops.ledger import Ledger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,6 +169,7 @@ def run_job(
             if point and name in point.done:
                 ledger.skip(job, as_of=as_of, step=name, run_id=run_id, metrics={"resumed_from": point.previous_run_id})
                 report.stages[name] = "skipped"
+                progress.finished(name, "skipped", detail="already done")
                 continue
             with logs.bind(stage=name):
                 report.results[name] = _run_stage(spark, config, lake, ledger, job_entry, report, name, registry)
@@ -185,6 +187,7 @@ def _run_stage(spark, config, lake, ledger, job_entry, report, name, registry) -
     """One stage, recorded in the ledger; a failure (or an interrupt) is recorded on the stage and the job."""
     entry = ledger.start(job_entry.job, as_of=job_entry.as_of, step=name, run_id=job_entry.run_id)
     log.info("stage %s started (as of %s)", name, job_entry.as_of)
+    progress.started(name)
     started = time.monotonic()
     try:
         result = stage_function(name, registry)(spark, config, lake, job_entry.as_of)
@@ -194,11 +197,14 @@ def _run_stage(spark, config, lake, ledger, job_entry, report, name, registry) -
         ledger.finish(entry, "failed", error=report.error)
         ledger.finish(job_entry, "failed", error=f"stage {name}: {report.error}")
         log.error("stage %s failed after %.1f s: %s", name, time.monotonic() - started, report.error)
+        progress.finished(name, "failed")
         if isinstance(exc, Exception):
             raise StageFailed(report, name) from exc
         raise
     ledger.finish(entry, "succeeded", rows_in=result.rows_in, rows_out=result.rows_out, metrics=result.metrics)
     log.info("stage %s succeeded in %.1f s: %s", name, time.monotonic() - started, result.rows_out)
+    progress.finished(name, "succeeded", rows_in=sum(result.rows_in.values()) if result.rows_in else None,
+                      rows_out=sum(result.rows_out.values()))
     return result
 
 

@@ -7,13 +7,15 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -142,7 +144,7 @@ def embedded_conf(
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # No _SUCCESS markers inside Delta table folders: the lake commits files itself.
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
-        "spark.hadoop.parquet.enable.summary-metadata": "false",
+        "spark.hadoop.parquet.summary.metadata.level": "NONE",  # no _metadata summary files either
         "spark.sql.sources.partitionOverwriteMode": "static",
         # Compiled code is cached by its text; Spark's 100 entries are fewer than the ~130 classes of one ingest
         # batch, so a streaming micro-batch evicted and recompiled ~30 of them every time (seconds of CPU each).
@@ -166,10 +168,66 @@ def embedded_conf(
     return conf
 
 
+LOG4J2_PROPERTIES = Path(__file__).with_name("log4j2.properties")  # JVM logs into the file named by -Dcdp.log.file
+
+
+def jvm_logging_options(log_file: str | os.PathLike[str]) -> str:
+    """The driver JVM flags that send its log4j2 output (Spark, Hadoop, Parquet, Delta) to ``log_file``.
+
+    Example:
+        >>> jvm_logging_options("/data/lake/_system/logs/cdp-demo.log").split()[1]
+        '-Dcdp.log.file=/data/lake/_system/logs/cdp-demo.log'
+    """
+    # Spark splits extraJavaOptions like a shell: quote paths with spaces.
+    def flag(name: str, value: object) -> str:
+        text = str(value)
+        return f'-D{name}="{text}"' if any(c.isspace() for c in text) else f"-D{name}={text}"
+
+    return f"{flag('log4j2.configurationFile', LOG4J2_PROPERTIES)} {flag('cdp.log.file', log_file)}"
+
+
+@contextlib.contextmanager
+def _jvm_output_to(path: str | os.PathLike[str] | None) -> Iterator[None]:
+    """While the block starts the JVM, file descriptors 1 and 2 point at ``path``: the JVM, and the Python workers it
+    forks later, inherit them, so their direct prints (JDK notices, worker warnings) land in the log file. This
+    process keeps writing to the terminal through copies of the original descriptors."""
+    if path is None:
+        yield
+        return
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    replaced = []
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        stream = getattr(sys, name)
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            if stream.fileno() == fd:
+                copy = open(os.dup(saved[fd]), "w", buffering=1, encoding=stream.encoding, errors=stream.errors)
+                replaced.append((name, stream, copy))
+                setattr(sys, name, copy)
+        os.dup2(target, fd)
+    try:
+        yield
+    finally:
+        for name, original, copy in replaced:
+            copy.flush()
+            setattr(sys, name, original)
+            copy.close()
+        for fd, copy_fd in saved.items():
+            os.dup2(copy_fd, fd)
+            os.close(copy_fd)
+        os.close(target)
+
+
 def build_session(
-    app_name: str, conf: Mapping[str, str], checkpoint_dir: str | None, log_level: str = "WARN"
+    app_name: str, conf: Mapping[str, str], checkpoint_dir: str | None, log_level: str = "WARN", *,
+    jvm_output: str | os.PathLike[str] | None = None,
 ) -> "SparkSession":
-    """Create (or reuse) a SparkSession with the given settings and checkpoint directory."""
+    """Create (or reuse) a SparkSession with the given settings and checkpoint directory.
+
+    ``jvm_output``: a file that receives what a newly started JVM prints outside log4j (see `_jvm_output_to`).
+    """
     # Python workers must run this interpreter, or they fail to import pyarrow and pandas.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -178,7 +236,8 @@ def build_session(
     builder = SparkSession.builder.appName(app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with _jvm_output_to(jvm_output):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
     if checkpoint_dir:
         if "://" not in checkpoint_dir:
@@ -210,12 +269,20 @@ def session(config: "CdpConfig") -> "SparkSession":
         }
         return build_session(engine.app_name, conf, checkpoint_dir, engine.log_level)
     check_java()
+    from cdp_spark.ops.logs import log_file
+
+    # Spark's own check of the host name warns unless told the (loopback) address the embedded driver binds to.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     extra = dict(engine.spark_conf)
     for key, value in jar_conf(engine.jars, engine.jar_bundles).items():
         # The user's own settings win, except that their jars (a JDBC driver, say) join the bundles' jars.
         extra[key] = f"{extra[key]},{value}" if key == "spark.jars" and extra.get(key) else extra.get(key, value)
+    logs = log_file(config.lake.root)  # a `cdp` command's log file (None: library use, notebooks, -v)
+    if logs is not None:
+        user_flags = extra.get("spark.driver.extraJavaOptions")
+        extra["spark.driver.extraJavaOptions"] = " ".join(filter(None, [jvm_logging_options(logs), user_flags]))
     conf = embedded_conf(cores=engine.cores, shuffle_partitions=engine.shuffle_partitions, extra=extra)
-    return build_session(engine.app_name, conf, checkpoint_dir, engine.log_level)
+    return build_session(engine.app_name, conf, checkpoint_dir, engine.log_level, jvm_output=logs)
 
 
 def jar_conf(mode: str, bundles: list[str]) -> dict[str, str]:

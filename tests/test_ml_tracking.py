@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.ml import tracking
@@ -130,3 +132,38 @@ def test_als_pyfunc_round_trip_and_registration(store):
         out = loaded.predict(pd.DataFrame({"profile_id": ["c", "a"]}))
     pd.testing.assert_frame_equal(out.reset_index(drop=True), model.recommend(["c", "a"]).reset_index(drop=True))
     assert loaded.metadata.signature.outputs.input_names() == ["profile_id", "product_id", "score", "rank"]
+
+
+def test_models_are_logged_from_code_without_pickle_warnings_or_registry_prints(store, capfd):
+    """A pickled `python_model` made MLflow warn that loading it may run code, and `mlflow.register_model` printed
+    "Successfully registered model" to stderr: the models are logged from code (config + skops/NumPy artifacts) and
+    registered through the client, and they still score the same after loading."""
+    from cdp_spark.ml.propensity import make_estimator
+
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame({"views": rng.poisson(3, 80).astype(float), "orders": rng.poisson(1, 80).astype(float)})
+    label = (frame["views"] + rng.normal(0, 1, 80) > 3).astype(int)
+    estimator = make_estimator("logistic").fit(frame, label)
+    with tracking.mlflow_store(store) as client:
+        with mlflow.start_run() as run:
+            info = tracking.log_pyfunc(tracking.ClassifierModel(estimator, ["views", "orders"]), frame.head(5),
+                                       name="propensity")
+        tracking.register_model(client, "cdp_test_propensity", info.model_uri, Holdout("auc", 0.8), run.info.run_id)
+        loaded, version = tracking.load_champion(client, "cdp_test_propensity")
+        stored = Path(mlflow.artifacts.download_artifacts(info.model_uri))
+    printed = capfd.readouterr()
+    assert "CloudPickle" not in printed.err + printed.out
+    assert "Successfully registered" not in printed.err + printed.out
+    assert version == "1" and not list(stored.rglob("*.pkl"))
+    assert yaml.safe_load((stored / "MLmodel").read_text())["flavors"]["python_function"]["model_code_path"]
+    np.testing.assert_allclose(loaded.predict_proba(frame), estimator.predict_proba(frame)[:, 1])
+
+
+def test_a_classifier_file_holding_untrusted_types_is_refused(tmp_path):
+    import json
+
+    from sklearn.preprocessing import FunctionTransformer
+
+    artifacts = tracking.ClassifierModel(FunctionTransformer(json.loads), ["a"]).save_artifacts(tmp_path)
+    with pytest.raises(ValueError, match="untrusted types: json.loads"):
+        tracking.ClassifierModel().restore({"features": ["a"]}, artifacts)

@@ -40,6 +40,8 @@ def _register(config, users: list[str], seed: int = 1) -> str:
 
 def _files_mentioning(root: Path, text: str) -> set[str]:
     """Files under root whose bytes (Parquet: decoded values) contain text: every version, log and artifact."""
+    # NumPy stores strings as UTF-32 (a recommender's ids in its factors.npz), everything else here is UTF-8.
+    needles = (text.encode(), text.encode("utf-32-le"))
     hits = set()
     for dirpath, _, names in os.walk(root):
         for n in names:
@@ -47,7 +49,7 @@ def _files_mentioning(root: Path, text: str) -> set[str]:
             data = p.read_bytes()
             if data[:4] == b"PAR1":
                 data = json.dumps(pq.read_table(p).to_pylist(), default=str).encode()
-            if text.encode() in data:
+            if any(needle in data for needle in needles):
                 hits.add(str(p.relative_to(root)))
     return hits
 

@@ -10,7 +10,8 @@ Endpoints (all JSON; errors are ``{"code": ..., "message": ...}`` and never echo
   keeps it, and applied to the serving store at once;
 - ``DELETE`` the same paths (scope ``delete``): files an erasure request, answers 202 with its id, and stops
   serving the profile at once; ``GET /v1/erasures/{request_id}`` (scope ``delete``) reports progress;
-- ``GET /health``.
+- ``GET /health``;
+- ``/console``: the read-only web console (`cdp_spark.api.console`), on the same keys and masking.
 
 Keys: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Missing/unknown/revoked -> 401, missing scope ->
 403. PII fields are masked unless the key has ``pii``. Every call is audited (`cdp_spark.api.audit`).
@@ -302,6 +303,9 @@ def create_app(config: "CdpConfig", *, lake: "Lake | None" = None, store: Servin
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.state.api = api
+    from cdp_spark.api.console import console_router
+
+    app.include_router(console_router(api))  # the read-only web console, /console (not in the OpenAPI schema)
     app.add_middleware(AuditMiddleware, audit=audit, org_id=config.org.id)
     install_error_handlers(app, log=log)
 

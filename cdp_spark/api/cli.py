@@ -20,12 +20,18 @@ def serve(
     workers: Optional[int] = typer.Option(None, min=1, help="uvicorn worker processes (default api.workers)"),
     conf: str = ConfOption,
 ) -> None:
-    """Run the Profile API (blocking)."""
+    """Run the Profile API and the web console at /console (blocking)."""
     from cdp_spark.api.app import serve as run
-    from cdp_spark.cli import _config, _exit_codes
+    from cdp_spark.cli import _config, _existing_lake, _exit_codes
+    from cdp_spark.cli_common import err
 
     with _exit_codes():
-        run(_config(conf), host=host, port=port, workers=workers, conf_path=conf)
+        config = _config(conf)
+        _existing_lake(config, conf)
+        where = f"http://{host or config.api.host}:{port or config.api.port}"
+        err.print(f"Profile API on {where}/v1, web console on {where}/console (sign in with an API key: "
+                  "`cdp api keys create NAME --scopes read,pii`); Ctrl-C stops", highlight=False, soft_wrap=True)
+        run(config, host=host, port=port, workers=workers, conf_path=conf)
 
 
 @api_app.command("refresh")
@@ -57,14 +63,15 @@ def keys_create(
 ) -> None:
     """Create a key; its secret is shown once and stored only hashed."""
     from cdp_spark.api.keys import KeyError_, store_for
-    from cdp_spark.cli import _config, _exit_codes, _print_json, err, out
+    from cdp_spark.cli import _config, _exit_codes, _print_json, out
+    from cdp_spark.cli_common import fail
 
     with _exit_codes():
         try:
             secret, key = store_for(_config(conf)).create(name, _scopes(scopes))
         except KeyError_ as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(str(exc), "`cdp api keys list` shows the keys; scopes are read, write, delete and pii",
+                       code=2) from None
         if as_json:
             _print_json({**key.public(), "key": secret})
         else:
@@ -96,14 +103,14 @@ def keys_revoke(key_id: str = typer.Argument(..., help="key id (from `cdp api ke
                 conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Revoke a key: running API workers refuse it from their next request."""
     from cdp_spark.api.keys import KeyError_, store_for
-    from cdp_spark.cli import _config, _exit_codes, _print_json, err, out
+    from cdp_spark.cli import _config, _exit_codes, _print_json, out
+    from cdp_spark.cli_common import fail
 
     with _exit_codes():
         try:
             key = store_for(_config(conf)).revoke(key_id)
         except KeyError_ as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(str(exc), "`cdp api keys list` shows the key ids", code=2) from None
         if as_json:
             _print_json(key.public())
         else:
@@ -122,14 +129,14 @@ def sandbox_create(
 ) -> None:
     """Copy the config to a sandbox (own lake root, org.sandbox: true) to validate sources before production."""
     from cdp_spark.api.sandbox import SandboxError, create_sandbox
-    from cdp_spark.cli import _exit_codes, _print_json, err, out
+    from cdp_spark.cli import _exit_codes, _print_json, out
+    from cdp_spark.cli_common import fail
 
     with _exit_codes():
         try:
             result = create_sandbox(conf, to, lake_root=lake_root)
         except SandboxError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(str(exc), "pick a new folder for --to (and --lake-root)", code=2) from None
         if as_json:
             _print_json(result)
         else:

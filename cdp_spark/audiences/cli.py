@@ -24,7 +24,7 @@ from typing import Optional
 import typer
 
 from cdp_spark.audiences.config import Audience
-from cdp_spark.cli_common import ConfOption, JsonOption
+from cdp_spark.cli_common import ActionableError, ConfOption, JsonOption, fail
 
 audience_app = typer.Typer(no_args_is_help=True, help="Audiences: list, preview (writes nothing), export members.")
 
@@ -49,7 +49,8 @@ def _find(config, name: str) -> Audience:  # type: ignore[no-untyped-def]
         if a.name == name:
             return a
     names = ", ".join(a.name for a in config.audiences) or "none"
-    raise typer.BadParameter(f"unknown audience {name!r} (defined: {names})", param_hint="NAME")
+    raise ActionableError(f"unknown audience {name!r} (defined: {names})", code=2,
+                          hint="`cdp audience list` shows the audiences; each is a file in conf/audiences/")
 
 
 def preview_audience(spark, config, lake, name: str, as_of, sample: int = 5) -> dict:  # type: ignore[no-untyped-def]
@@ -181,7 +182,7 @@ def preview(name: str = typer.Argument(..., help="audience name"),
             conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Evaluate one audience now and print its size and a masked sample; writes nothing."""
     from cdp_spark.audiences.compiler import AudienceError
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out
+    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, out
     from cdp_spark.runtime import Runtime
 
     with _exit_codes():
@@ -192,8 +193,8 @@ def preview(name: str = typer.Argument(..., help="audience name"),
         try:
             result = preview_audience(rt.spark, rt.config, rt.lake, name, day, sample)
         except AudienceError as exc:
-            err.print(f"[red]audience error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(str(exc), f"fix the rule in conf/audiences/{name}.yaml, then `cdp config check`", code=2,
+                       title="audience error") from None
         if as_json:
             _print_json(result)
             return
@@ -244,7 +245,7 @@ def activate(destination: str = typer.Argument(..., help="destination name (conf
              conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Send audiences to one destination now (adds/removes since its last successful delivery, or a snapshot)."""
     from cdp_spark.activation import stage
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out
+    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, out
     from cdp_spark.ops.ledger import Ledger
     from cdp_spark.runtime import Runtime
 
@@ -254,8 +255,8 @@ def activate(destination: str = typer.Argument(..., help="destination name (conf
         try:
             stage.selected(config, destination)
         except ValueError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(str(exc), "each destination is a file in conf/destinations/; `cdp config check` lists them",
+                       code=2) from None
         rt = Runtime.start(config)
         ledger = Ledger(rt.lake, stale_after_minutes=config.pipeline.stale_after_minutes)
         entry = ledger.start("activate", as_of=day, params={"destination": destination})
@@ -279,4 +280,5 @@ def activate(destination: str = typer.Argument(..., help="destination name (conf
                       f"skipped {report['skipped_consent']:,} for consent and {report['skipped_no_identifier']:,} "
                       f"without identifier; {report['batches']} batches, {report['retries']} retries")
         if failed:
-            raise typer.Exit(1)
+            raise fail(f"{destination}: delivery failed", "`cdp runs --job activate` shows the error; the next "
+                       f"`cdp activate {destination}` sends what this one could not", title="failed")

@@ -52,6 +52,7 @@ from cdp_spark.ingest import keystats, readers, stage
 from cdp_spark.ingest.sources import Source
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES
 from cdp_spark.lake import Txn, utc_now
+from cdp_spark.ops import progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -234,6 +235,7 @@ class BatchWriter:
         stats["duration_s"] = round(time.perf_counter() - started, 3)
         with self.lock:
             self.batches.append(stats)
+            progress.advance(len(self.batches), None, "micro-batches")
         log.info("source %s batch %d: read %d, accepted %d, quarantined %d, duplicates %d in %.2fs",
                  self.source.name, batch_id, stats["read_lines"], stats["accepted"], stats["quarantined"],
                  stats["duplicates"], stats["duration_s"])

@@ -10,13 +10,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cdp_spark.config.loader import ConfigError, LoadedConfig, load_config, load_config_with_sources
+    from cdp_spark.config.loader import (ConfigError, ConfigNotFoundError, LoadedConfig, load_config,
+                                         load_config_with_sources)
     from cdp_spark.config.models import CdpConfig, DemoConfig, EngineConfig, LakeConfig, PipelineConfig
 
 # Resolved lazily (PEP 562): stage packages define their config models on `cdp_spark.config.base`, and
 # `config.models` imports them; importing models here eagerly would make every such import circular.
 _EXPORTS = {
-    "ConfigError": "loader", "LoadedConfig": "loader", "load_config": "loader", "load_config_with_sources": "loader",
+    "ConfigError": "loader", "ConfigNotFoundError": "loader", "LoadedConfig": "loader", "load_config": "loader", "load_config_with_sources": "loader",
     "CdpConfig": "models", "DemoConfig": "models", "EngineConfig": "models", "LakeConfig": "models",
     "PipelineConfig": "models",
 }

@@ -24,6 +24,10 @@ class ConfigError(ValueError):
     """A configuration problem; the message names file, key path, value and expectation."""
 
 
+class ConfigNotFoundError(ConfigError):
+    """The main configuration file does not exist (no project here, or a wrong ``--conf``)."""
+
+
 class LoadedConfig:
     """The validated config plus where each part came from, for error messages and redaction."""
 
@@ -56,6 +60,8 @@ def load_config(path: str | os.PathLike[str] = "conf/cdp.yaml", *, model: type[C
 def load_config_with_sources(path: str | os.PathLike[str], *, model: type[CdpConfig] = CdpConfig) -> LoadedConfig:
     """Like :func:`load_config`, but also returns which values were secrets (for `cdp config check`)."""
     main = Path(path)
+    if not main.is_file():
+        raise ConfigNotFoundError(f"{main}: file not found")
     secrets: set[tuple[str, ...]] = set()
     raw = _read_yaml(main, secrets, ())
     if not isinstance(raw, dict):

@@ -40,15 +40,16 @@ def stats(
     as_json: bool = JsonOption,
 ) -> None:
     """Component sizes, the largest profiles (masked ids), hubs, blocked and expired identifiers, limit splits."""
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out
+    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, out
+    from cdp_spark.cli_common import fail
     from cdp_spark.runtime import metadata_lake
 
     with _exit_codes():
         day = _as_of(as_of).isoformat() if as_of else None
         run = latest_run(metadata_lake(_config(conf)), day)
         if run is None:
-            err.print("no identity run yet" + (f" for {day}" if day else "") + ": run `cdp run identity`")
-            raise typer.Exit(1)
+            raise fail("no identity run yet" + (f" for {day}" if day else ""),
+                       "run `cdp run identity` (or `cdp run daily`) first")
         if as_json:
             _print_json(run)
             return

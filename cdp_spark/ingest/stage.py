@@ -23,6 +23,7 @@ from cdp_spark.ingest.readers import LandedFile, discover, existing, read_files,
 from cdp_spark.ingest.sources import Source
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES, PROFILE_RECORDS, QUARANTINE, SNAPSHOT_STATE
 from cdp_spark.lake import Txn, utc_now
+from cdp_spark.ops import progress
 from cdp_spark.pipeline import StageResult
 from cdp_spark.privacy.tombstones import suppression
 
@@ -70,12 +71,13 @@ def template_paths(config: "CdpConfig") -> dict[str, str]:
 def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) -> StageResult:
     """Ingest every source; returns per-source read/accepted/quarantined/duplicates counts for the ledger."""
     result = StageResult(metrics={"sources": {}})
-    for source in config.sources:
+    for done, source in enumerate(config.sources, 1):
         stats = ingest_source(spark, config, lake, source, as_of)
         result.metrics["sources"][source.name] = stats
         result.rows_in[f"source.{source.name}"] = stats["read"]
         for table, rows in stats["written"].items():
             result.rows_out[table] = result.rows_out.get(table, 0) + rows
+        progress.advance(done, len(config.sources), "sources")
     refused = [s["refused"] for s in result.metrics["sources"].values() if s.get("refused")]
     if refused:  # the other sources are ingested; the run still fails so that a person looks at the delivery
         raise SnapshotDeletesRefused("; ".join(refused))

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from cdp_spark.cli_common import ConfOption, JsonOption
+from cdp_spark.cli_common import ConfOption, JsonOption, fail
 
 mlflow_app = typer.Typer(no_args_is_help=True, help="MLflow: tracking UI and registered score models.")
 
@@ -25,15 +25,15 @@ def ui(
     conf: str = ConfOption,
 ) -> None:
     """Print (or start) `mlflow ui` on the configured tracking store."""
-    from cdp_spark.cli import _config, _exit_codes, err, out
+    from cdp_spark.cli import _config, _exit_codes, out
     from cdp_spark.ml.tracking import ui_command
 
     with _exit_codes():
         try:
             cmd = ui_command(_config(conf), port=port)
         except ValueError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(str(exc), "set `scores.mlflow.tracking_uri` in conf/scores.yaml, or MLFLOW_TRACKING_URI",
+                       code=2) from None
         if not start:
             out.print(shlex.join(cmd), highlight=False, soft_wrap=True)
             return

@@ -5,7 +5,9 @@ Store: ``MLFLOW_TRACKING_URI`` when set, else ``scores.mlflow.tracking_uri``, el
 refuses the plain file store by default, and registry stages are deprecated, so aliases are used).
 
 Registration: every trained model is logged as a pyfunc with a signature and registered as a new version of
-``<prefix><model>`` (e.g. ``cdp_clv_bgnbd``). The version takes the alias ``champion`` only when its holdout
+``<prefix><model>`` (e.g. ``cdp_clv_bgnbd``). Models are logged *from code* (`cdp_spark.ml.pyfunc_model`): the
+stored model is that file, a JSON config (parameters) and plain artifacts (NumPy arrays, a skops file for
+scikit-learn estimators); nothing is pickled, so loading one executes no stored object. The version takes the alias ``champion`` only when its holdout
 metric is at least as good as the current champion's (higher AUC, lower error); otherwise it takes the alias
 ``challenger`` and a ``reason`` tag says why. Scoring always loads ``models:/<name>@champion``.
 
@@ -22,6 +24,7 @@ import contextlib
 import logging
 import math
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,15 +148,39 @@ def _pyfunc_base():  # type: ignore[no-untyped-def]
     return mlflow.pyfunc.PythonModel
 
 
-class BGNBDModel(_pyfunc_base()):  # type: ignore[misc]
-    """Pyfunc BG/NBD: (frequency, recency, T) -> expected_purchases over the horizon, p_alive."""
+class ScoreModel(_pyfunc_base()):  # type: ignore[misc]
+    """A pyfunc logged from code: its state is a JSON config (`to_config`) plus files (`save_artifacts`), restored
+    by `load_context` into an instance made without arguments (what `cdp_spark.ml.pyfunc_model` creates)."""
 
     _skip_type_hint_validation = True  # the signature comes from an example frame, not type hints
 
-    def __init__(self, params: dict[str, float], horizon_periods: float, time_unit: str):
-        self.params = dict(params)
+    def to_config(self) -> dict[str, Any]:
+        return {}
+
+    def save_artifacts(self, folder: Path) -> dict[str, str]:
+        """Write the model's arrays and fitted objects under ``folder``; returns artifact name -> file path."""
+        return {}
+
+    def restore(self, config: dict[str, Any], artifacts: dict[str, str]) -> None:
+        raise NotImplementedError
+
+    def load_context(self, context: Any) -> None:  # MLflow calls this when the model is loaded
+        self.restore(dict(context.model_config or {}), dict(context.artifacts or {}))
+
+
+class BGNBDModel(ScoreModel):
+    """Pyfunc BG/NBD: (frequency, recency, T) -> expected_purchases over the horizon, p_alive."""
+
+    def __init__(self, params: dict[str, float] | None = None, horizon_periods: float = 0.0, time_unit: str = "D"):
+        self.params = dict(params or {})
         self.horizon_periods = float(horizon_periods)
         self.time_unit = time_unit
+
+    def to_config(self) -> dict[str, Any]:
+        return {"params": self.params, "horizon_periods": self.horizon_periods, "time_unit": self.time_unit}
+
+    def restore(self, config: dict[str, Any], artifacts: dict[str, str]) -> None:
+        self.__init__(config["params"], config["horizon_periods"], config["time_unit"])  # type: ignore[misc]
 
     def bgnbd(self):  # type: ignore[no-untyped-def]
         from cdp_spark.ml.btyd import BGNBDParams
@@ -173,13 +200,17 @@ class BGNBDModel(_pyfunc_base()):  # type: ignore[misc]
         })
 
 
-class GammaGammaModel(_pyfunc_base()):  # type: ignore[misc]
+class GammaGammaModel(ScoreModel):
     """Pyfunc Gamma-Gamma: (frequency, monetary_value) -> expected_spend per future purchase."""
 
-    _skip_type_hint_validation = True  # the signature comes from an example frame, not type hints
+    def __init__(self, params: dict[str, float] | None = None):
+        self.params = dict(params or {})
 
-    def __init__(self, params: dict[str, float]):
-        self.params = dict(params)
+    def to_config(self) -> dict[str, Any]:
+        return {"params": self.params}
+
+    def restore(self, config: dict[str, Any], artifacts: dict[str, str]) -> None:
+        self.params = dict(config["params"])
 
     def gamma_gamma(self):  # type: ignore[no-untyped-def]
         from cdp_spark.ml.btyd import GammaGammaParams
@@ -195,14 +226,41 @@ class GammaGammaModel(_pyfunc_base()):  # type: ignore[misc]
         return pd.DataFrame({"expected_spend": spend})
 
 
-class ClassifierModel(_pyfunc_base()):  # type: ignore[misc]
-    """Pyfunc wrapper of a fitted scikit-learn classifier: feature columns -> probability of the positive class."""
+# skops refuses to load types it is not told to trust; these are the ones a fitted propensity estimator holds.
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+TRUSTED_NAMES = frozenset({"cdp_spark.ml.propensity._signed_log1p"})
 
-    _skip_type_hint_validation = True  # the signature comes from an example frame, not type hints
 
-    def __init__(self, estimator: Any, features: list[str]):
+class ClassifierModel(ScoreModel):
+    """Pyfunc wrapper of a fitted scikit-learn classifier: feature columns -> probability of the positive class.
+
+    The estimator is stored with skops (scikit-learn's safe format) and loaded only when every type in the file is
+    one scikit-learn, NumPy, SciPy or our own log transform defines.
+    """
+
+    def __init__(self, estimator: Any = None, features: list[str] | None = None):
         self.estimator = estimator
-        self.features = list(features)
+        self.features = list(features or [])
+
+    def to_config(self) -> dict[str, Any]:
+        return {"features": self.features}
+
+    def save_artifacts(self, folder: Path) -> dict[str, str]:
+        import skops.io
+
+        path = folder / "estimator.skops"
+        skops.io.dump(self.estimator, path)
+        return {"estimator": str(path)}
+
+    def restore(self, config: dict[str, Any], artifacts: dict[str, str]) -> None:
+        import skops.io
+
+        path = artifacts["estimator"]
+        types = skops.io.get_untrusted_types(file=path)
+        refused = [t for t in types if not t.startswith(TRUSTED_PREFIXES) and t not in TRUSTED_NAMES]
+        if refused:
+            raise ValueError(f"refusing to load a classifier holding untrusted types: {', '.join(refused)}")
+        self.__init__(skops.io.load(path, trusted=types), config["features"])  # type: ignore[misc]
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """P(label = 1) for each row (plain numpy; used by distributed scoring)."""
@@ -213,7 +271,7 @@ class ClassifierModel(_pyfunc_base()):  # type: ignore[misc]
         return pd.DataFrame({"probability": self.predict_proba(model_input)})
 
 
-class ALSRecommender(_pyfunc_base()):  # type: ignore[misc]
+class ALSRecommender(ScoreModel):
     """Pyfunc ALS recommender: ``profile_id`` -> top-k (profile_id, product_id, score, rank), no JVM needed.
 
     Holds the fitted user and item factors of a Spark ML ``ALSModel`` with their ids; a score is the dot
@@ -226,10 +284,11 @@ class ALSRecommender(_pyfunc_base()):  # type: ignore[misc]
         [{'profile_id': 'p1', 'product_id': 'b', 'score': 0.5, 'rank': 1}]
     """
 
-    _skip_type_hint_validation = True  # the signature comes from an example frame, not type hints
-
-    def __init__(self, user_ids: list[str], user_factors: np.ndarray, item_ids: list[str], item_factors: np.ndarray,
-                 k: int):
+    def __init__(self, user_ids: list[str] | None = None, user_factors: np.ndarray | None = None,
+                 item_ids: list[str] | None = None, item_factors: np.ndarray | None = None, k: int = 10):
+        user_ids, item_ids = list(user_ids or []), list(item_ids or [])
+        user_factors = np.zeros((0, 0)) if user_factors is None else user_factors
+        item_factors = np.zeros((0, 0)) if item_factors is None else item_factors
         self.user_ids = [str(u) for u in user_ids]
         self.user_factors = np.asarray(user_factors, dtype=np.float32)
         self.item_ids = np.asarray([str(i) for i in item_ids], dtype=object)
@@ -237,6 +296,20 @@ class ALSRecommender(_pyfunc_base()):  # type: ignore[misc]
         self.k = int(k)
         if self.user_factors.shape[0] != len(self.user_ids) or self.item_factors.shape[0] != len(self.item_ids):
             raise ValueError("ALSRecommender: ids and factor rows differ in number")
+
+    def to_config(self) -> dict[str, Any]:
+        return {"k": self.k}
+
+    def save_artifacts(self, folder: Path) -> dict[str, str]:
+        path = folder / "factors.npz"
+        np.savez(path, user_ids=np.asarray(self.user_ids, dtype=str), user_factors=self.user_factors,
+                 item_ids=np.asarray(self.item_ids, dtype=str), item_factors=self.item_factors)
+        return {"factors": str(path)}
+
+    def restore(self, config: dict[str, Any], artifacts: dict[str, str]) -> None:
+        with np.load(artifacts["factors"], allow_pickle=False) as f:
+            self.__init__(f["user_ids"].tolist(), f["user_factors"], f["item_ids"].tolist(),  # type: ignore[misc]
+                          f["item_factors"], config["k"])
 
     @classmethod
     def from_fit(cls, fit: Any, k: int) -> "ALSRecommender":
@@ -294,20 +367,29 @@ class ALSRecommender(_pyfunc_base()):  # type: ignore[misc]
                               self.item_factors, self.k)
 
 
-def log_pyfunc(model: Any, example: pd.DataFrame, name: str = "model") -> Any:
-    """Log a pyfunc model with a signature inferred from ``example`` in the active run; returns ModelInfo."""
+MODEL_CLASSES: dict[str, type[ScoreModel]] = {}  # filled below: class name -> class, for the model-code file
+MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")  # run by MLflow when it loads a model, never imported
+
+
+def log_pyfunc(model: ScoreModel, example: pd.DataFrame, name: str = "model") -> Any:
+    """Log a score model from code (`cdp_spark.ml.pyfunc_model`) with a signature inferred from ``example`` in the
+    active run; returns ModelInfo."""
     import mlflow
     from mlflow.models import infer_signature
 
     # Explicit requirements: MLflow's inference would re-import the model in a subprocess, slowly.
-    reqs = [f"{pkg}=={_version(pkg)}" for pkg in ("mlflow", "numpy", "pandas", "scipy", "scikit-learn")]
-    with warnings.catch_warnings():
+    reqs = [f"{pkg}=={_version(pkg)}" for pkg in ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "skops",
+                                                   "cdp-spark")]
+    config = {"model_class": type(model).__name__, **model.to_config()}
+    with tempfile.TemporaryDirectory(prefix="cdp-model-") as folder, warnings.catch_warnings():
         # Integer outputs (ALS rank) never hold missing values, so MLflow's hint about them does not apply.
         warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent missing values.*")
         signature = infer_signature(example, model.predict(None, example))
         # No input example on purpose: the signature is given, and an example would be scored and stored too.
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
-        return mlflow.pyfunc.log_model(name=name, python_model=model, signature=signature, pip_requirements=reqs)
+        return mlflow.pyfunc.log_model(name=name, python_model=str(MODEL_CODE), model_config=config,
+                                       artifacts=model.save_artifacts(Path(folder)), signature=signature,
+                                       pip_requirements=reqs)
 
 
 def _version(pkg: str) -> str:
@@ -327,10 +409,12 @@ def store_exists(config: "CdpConfig") -> bool:
     return ("://" not in root or root.startswith("file://")) and (store_dir(root) / "mlflow.db").exists()
 
 
-def _recommenders(client: "MlflowClient", workdir: Path) -> Iterator[tuple[Any, "ALSRecommender"]]:
-    """(logged model, its ALSRecommender) for every logged model of every experiment that is one."""
-    import cloudpickle
+def _recommenders(client: "MlflowClient", workdir: Path) -> Iterator[tuple[Any, "ALSRecommender", str]]:
+    """(logged model, its ALSRecommender, the artifact path of its factors) for every logged model of every
+    experiment that is one. A model's class and artifacts are read from its MLmodel file; only the recommenders'
+    NumPy factors are downloaded, and nothing logged is run."""
     import mlflow.artifacts
+    import yaml
     from mlflow.exceptions import MlflowException
 
     experiments = [e.experiment_id for e in client.search_experiments()]
@@ -338,15 +422,22 @@ def _recommenders(client: "MlflowClient", workdir: Path) -> Iterator[tuple[Any, 
     while experiments:
         page = client.search_logged_models(experiments, page_token=token)
         for lm in page:
+            where = str(workdir / lm.model_id)
             try:
-                local = mlflow.artifacts.download_artifacts(artifact_uri=f"{lm.artifact_location}/python_model.pkl",
-                                                            dst_path=str(workdir / lm.model_id))
+                mlmodel = mlflow.artifacts.download_artifacts(artifact_uri=f"{lm.artifact_location}/MLmodel",
+                                                              dst_path=where)
             except (MlflowException, OSError):
-                continue  # not a Python-class model (no python_model.pkl)
-            with open(local, "rb") as f:
-                model = cloudpickle.load(f)
-            if isinstance(model, ALSRecommender):
-                yield lm, model
+                continue  # not a model with files (nothing logged yet)
+            pyfunc = (yaml.safe_load(Path(mlmodel).read_text()) or {}).get("flavors", {}).get("python_function", {})
+            config = pyfunc.get("config") or {}
+            if config.get("model_class") != ALSRecommender.__name__:
+                continue
+            factors = pyfunc["artifacts"]["factors"]["path"]
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{lm.artifact_location}/{factors}",
+                                                        dst_path=where)
+            model = ALSRecommender()
+            model.restore(config, {"factors": local})
+            yield lm, model, factors
         token = page.token
         if not token:
             break
@@ -365,7 +456,7 @@ def recommenders_holding(config: "CdpConfig", profile_ids: Any) -> dict[str, int
         return {}
     out = {}
     with mlflow_store(config) as client, tempfile.TemporaryDirectory() as tmp:
-        for lm, model in _recommenders(client, Path(tmp)):
+        for lm, model, _ in _recommenders(client, Path(tmp)):
             held = model.holding(profile_ids)
             if held:
                 out[lm.model_id] = len(held)
@@ -382,23 +473,18 @@ def scrub_recommenders(config: "CdpConfig", profile_ids: Any, *, reason: str) ->
         >>> scrub_recommenders(config, ["p_1f3a"], reason="er_0123")   # doctest: +SKIP
         {'m-5dfabb4f0a08': 1}
     """
-    import tempfile
-
-    import cloudpickle
-
     if not profile_ids or not store_exists(config):
         return {}
     out = {}
     with mlflow_store(config) as client, tempfile.TemporaryDirectory() as tmp:
-        for lm, model in _recommenders(client, Path(tmp)):
+        for lm, model, factors in _recommenders(client, Path(tmp)):
             held = model.holding(profile_ids)
             if not held:
                 continue
             folder = Path(tmp) / "scrubbed" / lm.model_id
             folder.mkdir(parents=True)
-            with open(folder / "python_model.pkl", "wb") as f:
-                cloudpickle.dump(model.without(held), f)
-            client.log_model_artifacts(lm.model_id, str(folder))
+            model.without(held).save_artifacts(folder)  # the same file name, so the model's MLmodel still names it
+            client.log_model_artifacts(lm.model_id, str(folder), artifact_path=str(Path(factors).parent))
             client.set_logged_model_tags(lm.model_id, {f"scrubbed_{reason}": str(len(held))})
             out[lm.model_id] = len(held)
             log.info("recommendation model %s: %d erased profile(s) removed", lm.model_id, len(held))
@@ -479,10 +565,17 @@ def register_model(client: "MlflowClient", name: str, model_uri: str, holdout: H
     Example:
         >>> register_model(client, "cdp_clv_bgnbd", info.model_uri, Holdout("holdout_mae", 0.4, False))  # doctest: +SKIP
     """
-    import mlflow
+    from mlflow.exceptions import MlflowException
 
     champion = current_champion(client, name)
-    mv = mlflow.register_model(model_uri, name)
+    # The client's calls, not `mlflow.register_model`, which prints its progress to stderr.
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    mv = client.create_model_version(name, model_uri, run_id=run_id, model_id=model_id)
     promote, reason = decide(holdout, champion[1] if champion else None)
     role = CHAMPION if promote else CHALLENGER
     tags = {"holdout_metric": holdout.metric, "holdout_value": repr(float(holdout.value)),
@@ -511,3 +604,6 @@ def load_champion(client: "MlflowClient", name: str) -> tuple[Any, str] | None:
         return None
     loaded = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     return loaded.unwrap_python_model(), str(champion[0])
+
+
+MODEL_CLASSES.update({c.__name__: c for c in (BGNBDModel, GammaGammaModel, ClassifierModel, ALSRecommender)})

@@ -36,23 +36,29 @@ def _terminated_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _lease_held_exit(exc: Exception) -> "typer.Exit":
-    from cdp_spark.cli import err
-
-    err.print(f"[red]not started:[/red] {exc}", highlight=False)
-    return typer.Exit(1)
-
-
 def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume: bool, log_json: bool,
                 log_level: str, allow_snapshot_deletes: Optional[list[str]] = None) -> None:
-    """The body of `cdp run`: fail fast on a held lease (before starting Spark), then run with the lease."""
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out
+    """The body of `cdp run`: fail fast on a held lease (before starting Spark), then run with the lease.
+
+    Logs go to the command's log file under the lake (the terminal shows one line per stage). With ``--log-json``
+    (schedulers) they are one JSON object per line on stderr, and under spark-submit or Databricks lines on stderr,
+    where the cluster collects the driver's output; neither shows the progress display.
+    """
+    import logging
+
+    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, _progress_display, out
+    from cdp_spark.cli_common import fail
+    from cdp_spark.ops import logs
     from cdp_spark.ops.lock import LeaseHeld, read_leases
-    from cdp_spark.ops.logs import configure_logging
     from cdp_spark.pipeline import plan, run_job
     from cdp_spark.runtime import Runtime, metadata_lake
+    from cdp_spark.spark import running_under_cluster
 
-    configure_logging(json_format=log_json, level=log_level)
+    to_stderr = log_json or running_under_cluster()
+    if to_stderr:
+        logs.configure_logging(json_format=log_json, level=log_level)
+    else:
+        logging.getLogger().setLevel(log_level.upper())
     with _exit_codes():
         config = _config(conf)
         day = _as_of(as_of)
@@ -64,21 +70,22 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
             try:
                 config = allow(config, allow_snapshot_deletes)
             except ValueError as exc:
-                err.print(f"[red]error:[/red] {exc}", highlight=False)
-                raise typer.Exit(2) from None
+                raise fail(str(exc), "name one of the snapshot sources listed above",
+                           code=2) from None
             params["allow_snapshot_deletes"] = sorted(allow_snapshot_deletes)
+        held = [r for r in read_leases(metadata_lake(config)) if r["name"] == "pipeline" and r["state"] == "held"]
+        if held:
+            raise LeaseHeld("pipeline", held[0])
+        if not to_stderr:
+            logs.log_file(config.lake.root)
+        display = contextlib.nullcontext() if to_stderr else _progress_display()
         try:
-            held = [r for r in read_leases(metadata_lake(config)) if r["name"] == "pipeline" and r["state"] == "held"]
-            if held:
-                raise LeaseHeld("pipeline", held[0])
-            with err.status(f"running {job} for {day} ..."), _terminated_as_interrupt():
+            with display, _terminated_as_interrupt():
                 rt = Runtime.start(config)
                 report = run_job(rt.spark, rt.config, rt.lake, job, day, resume=resume, params=params)
-        except LeaseHeld as exc:
-            raise _lease_held_exit(exc) from None
         except KeyboardInterrupt:
-            err.print(f"[red]interrupted:[/red] {job} for {day}; the ledger records it, rerun with --resume")
-            raise typer.Exit(130) from None
+            raise fail(f"{job} for {day}; the ledger records the stage as failed",
+                       f"continue with `cdp run {job} --as-of {day} --resume`", code=130, title="interrupted") from None
         if as_json:
             _print_json(report.to_dict())
         else:
@@ -98,19 +105,15 @@ def maintain(
 ) -> None:
     """Compact, vacuum (with the configured retention) and checkpoint every table; safe while readers run."""
     from cdp_spark.cli import _config, _exit_codes, _print_json, err, out
-    from cdp_spark.ops.lock import LeaseHeld
     from cdp_spark.ops.maintain import maintain as run_maintain
     from cdp_spark.runtime import Runtime
 
     with _exit_codes():
         config = _config(conf)
-        try:
-            with err.status("maintaining tables ..."):
-                rt = Runtime.start(config)
-                result = run_maintain(rt.lake, rt.config, tables=table or None, retention_hours=retention_hours,
-                                      dry_run=dry_run)
-        except LeaseHeld as exc:
-            raise _lease_held_exit(exc) from None
+        with err.status("maintaining tables ..."):
+            rt = Runtime.start(config)
+            result = run_maintain(rt.lake, rt.config, tables=table or None, retention_hours=retention_hours,
+                                  dry_run=dry_run)
         if as_json:
             _print_json(result.to_dict())
         else:
@@ -122,7 +125,10 @@ def maintain(
             for name, error in result.errors.items():
                 err.print(f"[red]{name}:[/red] {error}", highlight=False)
         if not result.ok:
-            raise typer.Exit(1)
+            from cdp_spark.cli_common import fail
+
+            raise fail(f"maintenance failed for {', '.join(result.errors)}",
+                       "the errors are listed above; the other tables were maintained, rerun `cdp maintain` once fixed")
 
 
 def status(
@@ -131,12 +137,13 @@ def status(
 ) -> None:
     """One screen: last run per stage, table freshness, ingestion per source, streaming lag, failing destinations,
     the lease."""
-    from cdp_spark.cli import _config, _exit_codes, _print_json, out
+    from cdp_spark.cli import _config, _existing_lake, _exit_codes, _print_json, out
     from cdp_spark.ops.status import status as gather
     from cdp_spark.runtime import metadata_lake
 
     with _exit_codes():
         config = _config(conf)
+        _existing_lake(config, conf)
         summary = gather(metadata_lake(config), config)
         if as_json:
             _print_json(summary)
@@ -193,12 +200,13 @@ def report(
     as_json: bool = JsonOption,
 ) -> None:
     """Write the self-contained HTML run report (charts with their numbers) for an as-of date."""
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out
+    from cdp_spark.cli import _as_of, _config, _existing_lake, _exit_codes, _print_json, err, out
     from cdp_spark.ops.report import write_report
     from cdp_spark.runtime import Runtime
 
     with _exit_codes():
         config = _config(conf)
+        _existing_lake(config, conf)
         day = _as_of(as_of)
         with err.status(f"building the report for {day} ..."):
             rt = Runtime.start(config)

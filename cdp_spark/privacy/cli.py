@@ -21,11 +21,10 @@ NOW_HELP = ("vacuum at once with retention 0 (tests, urgent cases). WARNING: rem
 erase_app = typer.Typer(invoke_without_command=True, help="Erase a person everywhere (right to be forgotten).")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    from cdp_spark.cli import err
+def _fail(message: str, code: int = 2, hint: str = "see `cdp erase --help` for the forms a request takes") -> None:
+    from cdp_spark.cli_common import fail
 
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
+    raise fail(message, hint, code=code)
 
 
 @erase_app.callback()
@@ -84,7 +83,8 @@ def _executed(run):  # type: ignore[no-untyped-def]
     try:
         return run()
     except (ErasureError, UnknownRequest) as exc:
-        _fail(str(exc), 1)
+        _fail(str(exc), 1, hint="`cdp erase status <request>` shows the step it reached; once the cause is fixed, "
+                                "`cdp erase run` continues every open request")
     except Exception as exc:
         from cdp_spark.lake import LakeError
 
