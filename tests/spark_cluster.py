@@ -42,15 +42,22 @@ def spark_env(**extra: str) -> dict[str, str]:
 class StandaloneCluster:
     """A master and ``workers`` workers (``cores`` cores, ``memory`` each), stopped and cleaned up on exit."""
 
-    def __init__(self, root: Path, *, workers: int = 2, cores: int = 1, memory: str = "2g"):
+    def __init__(self, root: Path, *, workers: int = 2, cores: int = 1, memory: str = "2g",
+                 defaults: dict[str, str] | None = None):
         self.root = Path(root)
         self.workers, self.cores, self.memory = workers, cores, memory
         self.port, self.ui_port = free_port(), free_port()
         self.processes: list[subprocess.Popen] = []
+        self.defaults = defaults or {}
 
     @property
     def master_url(self) -> str:
         return f"spark://127.0.0.1:{self.port}"
+
+    def submit_env(self, **extra: str) -> dict[str, str]:
+        """The environment for spark-submit against this cluster: its master and its `spark-defaults.conf` (the
+        cluster's own defaults, as an administrator would set them)."""
+        return spark_env(MASTER=self.master_url, SPARK_CONF_DIR=str(self.root / "conf"), **extra)
 
     def _start(self, name: str, *args: str) -> None:
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -66,7 +73,8 @@ class StandaloneCluster:
             return json.loads(r.read())
 
     def __enter__(self) -> "StandaloneCluster":
-        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "conf").mkdir(parents=True, exist_ok=True)
+        (self.root / "conf" / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in self.defaults.items()))
         self._start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                     "--port", str(self.port), "--webui-port", str(self.ui_port))
         for i in range(self.workers):

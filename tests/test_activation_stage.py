@@ -15,7 +15,6 @@ from cdp_spark.audiences import stage as audience_stage
 from cdp_spark.audiences.tables import AUDIENCE_MEMBERS
 from cdp_spark.config import CdpConfig
 from cdp_spark.lake import default_registry
-from cdp_spark.lake.embedded import EmbeddedLake
 from cdp_spark.pipeline import STAGES
 
 AS_OF = dt.date(2026, 11, 1)
@@ -45,9 +44,9 @@ MEMBERS = [("buyers", f"p{i}", ["a", "b", "hold"][i % 3], dt.datetime(2026, 11, 
 
 
 @pytest.fixture(scope="module")
-def env(spark, tmp_path_factory):
+def env(make_lake, spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("act") / "lake"
-    lake = EmbeddedLake(spark, str(root), default_registry())
+    lake = make_lake(str(root), default_registry())
     lake.append(AUDIENCE_MEMBERS.name, spark.createDataFrame(MEMBERS, AUDIENCE_MEMBERS.schema))
     with pytest.MonkeyPatch.context() as mp, WebhookReceiver(script=[503]) as receiver:
         mp.setattr(audience_stage, "profiles_frame", lambda spark, config, lake: spark.createDataFrame(PROFILES, VIEW))

@@ -14,7 +14,6 @@ from cdp_spark.audiences.cli import export_members, preview_audience
 from cdp_spark.config import CdpConfig
 from cdp_spark.identity.tables import PROFILE_ID_HISTORY
 from cdp_spark.lake import default_registry
-from cdp_spark.lake.embedded import EmbeddedLake
 from cdp_spark.pipeline import STAGES, stage_function
 
 D1, D2 = dt.date(2026, 11, 1), dt.date(2026, 11, 4)
@@ -58,10 +57,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def env(spark, tmp_path_factory):
+def env(make_lake, spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("aud") / "lake"
     config = CdpConfig.model_validate({"lake": {"root": str(root)}, "audiences": AUDIENCES})
-    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+    lake = make_lake(config.lake.root, default_registry())
     world = World()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(stage, "profiles_frame", lambda spark, config, lake: world.profiles(spark))

@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 
 from cdp_spark.activation.receiver import WebhookReceiver
 from tests.lake_compare import assert_lakes_equal
-from tests.spark_cluster import StandaloneCluster, spark_env
+from tests.spark_cluster import StandaloneCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.delta_spark]
 REPO = Path(__file__).resolve().parents[1]
@@ -34,9 +34,11 @@ def test_readme_names_the_pinned_delta_artifact():
 
 def test_readme_cluster_commands_on_a_standalone_cluster_give_the_embedded_tables(embedded_batch_demo, tmp_path):
     lake_root = tmp_path / "lake"
-    with StandaloneCluster(tmp_path / "cluster", workers=2, cores=1, memory="2g") as cluster, WebhookReceiver() as hook:
-        env = spark_env(MASTER=cluster.master_url, CDP_LAKE_ROOT=str(lake_root), CDP_LAKE_BACKEND="auto",
-                        CDP_DEMO_WEBHOOK_URL=hook.url)
+    # A small cluster's defaults: a few shuffle partitions instead of 200 tiny tasks per shuffle.
+    defaults = {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4"}
+    with StandaloneCluster(tmp_path / "cluster", workers=2, cores=1, memory="2g", defaults=defaults) as cluster, \
+            WebhookReceiver() as hook:
+        env = cluster.submit_env(CDP_LAKE_ROOT=str(lake_root), CDP_LAKE_BACKEND="auto", CDP_DEMO_WEBHOOK_URL=hook.url)
         with open(tmp_path / "submit.log", "w+") as log:
             done = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_cluster_commands()], cwd=REPO, env=env,
                                   stdout=log, stderr=subprocess.STDOUT, timeout=1500)

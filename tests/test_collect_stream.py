@@ -15,21 +15,20 @@ from cdp_spark.collect.stream import StreamError, run_stream, run_with_ledger
 from cdp_spark.config import CdpConfig
 from cdp_spark.ingest.sources import CatalogueScope
 from cdp_spark.lake import Txn, default_registry
-from cdp_spark.lake.embedded import EmbeddedLake
 from tests.ingest_fixtures import CATALOGUE, REPO
 
 KEY = "test-web-write-key"
 
 
 @pytest.fixture
-def env(spark, tmp_path):
+def env(make_lake, spark, tmp_path):
     web = yaml.safe_load((REPO / "conf" / "sources" / "web.yaml").read_text())
     routes = yaml.safe_load((REPO / "conf" / "routes.yaml").read_text())
     raw = {"lake": {"root": str(tmp_path / "lake")}, "catalogue": CATALOGUE, "sources": [web], "routes": routes,
            "collector": {"sources": {"web": {"keys": [{"key": KEY}]}}, "spool": {"rotate_seconds": 3600}}}
     with CatalogueScope(CATALOGUE):
         config = CdpConfig.model_validate(raw)
-    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+    lake = make_lake(config.lake.root, default_registry())
     return config, lake
 
 

@@ -8,7 +8,6 @@ from cdp_spark.identity import stage
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
 from cdp_spark.lake import default_registry
-from cdp_spark.lake.embedded import EmbeddedLake
 from cdp_spark.pipeline import STAGES, stage_function
 
 AS_OF = dt.date(2026, 11, 1)
@@ -27,9 +26,9 @@ def test_config_registry_and_pipeline_know_the_identity_stage():
     assert stage_function("identity") is stage.run and "identity" in STAGES
 
 
-def test_stage_writes_tables_and_rerun_is_idempotent(spark, tmp_path):
+def test_stage_writes_tables_and_rerun_is_idempotent(make_lake, spark, tmp_path):
     config = CdpConfig.model_validate({"lake": {"root": str(tmp_path / "lake")}})
-    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+    lake = make_lake(config.lake.root, default_registry())
     ev = EVENTS.schema
     events = [row(ev, event_id=f"e{i}", source="web", event_name="page", event_time=T, event_date=T.date(),
                   identifiers=ids, run_id="r") for i, ids in enumerate([

@@ -8,7 +8,6 @@ import yaml
 
 from cdp_spark.ingest import stage
 from cdp_spark.lake import default_registry
-from cdp_spark.lake.embedded import EmbeddedLake
 from tests.ingest_fixtures import REPO, make_config, write
 
 AS_OF = dt.date(2026, 11, 1)
@@ -19,11 +18,11 @@ def web_source(landing):
     return {**src, "path": str(landing)}
 
 
-def test_ndjson_events_profiles_routes_and_key_stats(spark, tmp_path):
+def test_ndjson_events_profiles_routes_and_key_stats(make_lake, spark, tmp_path):
     landing = tmp_path / "web"
     routes = yaml.safe_load((REPO / "conf" / "routes.yaml").read_text())
     config = make_config(tmp_path, [web_source(landing)], routes)
-    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+    lake = make_lake(config.lake.root, default_registry())
     events = [
         {"type": "track", "event": "Product Viewed", "messageId": "m1", "anonymousId": "a1", "userId": "c1",
          "timestamp": "2026-10-30T10:00:00Z", "context": {"page": {"url": "https://shop/p/1"}},
@@ -61,12 +60,12 @@ def test_ndjson_events_profiles_routes_and_key_stats(spark, tmp_path):
 CRM_HEADER = "customer_id,email,phone,first_name,last_name,country,email_opt_in,ads_opt_in,signup_date\n"
 
 
-def test_snapshot_source_emits_only_changes(spark, tmp_path):
+def test_snapshot_source_emits_only_changes(make_lake, spark, tmp_path):
     landing = tmp_path / "crm"
     src = yaml.safe_load((REPO / "conf" / "sources" / "crm.yaml").read_text())
     # one of three keys deleted is more than the default guard allows: this test is about the deltas
     config = make_config(tmp_path, [{**src, "path": str(landing), "max_delete_share": 0.5}])
-    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+    lake = make_lake(config.lake.root, default_registry())
     write(landing / "crm_1.csv", CRM_HEADER + "c1,a@x.com,,Ann,Lee,France,true,false,2025-01-01\n"
           "c2,b@x.com,,Bob,Ray,UK,false,true,2025-01-02\nc3,c@x.com,,Cy,Doe,DE,1,0,2025-01-03\n")
     first = stage.run(spark, config, lake, AS_OF).metrics["sources"]["crm"]
@@ -88,7 +87,7 @@ def test_snapshot_source_emits_only_changes(spark, tmp_path):
     assert state == ["c1", "c2", "c4"]
 
 
-def test_delta_table_source_is_read_once_per_table_version(spark, tmp_path):
+def test_delta_table_source_is_read_once_per_table_version(make_lake, spark, tmp_path):
     import pandas as pd
     from deltalake import write_deltalake
 
@@ -97,7 +96,7 @@ def test_delta_table_source_is_read_once_per_table_version(spark, tmp_path):
     src = {"name": "crm_table", "kind": "delta", "path": str(table), "role": "profiles", "load_mode": "snapshot",
            "key": ["customer_id"], "max_delete_share": 1.0, "mapping": {"customer_id": "customer_id", "email": "email"}}
     config = make_config(tmp_path, [src])
-    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+    lake = make_lake(config.lake.root, default_registry())
     assert stage.run(spark, config, lake, AS_OF).metrics["sources"]["crm_table"]["accepted"] == 2
     again = stage.run(spark, config, lake, AS_OF).metrics["sources"]["crm_table"]
     assert again["read"] == 0 and again["files_skipped"] == 1

@@ -8,7 +8,6 @@ from pyspark.sql import functions as F
 
 from cdp_spark.ingest import stage
 from cdp_spark.lake import default_registry
-from cdp_spark.lake.embedded import EmbeddedLake
 from tests.ingest_fixtures import ORDERS_SOURCE, make_config, write
 
 AS_OF = dt.date(2026, 11, 1)
@@ -28,11 +27,11 @@ MESSY = (
 
 
 @pytest.fixture
-def setup(spark, tmp_path):
+def setup(make_lake, spark, tmp_path):
     landing = tmp_path / "landing"
     src = {**ORDERS_SOURCE, "path": str(landing)}
     config = make_config(tmp_path, [src])
-    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+    lake = make_lake(config.lake.root, default_registry())
     return config, lake, landing
 
 

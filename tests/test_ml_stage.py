@@ -19,7 +19,6 @@ from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.lake import open_lake
 from cdp_spark.ml import btyd, propensity, tracking
 from cdp_spark.ml.config import ScoresConfig
 from cdp_spark.ml.events import event_type_column, purchases
@@ -46,11 +45,10 @@ def scores_settings(**overrides) -> ScoresConfig:  # type: ignore[no-untyped-def
 
 
 @pytest.fixture(scope="module")
-def scored(spark, tmp_path_factory):
+def scored(make_lake, spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("scores-lake")
-    config = CdpConfig.model_validate({"lake": {"root": str(root), "backend": "embedded"},
-                                       "scores": scores_settings().model_dump()})
-    lake = open_lake(spark, config)
+    config = CdpConfig.model_validate({"lake": {"root": str(root)}, "scores": scores_settings().model_dump()})
+    lake = make_lake(root)
     truth = demo_events_lake(spark, lake, people=500, days=42, seed=SEED, end_date=END)
     result = run(spark, config, lake, AS_OF)
     tables = {t.name: lake.read(t.name).toPandas() for t in (PROFILE_SCORES, AFFINITIES, RECOMMENDATIONS)}

@@ -11,7 +11,6 @@ import time
 from deltalake import DeltaTable
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.lake.embedded import EmbeddedLake
 from cdp_spark.lake.registry import default_registry
 from cdp_spark.ops.ledger import Ledger
 from cdp_spark.ops.lock import read_leases
@@ -26,10 +25,10 @@ def _data_files(path: str) -> set[str]:
             if f.endswith(".parquet")}
 
 
-def test_maintain_compacts_vacuums_and_checkpoints_while_readers_read(spark, tmp_path):
+def test_maintain_compacts_vacuums_and_checkpoints_while_readers_read(make_lake, spark, tmp_path):
     config = CdpConfig.model_validate({"lake": {"root": str(tmp_path / "lake"), "vacuum_retention_hours": 24}})
-    lake = EmbeddedLake(spark, config.lake.root, default_registry().with_tables([EVENTS, PROFILES]),
-                        vacuum_retention_hours=config.lake.vacuum_retention_hours)
+    lake = make_lake(config.lake.root, default_registry().with_tables([EVENTS, PROFILES]),
+                     vacuum_retention_hours=config.lake.vacuum_retention_hours)
     for i, day in enumerate([D1, D2, D1, D2]):
         lake.append("test.events", events_df(spark, 5, day, prefix=f"b{i}-"))
     path = lake.path("test.events")
@@ -88,7 +87,7 @@ def test_maintain_compacts_vacuums_and_checkpoints_while_readers_read(spark, tmp
     assert again.tables["test.events"]["files_after"] == 2 and again.tables["test.events"]["files_removed"] == 0
 
 
-def test_log_retention_days_sets_the_table_property_and_deletes_expired_log_files(spark, tmp_path):
+def test_log_retention_days_sets_the_table_property_and_deletes_expired_log_files(make_lake, spark, tmp_path):
     def log_files():
         return sorted(f for f in os.listdir(log_dir) if f.endswith((".json", ".parquet")))
 
@@ -96,7 +95,7 @@ def test_log_retention_days_sets_the_table_property_and_deletes_expired_log_file
         config = CdpConfig.model_validate({"lake": {"root": str(tmp_path / "lake"), "log_retention_days": days}})
         return maintain(lake, config, tables=["test.events"]).tables["test.events"]
 
-    lake = EmbeddedLake(spark, str(tmp_path / "lake"), default_registry().with_tables([EVENTS]))
+    lake = make_lake(str(tmp_path / "lake"), default_registry().with_tables([EVENTS]))
     for i in range(4):
         lake.append("test.events", events_df(spark, 2, D1, prefix=f"b{i}-"))
     DeltaTable(lake.path("test.events")).create_checkpoint()

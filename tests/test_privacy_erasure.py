@@ -28,7 +28,6 @@ from cdp_spark.cli import main
 from cdp_spark.config import load_config
 from cdp_spark.demo import generate
 from cdp_spark.lake import default_registry
-from cdp_spark.lake.embedded import EmbeddedLake
 from cdp_spark.privacy.tombstones import load_tombstones, salt_for, suppressed, token
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "cdp.yaml"
@@ -55,7 +54,7 @@ def _contract_view(spark, config, lake):
 
 
 @pytest.fixture(scope="module")
-def world(spark, tmp_path_factory):
+def world(make_lake, spark, tmp_path_factory):
     from cdp_spark.api.store import refresh_serving_store
     from cdp_spark.identity import stage as identity
     from cdp_spark.ingest import stage as ingest
@@ -63,7 +62,7 @@ def world(spark, tmp_path_factory):
     base = tmp_path_factory.mktemp("erasure")
     conf = create_sandbox(CONF, base / "conf", lake_root=str(base / "lake"))["conf"]
     config = load_config(conf)
-    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+    lake = make_lake(config.lake.root, default_registry())
     # the generator's answer key is not CDP data: it lives beside the lake root, where `cdp demo` puts it
     generate(spark, config.demo_dir, people=30, days=3, seed=11, end_date=config.demo.end_date,
              truth_dir=config.demo_truth_dir)

@@ -52,10 +52,10 @@ def snapshot(lake):
 
 
 @pytest.fixture(scope="module")
-def world(spark, tmp_path_factory):
+def world(make_lake, spark, tmp_path_factory):
     base = load_config(REPO / "conf" / "cdp.yaml")
     config = base.model_copy(update={"lake": base.lake.model_copy(update={"root": str(tmp_path_factory.mktemp("lake"))})})
-    lake = EmbeddedLake(spark, config.lake.root, default_registry())
+    lake = make_lake(config.lake.root, default_registry())
     events = [
         event(1, {"email": "a@x.com", "cookie_id": "k1"}, "product viewed", at(-1), product_id="SKU-1",
               category="home", consent=consent("email_marketing", "granted", at(-5))),
@@ -168,7 +168,7 @@ def test_merged_away_profile_is_removed_and_only_changed_profiles_rewritten(worl
 
 
 
-def test_a_profiles_table_from_before_consent_source_gains_the_column(spark, tmp_path):
+def test_a_profiles_table_from_before_consent_source_gains_the_column(make_lake, spark, tmp_path):
     """An existing gold.profiles without the new column gets it (nullable), so the next merge can write it."""
     import dataclasses
 
@@ -178,7 +178,7 @@ def test_a_profiles_table_from_before_consent_source_gains_the_column(spark, tmp
     before = dataclasses.replace(PROFILES, columns=[c for c in PROFILES.columns if c.name != "consent_source"])
     root = str(tmp_path / "lake")
     EmbeddedLake(spark, root, TableRegistry([before])).create_if_missing(PROFILES.name)
-    lake = EmbeddedLake(spark, root, default_registry())
+    lake = make_lake(root, default_registry())
     stage._add_new_columns(spark, lake)
     assert lake.table_schema(PROFILES.name).fieldNames()[-1] == "consent_source"
     assert sorted(lake.table_schema(PROFILES.name).fieldNames()) == sorted(PROFILES.schema.fieldNames())
