@@ -35,7 +35,8 @@ DAILY = "daily"
 
 # Stage name -> "module:function". A stage is listed here once its issue has landed.
 STAGES: dict[str, str] = {"erasure": "cdp_spark.privacy.erase:run_stage",
-                         "ingest": "cdp_spark.ingest.stage:run", "identity": "cdp_spark.identity.stage:run",
+                         "ingest": "cdp_spark.ingest.stage:run", "connections": "cdp_spark.connections.stage:run",
+                         "identity": "cdp_spark.identity.stage:run",
                          "profiles": "cdp_spark.profiles.stage:run",
                          "scores": "cdp_spark.ml.stage:run",
                          "audiences": "cdp_spark.audiences.stage:run", "activation": "cdp_spark.activation.stage:run"}

@@ -19,12 +19,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from cdp_spark.activation.config import FileTransport, WebhookTransport
 from cdp_spark.activation.records import Item, batches, idempotency_key
 
 OnSent = Callable[[list[Item]], None]
+LEAD = ("action", "audience")   # the leading columns of an audience record
 
 
 class DeliveryError(RuntimeError):
@@ -44,25 +45,26 @@ class Stats:
 
 
 # ---- file drop ----
-def _render(items: list[Item], cols: list[str], fmt: str) -> bytes:
+def _render(items: list[Item], cols: list[str], fmt: str, lead: Sequence[str] = LEAD) -> bytes:
+    fields = [*lead, *cols]
     if fmt == "ndjson":
-        return "".join(json.dumps({c: i.body().get(c) for c in ["action", "audience", *cols]}, default=str) + "\n"
-                       for i in items).encode()
+        return "".join(json.dumps({c: i.body().get(c) for c in fields}, default=str) + "\n" for i in items).encode()
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["action", "audience", *cols])
+    w.writerow(fields)
     for i in items:
         body = i.body()
-        w.writerow(["" if body.get(c) is None else body.get(c) for c in ["action", "audience", *cols]])
+        w.writerow(["" if body.get(c) is None else body.get(c) for c in fields])
     return buf.getvalue().encode()
 
 
 def file_drop(cfg: FileTransport, root: str, destination: str, items: list[Item], delivery: str, cols: list[str],
-              fmt: str, meta: dict[str, Any], on_sent: OnSent, stats: Stats) -> None:
+              fmt: str, meta: dict[str, Any], on_sent: OnSent, stats: Stats, lead: Sequence[str] = LEAD) -> None:
     """Write ``<root>/<delivery>/part-NNNNN.<ext>`` + ``_manifest.json`` atomically (a staged folder renamed).
 
-    A folder that already exists is a delivery that completed before (e.g. a crash before the state was saved):
-    it is not written again.
+    Each record is written as ``lead`` + ``cols`` of its body (audience records lead with action and audience;
+    forwarded events have no such columns). A folder that already exists is a delivery that completed before
+    (e.g. a crash before the state was saved): it is not written again.
     """
     base = Path(cfg.path or root)
     base.mkdir(parents=True, exist_ok=True)
@@ -75,7 +77,7 @@ def file_drop(cfg: FileTransport, root: str, destination: str, items: list[Item]
         ext = "ndjson" if fmt == "ndjson" else "csv"
         files = []
         for n, chunk in enumerate(batches(items, cfg.rows_per_file) or [[]]):
-            data = _render(chunk, cols, "ndjson" if ext == "ndjson" else "csv")
+            data = _render(chunk, cols, "ndjson" if ext == "ndjson" else "csv", lead)
             name = f"part-{n:05d}.{ext}"
             (staging / name).write_bytes(data)
             files.append({"name": name, "rows": len(chunk), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})

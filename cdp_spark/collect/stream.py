@@ -48,6 +48,7 @@ from pyspark.sql import types as T
 
 from cdp_spark.collect.config import CollectorConfig
 from cdp_spark.collect.spool import recover
+from cdp_spark.connections.stage import forward_micro_batch
 from cdp_spark.ingest import keystats, readers, stage
 from cdp_spark.ingest.sources import Source
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES
@@ -219,7 +220,9 @@ class BatchWriter:
                 return
             raw = segment_columns(readers.read_files(self.spark, self.source, files, schema=SEGMENT_SCHEMA))
         txn = Txn(f"collect.{self.source.name}.{self.query_id()}", int(batch_id))
-        stats = self.process(raw, txn, f"stream-{self.source.name}-{self.query_id()[:8]}-{batch_id}", files)
+        run_id = f"stream-{self.source.name}-{self.query_id()[:8]}-{batch_id}"
+        stats = self.process(raw, txn, run_id, files)
+        stats["forwarded"] = forward_micro_batch(self.spark, self.config, self.lake, self.source.name, run_id, txn)
         interval = self.collector.stream.key_stats_flush_seconds
         if interval == 0:
             self.periodic_fold(stats)

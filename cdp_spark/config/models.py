@@ -11,6 +11,7 @@ from cdp_spark.activation.config import Destination
 from cdp_spark.api.config import ApiConfig
 from cdp_spark.audiences.config import AudienceList
 from cdp_spark.collect.config import CollectorConfig
+from cdp_spark.connections.config import Connection
 from cdp_spark.ml.config import ScoresConfig
 from cdp_spark.config.base import KeyedValueError, Strict
 from cdp_spark.identity.config import IdentityConfig
@@ -147,6 +148,7 @@ class CdpConfig(Strict):
     attributes: AttributesField = Field(default_factory=AttributesConfig)
     audiences: AudienceList = Field(default_factory=list, description="audience definitions (conf/audiences)")
     destinations: list[Destination] = Field(default_factory=list, description="activation destinations")
+    connections: list[Connection] = Field(default_factory=list, description="event forwarding (conf/connections)")
 
     @field_validator("destinations")
     @classmethod
@@ -160,6 +162,37 @@ class CdpConfig(Strict):
                     raise KeyedValueError(f"expected the name of an audience in conf/audiences/ "
                                           f"(defined: {', '.join(sorted(known)) or 'none'})",
                                           key=(i, "audiences", j), value=link.name)
+        return value
+
+    @field_validator("connections")
+    @classmethod
+    def _connections_fit(cls, value: list[Connection], info: ValidationInfo) -> list[Connection]:
+        if not {"sources", "catalogue", "identity", "collector"} <= set(info.data):  # reported on their own
+            return value
+        sources = {s.name for s in info.data["sources"]}
+        purposes = set(info.data["catalogue"].group("consent"))
+        keys = {"profile_id", *info.data["identity"].id_types}
+        names = [c.name for c in value]
+        for i, c in enumerate(value):
+            if names.count(c.name) > 1:
+                raise KeyedValueError("expected a connection name used once", key=(i, "name"), value=c.name)
+            if c.input.source is not None and c.input.source not in sources:
+                raise KeyedValueError(f"expected a source of conf/sources/ ({', '.join(sorted(sources)) or 'none'})",
+                                      key=(i, "input", "source"), value=c.input.source)
+            if c.input.collector and not info.data["collector"].sources:
+                raise KeyedValueError("expected collector.sources to name at least one source",
+                                      key=(i, "input", "collector"), value=True)
+            for j, o in enumerate(c.outputs):
+                for k, p in enumerate(o.consent):
+                    if p not in purposes:
+                        raise KeyedValueError(f"expected a consent purpose of the catalogue "
+                                              f"({', '.join(sorted(purposes)) or 'none'})",
+                                              key=(i, "outputs", j, "consent", k), value=p)
+                for k, b in enumerate(o.sampling.by):
+                    if b not in keys:
+                        raise KeyedValueError(f"expected profile_id or an identifier type of identity.id_types "
+                                              f"({', '.join(sorted(keys))})", key=(i, "outputs", j, "sampling", "by", k),
+                                              value=b)
         return value
 
     @model_validator(mode="wrap")

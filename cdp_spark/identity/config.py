@@ -34,6 +34,12 @@ class IdTypeRule(Strict):
     anchor: bool = Field(False, description="may anchor a profile (identifiers of this type are never merged beyond the limit)")
     blocked_values: list[str] = Field(default_factory=list, description="exact values (after normalisation) never used")
     blocked_patterns: list[str] = Field(default_factory=list, description="regexes; a matching value is never used")
+    compact_after_values: PositiveInt | None = Field(
+        None, description="compaction by size: a profile keeps the N most recently seen values of the type; the "
+                          "others leave it (their links still count)")
+    compact_after_days: PositiveInt | None = Field(
+        None, description="compaction by time: values last seen more than N days before the as-of date leave the "
+                          "profile, except its most recent value of the type")
 
     @field_validator("blocked_patterns")
     @classmethod
@@ -73,6 +79,12 @@ class IdentityConfig(Strict):
     builtin_blocklist: bool = Field(True, description="apply the built-in blocklist (null, undefined, all-zero ids, ...)")
     max_links: PositiveInt = Field(
         100, description="hub guard: an identifier linked to more distinct higher-priority identifiers is not used")
+    max_neighbours: PositiveInt | None = Field(
+        50, description="neighbour cap: an identifier uses its N strongest links (a link must be within the cap at "
+                        "both ends); null: no cap")
+    max_hops: PositiveInt | None = Field(
+        50, description="traversal cap: a profile holds identifiers within N links of its highest-priority "
+                        "identifier; the rest are cut off into profiles of their own; null: no cap")
     max_iterations: PositiveInt = Field(100, description="connected-components iteration cap (an error when reached)")
     checkpoint_every: PositiveInt = Field(1, description="cut the lineage every N connected-components iterations")
     sources: list[str] = Field(default_factory=list, description="only these ingest sources (empty: all)")

@@ -37,6 +37,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.identity import graph as G
+from cdp_spark.identity.caps import compaction, compacts, hop_cap, neighbour_cap, stale
 from cdp_spark.identity.components import CCStats, connected_components, materialise
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.identity.profiles import DEFAULT_ORG, assign_profile_ids
@@ -85,7 +86,7 @@ def classify(nodes_ev: DataFrame, edges_ev: DataFrame, cfg: IdentityConfig, as_o
     # are not: they are those edges plus map-side lookups in the broadcast hubs.
     edges = materialise(G.with_priorities(edges_ev, cfg))
     hub = materialise(G.hubs(edges.where(~G.expired_edges(edges, cfg, as_of)), cfg.max_links))
-    edges = G.with_edge_status(edges, hub, cfg, as_of)
+    edges = neighbour_cap(G.with_edge_status(edges, hub, cfg, as_of), cfg.max_neighbours)
     nodes = G.with_ttl(nodes_ev, cfg).join(F.broadcast(hub.select("vid", F.lit(True).alias("_hub"))), "vid", "left")
     status = (F.when(F.col("blocked"), "blocked").when(G.expired_nodes(nodes, as_of), "expired")
               .when(F.col("_hub"), "hub").otherwise("active"))
@@ -105,12 +106,33 @@ def resolve_components(nodes: DataFrame, edges: DataFrame, cfg: IdentityConfig, 
     # An identifier without active links is its own component: one outer join instead of a vertex list for the CC.
     with_cc = materialise(active_nodes.join(cc.select(F.col("id").alias("vid"), "component"), "vid", "left")
                           .withColumn("component", F.coalesce("component", "vid")))
-    groups, _ = apply_limits(with_cc, active_edges, cfg, as_of)
+    pieces, _ = hop_cap(with_cc, active_edges, cfg.max_hops)
+    if pieces is None:
+        groups, _ = apply_limits(with_cc, active_edges, cfg, as_of)
+    else:
+        # Limits apply within each piece the traversal cap left, over the links inside it; the stored component
+        # stays the connected component (the incremental region is built from those).
+        piece_of = pieces.select("vid", F.col("component").alias("_piece"))
+        inside = (active_edges.join(piece_of.withColumnRenamed("vid", "src"), "src")
+                  .join(piece_of.withColumnRenamed("vid", "dst").withColumnRenamed("_piece", "_dst_piece"), "dst")
+                  .where(F.col("_piece") == F.col("_dst_piece")).drop("_piece", "_dst_piece"))
+        groups, _ = apply_limits(pieces, inside, cfg, as_of)
+        groups = (groups.drop("component").join(pieces.select("vid", "hop_capped"), "vid")
+                  .join(with_cc.select("vid", "component"), "vid")
+                  .withColumn("reason", F.coalesce("reason", F.when(F.col("hop_capped"), F.lit("hop_cap"))))
+                  .drop("hop_capped"))
+    groups = compaction(groups, with_cc, cfg, as_of)
     prev = None
     if previous is not None:
         prev = previous.select(F.col("vertex_id").alias("vid"), "profile_id", "profile_created_at", "assigned_at")
         groups = materialise(groups)  # read twice when there are previous ids to match (a projection otherwise)
-    graph, history = assign_profile_ids(groups.withColumnRenamed("reason", "split_reason"), prev, as_of, org)
+    kept = groups.where(~F.col("compacted")) if compacts(cfg) else groups
+    graph, history = assign_profile_ids(kept.withColumnRenamed("reason", "split_reason"), prev, as_of, org)
+    if compacts(cfg):  # compacted identifiers stay in the internal graph (for their component), without a profile
+        dropped = groups.where(F.col("compacted")).withColumnRenamed("reason", "split_reason")
+        graph = graph.unionByName(dropped.select(
+            *dropped.columns, F.lit(None).cast("string").alias("profile_id"),
+            F.lit(None).cast("date").alias("profile_created_at"), F.lit(None).cast("timestamp").alias("assigned_at")))
     graph = materialise(graph.drop("group"))
     return with_cc, graph, materialise(history), cc_stats
 
@@ -120,12 +142,15 @@ def _outputs(nodes: DataFrame, edges: DataFrame, graph: DataFrame, history: Data
     """``nodes``: every classified node with its ``component`` (null when unresolved), cheap to read twice (the
     statistics and the write): a union of checkpoints, or a checkpoint."""
     _sources = F.col("sources").cast(T.ArrayType(T.StringType(), True)).alias("sources")  # table: nullable elements
+    status = (F.when(F.coalesce(F.col("compacted"), F.lit(False)), F.lit("compacted")).otherwise(F.col("status"))
+              if "compacted" in nodes.columns else F.col("status"))
     identifiers_out = nodes.select(
         "id_type", "value", F.col("vid").alias("vertex_id"), "first_seen", "last_seen",
-        F.col("times_seen").cast("long"), _sources, "status", F.col("component").cast("long"))
+        F.col("times_seen").cast("long"), _sources, status.alias("status"), F.col("component").cast("long"))
     links_out = edges.select("src_type", "src_value", "dst_type", "dst_value", F.col("src").alias("src_id"),
                              F.col("dst").alias("dst_id"), F.col("times_seen").cast("long"), "first_seen", "last_seen",
                              _sources, "status")
+    graph = graph.where(~F.col("compacted"))
     graph_out = graph.select("id_type", "value", F.col("vid").alias("vertex_id"), "profile_id", "profile_created_at",
                              "assigned_at", "split_reason")
     stats.update(graph_stats(identifiers_out, links_out, graph))
@@ -148,6 +173,9 @@ def resolve(records: DataFrame, cfg: IdentityConfig, as_of: dt.date, previous: D
     stats = {"mode": "full", "iterations": cc_stats.iterations, "engine": cc_stats.engine}
     # The resolved nodes already carry their component: the others are added without one (no join with the graph).
     unresolved = nodes.where(~F.col("status").isin(*USED)).withColumn("component", F.lit(None).cast("long"))
+    if compacts(cfg):
+        resolved = resolved.join(graph.where(F.col("compacted")).select("vid", "compacted"), "vid", "left")
+        unresolved = unresolved.withColumn("compacted", F.lit(None).cast("boolean"))
     res = _outputs(resolved.unionByName(unresolved), edges, graph, history, stats)
     res.stats["vertices_resolved"] = sum(res.stats["identifiers"].get(s, 0) for s in USED)
     return res
@@ -167,8 +195,10 @@ def resolve_incremental(batch: DataFrame, cfg: IdentityConfig, as_of: dt.date, p
     new_nodes, new_edges = evidence(batch, cfg)
     old_nodes = materialise(identifiers.select(
         F.col("vertex_id").alias("vid"), "id_type", "value", (F.col("status") == "blocked").alias("blocked"),
-        "first_seen", "last_seen", "times_seen", "sources", F.col("status").alias("old_status"),
-        F.col("component").alias("old_component")))
+        "first_seen", "last_seen", "times_seen", "sources",
+        # compaction is decided after classification: a compacted identifier was classified active
+        F.when(F.col("status") == "compacted", "active").otherwise(F.col("status")).alias("old_status"),
+        (F.col("status") == "compacted").alias("old_compacted"), F.col("component").alias("old_component")))
     old_edges = links.select(F.col("src_id").alias("src"), F.col("dst_id").alias("dst"), "src_type", "src_value",
                              "dst_type", "dst_value", "first_seen", "last_seen", "times_seen", "sources",
                              F.col("status").alias("old_status"))
@@ -183,7 +213,10 @@ def resolve_incremental(batch: DataFrame, cfg: IdentityConfig, as_of: dt.date, p
                           .where(~F.col("status").eqNullSafe(F.col("old_status"))).select("vid"))
              .unionByName(nodes.where(in_window(cfg, as_of) != in_window(cfg, previous_as_of)).select("vid"))
              .unionByName(changed_links.select(F.col("src").alias("vid")))
-             .unionByName(changed_links.select(F.col("dst").alias("vid"))).distinct())
+             .unionByName(changed_links.select(F.col("dst").alias("vid"))))
+    if compacts(cfg):  # a value crossing its type's compaction age changes its profile without new evidence
+        dirty = dirty.unionByName(nodes.where(stale(cfg, as_of) != stale(cfg, previous_as_of)).select("vid"))
+    dirty = dirty.distinct()
     # The region: every identifier of an old component holding a changed identifier, plus the changed ones.
     old_comp = old_nodes.where(F.col("old_component").isNotNull()).select("vid", "old_component")
     touched = dirty.join(old_comp, "vid").select("old_component").distinct()
@@ -197,11 +230,17 @@ def resolve_incremental(batch: DataFrame, cfg: IdentityConfig, as_of: dt.date, p
             .join(old_comp.select(F.col("vid").alias("vertex_id"), F.col("old_component").alias("component")),
                   "vertex_id", "left")
             .select(F.col("vertex_id").alias("vid"), "id_type", "value", "profile_id", "profile_created_at",
-                    "assigned_at", "split_reason", "component"))
+                    "assigned_at", "split_reason", "component", F.lit(False).alias("compacted")))
+    # Compacted identifiers outside the region are not in gold.id_graph: they come back from the stored state.
+    kept = kept.unionByName(old_nodes.where(F.col("old_compacted")).join(region, "vid", "left_anti").select(
+        "vid", "id_type", "value", F.lit(None).cast("string").alias("profile_id"),
+        F.lit(None).cast("date").alias("profile_created_at"), F.lit(None).cast("timestamp").alias("assigned_at"),
+        F.lit(None).cast("string").alias("split_reason"), F.col("old_component").alias("component"),
+        F.lit(True).alias("compacted")))
     graph = materialise(graph_r.select(*kept.columns).unionByName(kept))
     stats = {"mode": "incremental", "iterations": cc_stats.iterations, "engine": cc_stats.engine,
              "vertices_resolved": region_nodes.where(F.col("status").isin(*USED)).count()}
-    labelled = materialise(nodes.join(graph.select("vid", "component"), "vid", "left"))
+    labelled = materialise(nodes.join(graph.select("vid", "component", "compacted"), "vid", "left"))
     return _outputs(labelled, edges, graph, history, stats)
 
 
@@ -227,9 +266,13 @@ def graph_stats(identifiers: DataFrame, links: DataFrame, graph: DataFrame) -> d
     stats["links"] = status_counts
     stats["links_expired"] = status_counts.get("expired", 0)
     split = graph.where(F.col("split_reason").isNotNull()).agg(
-        F.countDistinct("component").alias("c"), F.count(F.when(F.col("split_reason") == "over_limit", 1)).alias("o"),
-        F.count(F.when(F.col("split_reason") == "unreachable", 1)).alias("u")).first()
+        F.countDistinct(F.when(F.col("split_reason") != "hop_cap", F.col("component"))).alias("c"),
+        F.count(F.when(F.col("split_reason") == "over_limit", 1)).alias("o"),
+        F.count(F.when(F.col("split_reason") == "unreachable", 1)).alias("u"),
+        F.count(F.when(F.col("split_reason") == "hop_cap", 1)).alias("h")).first()
     stats["limit_splits"] = {"components_split": split.c, "over_limit": split.o, "unreachable": split.u}
+    stats["caps"] = {"links_capped": status_counts.get("capped", 0), "identifiers_hop_capped": split.h,
+                     "identifiers_compacted": stats["identifiers"].get("compacted", 0)}
     stats.update(profile_stats(graph))
     return stats
 

@@ -20,7 +20,8 @@ IDENTIFIERS = TableSpec(
         Column("last_seen", _TS, "latest record time"),
         Column("times_seen", _L, "record rows holding the identifier (a re-delivered record counts again)"),
         Column("sources", _SOURCES, "sources that delivered it"),
-        Column("status", _S, "active, expired (TTL), hub (shared, not used for stitching) or blocked (blocklist)"),
+        Column("status", _S, "active, expired (TTL), hub (shared, not used for stitching), blocked (blocklist) or "
+                             "compacted (linked, but left out of its profile by compaction)"),
         Column("component", _L, "connected component before limit splits: its smallest vertex_id (null when "
                                 "expired or blocked)"),
     ],
@@ -41,7 +42,8 @@ ID_LINKS = TableSpec(
         Column("first_seen", _TS, "earliest such record"),
         Column("last_seen", _TS, "latest such record"),
         Column("sources", _SOURCES, "sources of those records"),
-        Column("status", _S, "active, expired (TTL of an end) or hub (an end is a shared identifier)"),
+        Column("status", _S, "active, expired (TTL of an end), hub (an end is a shared identifier) or capped "
+                             "(beyond an end's neighbour cap)"),
     ],
     keys=("src_id", "dst_id"),
 )
@@ -56,7 +58,8 @@ ID_GRAPH = TableSpec(
         Column("profile_id", _S, "stable profile id"),
         Column("profile_created_at", _D, "as-of date of the run that created the profile id"),
         Column("assigned_at", _TS, "start of the as-of date since which the identifier has had this profile id"),
-        Column("split_reason", _S, "null, or limit_split / over_limit / unreachable when a limit split its component"),
+        Column("split_reason", _S, "null, or limit_split / over_limit / unreachable when a limit split its "
+                                   "component, or hop_cap when the traversal cap cut it off"),
     ],
     keys=("id_type", "value"),
 )

@@ -23,7 +23,8 @@ PiiClass = Literal["pii", "sensitive"]
 # Modules whose TABLES lists make up the default registry, in pipeline order. Later stages append themselves here.
 TABLE_MODULES = ("cdp_spark.ops.tables", "cdp_spark.ingest.tables", "cdp_spark.identity.tables",
                  "cdp_spark.profiles.tables", "cdp_spark.ml.tables", "cdp_spark.api.tables",
-                 "cdp_spark.privacy.tables", "cdp_spark.audiences.tables", "cdp_spark.activation.tables")
+                 "cdp_spark.privacy.tables", "cdp_spark.audiences.tables", "cdp_spark.activation.tables",
+                 "cdp_spark.connections.tables")
 
 
 @dataclass(frozen=True)
