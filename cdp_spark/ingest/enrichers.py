@@ -58,15 +58,16 @@ def referenced_columns(spark: SparkSession, expr: str) -> tuple[str, ...]:
 
 
 def with_keys_of(df: DataFrame, expr: str) -> DataFrame:
-    """``df`` plus a null column for each column the SQL expression names that this batch lacks (JSON batches only
-    carry the keys their records used), so the expression gives null there instead of failing the whole batch.
+    """``df`` plus a column for each column the SQL expression names that this batch lacks: a dotted name through
+    a nested field or a map (the collector's `traits`) reads that key (`column`); a key no record of the batch
+    used (JSON batches only carry those) is null, so the expression gives null there instead of failing the batch.
 
     Example:
         >>> with_keys_of(df, "coalesce(event, type)").columns[-1]     # doctest: +SKIP
         'event'
     """
     missing = [n for n in referenced_columns(df.sparkSession, expr) if n not in df.columns]
-    return df.withColumns({n: F.lit(None).cast("string") for n in missing}) if missing else df
+    return df.withColumns({n: column(df, n) for n in missing}) if missing else df
 
 
 def column(df: DataFrame, name: str) -> Column:
