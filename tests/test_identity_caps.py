@@ -180,9 +180,9 @@ def test_the_default_caps_leave_the_demo_unchanged(spark, demo_lake):
     from cdp_spark.lake.embedded import EmbeddedLake
 
     lake = EmbeddedLake(spark, str(demo_lake.root), default_registry())
-    links = lake.read("silver.links")
+    links = lake.read("silver.id_links")
     assert links.where("status = 'active'").count() > 100
     assert links.where("status = 'capped'").count() == 0
     graph = lake.read("gold.id_graph")
-    assert graph.count() > 500 and graph.where("split_reason = 'hop_cap'").count() == 0
+    assert graph.count() > 300 and graph.where("split_reason = 'hop_cap'").count() == 0
     assert lake.read("silver.identifiers").where("status = 'compacted'").count() == 0

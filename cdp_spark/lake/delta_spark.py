@@ -165,21 +165,6 @@ class DeltaSparkLake(Lake):
             rows = self._table(name).optimize().executeCompaction().collect()
         return dict(rows[0].asDict(recursive=True).get("metrics") or {}) if rows else {}
 
-    def vacuum(self, name: str, retention_hours: int | None = None, *, dry_run: bool = False) -> list[str]:
-        hours = self.vacuum_retention_hours if retention_hours is None else retention_hours
-        # Delta's VACUUM does not return what it deleted; delta-rs lists the same files (unreferenced ones and
-        # orphans older than the retention) first, so both backends report alike.
-        files = self.delta_table(name).vacuum(retention_hours=hours, dry_run=True, enforce_retention_duration=False,
-                                              full=True)
-        if not dry_run and files:
-            previous = self.spark.conf.get("spark.databricks.delta.retentionDurationCheck.enabled", None)
-            self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-            try:
-                self._table(name).vacuum(hours)
-            finally:
-                self._restore_conf("spark.databricks.delta.retentionDurationCheck.enabled", previous)
-        return files
-
     def set_table_properties(self, name: str, properties: dict[str, str]) -> None:
         pairs = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(properties.items()))
         with self._commit_metadata("set_table_properties", None):

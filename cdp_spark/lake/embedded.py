@@ -240,13 +240,6 @@ class EmbeddedLake(Lake):
     def optimize(self, name: str) -> dict[str, Any]:
         return self.delta_table(name).optimize.compact(commit_properties=self._properties("optimize", None))
 
-    def vacuum(self, name: str, retention_hours: int | None = None, *, dry_run: bool = False) -> list[str]:
-        hours = self.vacuum_retention_hours if retention_hours is None else retention_hours
-        # full=True also removes orphans (staged files of killed writes), not only files removed in the log.
-        return self.delta_table(name).vacuum(
-            retention_hours=hours, dry_run=dry_run, enforce_retention_duration=False, full=True
-        )
-
     # ---- internals ----
     def _uri(self, name: str, relative: str) -> str:
         base = self.path(name)
