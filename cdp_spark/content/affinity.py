@@ -61,6 +61,18 @@ def topic_affinities(views: DataFrame, content: DataFrame, as_of: date, settings
     return ranked.select("profile_id", F.col("value").alias("topic"), "score", "band", "rank")
 
 
+def as_affinities(topic_affinities: DataFrame) -> DataFrame:
+    """``gold.topic_affinities`` in ``gold.affinities``' shape, dimension ``topic``: audiences read both alike
+    (``affinity: {dimension: topic, value: running, band: High}``).
+
+    Example:
+        >>> as_affinities(lake.read("gold.topic_affinities")).columns   # doctest: +SKIP
+        ['profile_id', 'as_of', 'dimension', 'value', 'score', 'band', 'rank']
+    """
+    return topic_affinities.select("profile_id", "as_of", F.lit(DIMENSION).alias("dimension"),
+                                   F.col("topic").alias("value"), "score", "band", "rank")
+
+
 def content_recommendations(affinities: DataFrame, taxonomy: DataFrame, content: DataFrame, viewed: DataFrame, *,
                             top_n: int = 10, taxonomy_weight: float = 0.5) -> DataFrame:
     """(profile_id, url, score, rank): unseen URLs per profile, strongest first."""
