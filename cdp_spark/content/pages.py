@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -162,7 +163,9 @@ def _page(url: str, title: str, description: str, meta: dict[str, list[str]], te
     for key in TAG_PROPERTIES:
         tags += [t for v in meta.get(key, []) for t in split_tags(v)]
     tags += [t for v in meta.get(TOPICS_META, []) for t in split_tags(v)]
-    first = lambda key: (meta.get(key) or [""])[0]  # noqa: E731
+    def first(key: str) -> str:
+        return (meta.get(key) or [""])[0]
+
     return Page(url=normalise_url(url), title=" ".join((title or first("og:title")).split()),
                 description=" ".join((description or first("description") or first("og:description")).split()),
                 tags=tuple(dict.fromkeys(tags)), text=" ".join(text.split()), source_file=source_file)
@@ -270,7 +273,8 @@ def landed_files(spark, folder: str) -> list[tuple[str, bytes]]:  # type: ignore
         if "PATH_NOT_FOUND" in str(exc) or "does not exist" in str(exc):
             return []
         raise
-    root = folder.split("://", 1)[-1].rstrip("/") if "://" in folder else _absolute(folder)
+    root = folder.split("://", 1)[-1] if "://" in folder else os.path.abspath(folder)
+    root = root.rstrip("/")
     out = []
     for r in rows:
         path = r["path"]
@@ -278,9 +282,3 @@ def landed_files(spark, folder: str) -> list[tuple[str, bytes]]:  # type: ignore
         relative = path[at + len(root):] if at >= 0 else path.rsplit("/", 1)[-1]
         out.append((relative.lstrip("/"), bytes(r["content"])))
     return out
-
-
-def _absolute(folder: str) -> str:
-    import os
-
-    return os.path.abspath(folder).rstrip("/")

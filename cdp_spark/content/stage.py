@@ -15,7 +15,7 @@ taxonomy, user topic affinities and content recommendations.
 
 Example:
     >>> run(spark, config, lake, date(2026, 11, 1)).metrics["enrichment"]["enriched"]   # doctest: +SKIP
-    36
+    32
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ from cdp_spark.pipeline import StageResult
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
     from cdp_spark.lake import Lake
+    from cdp_spark.lake.registry import TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +150,16 @@ def compute(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.da
                 if cfg.recommendations.enabled else None)
     else:
         affinities, recs = None, None
-    stamp = F.lit(as_of).alias("as_of")
-    def shaped(df: DataFrame | None, spec) -> DataFrame:  # type: ignore[no-untyped-def]
-        if df is None:
-            return spark.createDataFrame([], spec.schema)
-        return df.select(*[stamp if c == "as_of" else F.col(c) for c in spec.schema.names])
-    return {TOPIC_TAXONOMY.name: shaped(taxonomy, TOPIC_TAXONOMY),
-            TOPIC_AFFINITIES.name: shaped(affinities, TOPIC_AFFINITIES),
-            CONTENT_RECOMMENDATIONS.name: shaped(recs, CONTENT_RECOMMENDATIONS)}
+    return {spec.name: _stamped(spark, df, spec, as_of)
+            for spec, df in ((TOPIC_TAXONOMY, taxonomy), (TOPIC_AFFINITIES, affinities),
+                             (CONTENT_RECOMMENDATIONS, recs))}
+
+
+def _stamped(spark: SparkSession, df: DataFrame | None, spec: "TableSpec", as_of: dt.date) -> DataFrame:
+    """``df`` in ``spec``'s column order with the run's as-of; empty when its part was not computed."""
+    if df is None:
+        return spark.createDataFrame([], spec.schema)
+    return df.select(*[F.lit(as_of).alias(c) if c == "as_of" else F.col(c) for c in spec.schema.names])
 
 
 def _fingerprint(config: "CdpConfig", lake: "Lake") -> str:
