@@ -36,7 +36,8 @@ CATALOGUE = (f'{{"url": "{S}/journal/d", "title": "D", "meta": {{"article:tag": 
 def settings(folder: str, **kw) -> dict:  # type: ignore[no-untyped-def]
     return {"path": folder, "monthly_cap": 3, "blocked_paths": ["/account/*"],
             "topics": [{"name": "running", "keywords": ["marathon"]}, {"name": "yoga", "keywords": ["pose"]},
-                       {"name": "cooking", "keywords": ["recipe"]}, {"name": "cycling", "keywords": ["bike", "saddle"]}],
+                       {"name": "cooking", "keywords": ["recipe"]},
+                       {"name": "cycling", "keywords": ["bike", "saddle"]}],
             "affinity": {"events": ["page"], "half_life_days": 10}, "recommendations": {"top_n": 3}, **kw}
 
 
@@ -146,5 +147,6 @@ def test_a_changed_page_is_enriched_again_and_a_disabled_stage_does_nothing(stag
     assert (result["enriched"], result["unchanged"]) == (1, 4)
     b = lake.read(CONTENT.name).where(F.col("url") == f"{S}/journal/b").first()
     assert [t.topic for t in b.topics] == ["cycling"] and b.month == "2026-12"
-    off = staged["config"].model_copy(update={"content": staged["config"].content.model_copy(update={"enabled": False})})
+    disabled = staged["config"].content.model_copy(update={"enabled": False})
+    off = staged["config"].model_copy(update={"content": disabled})
     assert "skipped" in run(spark, off, lake, dt.date(2026, 12, 3)).metrics

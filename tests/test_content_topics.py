@@ -26,7 +26,8 @@ def config(**kw) -> ContentConfig:  # type: ignore[no-untyped-def]
 def test_text_scores_equal_sklearn_tfidf_summed_per_topic():
     extractor = TopicExtractor(config(), CORPUS)
     got = extractor.text_scores(CORPUS)
-    terms = {"running": ["running", "marathon", "trail running"], "yoga": ["yoga", "pose"], "cooking": ["cooking", "recipe"]}
+    terms = {"running": ["running", "marathon", "trail running"], "yoga": ["yoga", "pose"],
+             "cooking": ["cooking", "recipe"]}
     vocab = sorted({t for ts in terms.values() for t in ts})
     direct = TfidfVectorizer(vocabulary=vocab, token_pattern=TOKEN, ngram_range=(1, 2)).fit(CORPUS)
     matrix = direct.transform(CORPUS).toarray()
@@ -49,7 +50,8 @@ def test_text_scores_equal_the_tfidf_formula_by_hand():
 
 
 def test_vocabulary_analyses_keywords_like_text_and_shares_terms():
-    vocab = vocabulary(ContentConfig(topics=[Topic(name="trail-running"), Topic(name="hiking", keywords=["Trail running"])]))
+    topics = [Topic(name="trail-running"), Topic(name="hiking", keywords=["Trail running"])]
+    vocab = vocabulary(ContentConfig(topics=topics))
     assert vocab == {"trail running": ["trail-running", "hiking"], "hiking": ["hiking"]}
 
 

@@ -1,7 +1,8 @@
 """The `audiences` stage: evaluate every audience for the as-of date, record members, changes and sizes.
 
 Inputs: the profile view (``cdp_spark.profiles.view.profile_view``), events by profile (one scan for all event
-conditions), ``gold.affinities`` and ``gold.topic_affinities`` (dimension ``topic``) when they exist, identity's ``gold.profile_id_history`` for merged-away ids.
+conditions), ``gold.affinities`` and ``gold.topic_affinities`` (dimension ``topic``) when they exist, identity's
+``gold.profile_id_history`` for merged-away ids.
 Writes use one idempotency token per (definitions + input versions, as-of), in the order changes -> members ->
 sizes, so a re-run (also after a crash between writes) adds no duplicate changes.
 

@@ -10,8 +10,9 @@ a, ``score(a) x P(t | a) x taxonomy_weight``. A URL scores the sum over its topi
 the profile has viewed are left out, and the ``top_n`` strongest are kept (ties by URL).
 
 Example:
-    >>> aff = topic_affinities(page_views(events, ["page"]), content, date(2026, 11, 1), TopicAffinitySettings())  # doctest: +SKIP
-    >>> recs = content_recommendations(aff, taxonomy, content, viewed_urls(events), top_n=5)                     # doctest: +SKIP
+    >>> views = page_views(events, ["page"])                                                   # doctest: +SKIP
+    >>> aff = topic_affinities(views, content, date(2026, 11, 1), TopicAffinitySettings())     # doctest: +SKIP
+    >>> recs = content_recommendations(aff, taxonomy, content, viewed_urls(events), top_n=5)   # doctest: +SKIP
 """
 from __future__ import annotations
 

@@ -103,7 +103,8 @@ def is_blocked(url: str, globs: Sequence[str]) -> bool:
     """Whether the URL's path matches one of the blocked globs (case-sensitive, ``*`` crosses ``/``).
 
     Example:
-        >>> is_blocked("https://shop.example/account/orders", ["/account/*"]), is_blocked("https://s.e/blog", ["/account/*"])
+        >>> globs = ["/account/*"]
+        >>> is_blocked("https://s.example/account/orders", globs), is_blocked("https://s.example/blog", globs)
         (True, False)
     """
     path = url_path(url)

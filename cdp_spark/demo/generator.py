@@ -6,7 +6,8 @@ Layout under ``out_dir``::
     landing/app/day=YYYY-MM-DD/events-00000.json     app NDJSON (device id, IDFA/GAID)
     landing/crm/customers_YYYYMMDD.csv               CRM snapshot export
     landing/orders/day=YYYY-MM-DD/orders-00000.csv   one row per order line
-    landing/content/journal/*.html                   the journal's articles (cdp_spark.demo.site)
+    landing/content/journal/*.html                   the journal's articles (cdp_spark.demo.site), and a help
+    landing/content/account/help.html                page under a path the content stage blocks
     reference/products.csv, reference/fx_rates.csv
     truth/identities/   (id_type, value, person_id)  hidden ground truth, never in landing/
     truth/people/       per-person behaviour parameters (purchase rate, dropout, preferences)
