@@ -38,7 +38,7 @@ STAGES: dict[str, str] = {"erasure": "cdp_spark.privacy.erase:run_stage",
                          "ingest": "cdp_spark.ingest.stage:run", "connections": "cdp_spark.connections.stage:run",
                          "identity": "cdp_spark.identity.stage:run",
                          "profiles": "cdp_spark.profiles.stage:run",
-                         "scores": "cdp_spark.ml.stage:run",
+                         "scores": "cdp_spark.ml.stage:run", "content": "cdp_spark.content.stage:run",
                          "audiences": "cdp_spark.audiences.stage:run", "activation": "cdp_spark.activation.stage:run"}
 
 

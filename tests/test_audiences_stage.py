@@ -142,3 +142,26 @@ def test_export_csv(env):
     lines = text.strip().splitlines()
     assert record["rows"] == 3 and lines[0] == "profile_id,variant,entered_at,email"
     assert [line.split(",")[0] for line in lines[1:]] == ["p2", "p3", "p5"]
+
+
+def test_topic_affinities_are_usable_next_to_category_affinities_of_another_run(make_lake, spark, tmp_path):
+    from cdp_spark.content.tables import TOPIC_AFFINITIES
+    from cdp_spark.ml.tables import AFFINITIES
+
+    audiences = [{"name": "runners", "rule": {"affinity": {"dimension": "topic", "value": "Running", "band": "High"}}},
+                 {"name": "book_fans", "rule": {"affinity": {"dimension": "category", "value": "books", "score": 0.5}}}]
+    config = CdpConfig.model_validate({"lake": {"root": str(tmp_path / "lake")}, "audiences": audiences})
+    lake = make_lake(config.lake.root, default_registry())
+    old, new = D1 - dt.timedelta(days=3), D1   # the scores stage ran days before the content stage
+    lake.overwrite(AFFINITIES.name, spark.createDataFrame(
+        [("p1", old, "category", "books", 0.9, "High", 1), ("p2", old - dt.timedelta(days=1), "category", "books", 1.0,
+                                                              "High", 1)], AFFINITIES.schema))
+    lake.overwrite(TOPIC_AFFINITIES.name, spark.createDataFrame(
+        [("p2", new, "running", 0.8, "High", 1), ("p3", new, "running", 0.4, "Some", 1)], TOPIC_AFFINITIES.schema))
+    world = World()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stage, "profiles_frame", lambda spark, config, lake: world.profiles(spark))
+        members, _, info = stage.current_members(spark, config, lake, D1)
+    got = {(r.audience, r.profile_id) for r in members.collect()}
+    # Each dimension's latest run counts: p2's older category row is left out, p1's is kept next to the topic rows.
+    assert got == {("runners", "p2"), ("book_fans", "p1")} and info["unavailable"] == {}

@@ -69,3 +69,19 @@ def test_rerun_for_the_same_as_of_changes_no_data_table(demo, lake_root, demo_la
     code, report = demo_lake.cli("run", "daily", "--as-of", demo["run"]["as_of"])
     assert code == 0 and report["status"] == "succeeded"
     assert {n: _table(lake_root, n).version() for n in data} == before
+
+
+def test_demo_runs_the_content_stage_and_audiences_use_topic_affinities(demo, lake_root):
+    from cdp_spark.demo.site import articles
+
+    enrichment = demo["run"]["metrics"]["content"]["enrichment"]
+    assert enrichment["enriched"] == len(articles()) and enrichment["blocked"] == 1 and not enrichment["cap_reached"]
+    content = _table(lake_root, "gold.content").to_pandas()
+    assert len(content) == len(articles()) and all(len(t) for t in content.topics)
+    affinities = _table(lake_root, "gold.topic_affinities").to_pandas()
+    recs = _table(lake_root, "gold.content_recommendations").to_pandas()
+    assert affinities.profile_id.nunique() > 20 and len(_table(lake_root, "gold.topic_taxonomy").to_pandas()) > 0
+    assert len(recs) and set(recs.url) <= set(content.url)
+    running = set(affinities[(affinities.topic == "running") & (affinities.band == "High")].profile_id)
+    sizes = demo["run"]["metrics"]["audiences"]["sizes"]
+    assert sizes["running_readers"] == len(running) > 0

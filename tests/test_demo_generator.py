@@ -171,3 +171,27 @@ def test_expected_quarantine_counts_the_broken_records(demo, web, spark):
     lines = spark.read.text(f"{demo.landing_dir}/web")
     broken = lines.where(~F.col("value").endswith("}")).count()
     assert broken == expected["web"] > 0
+
+
+def test_the_journal_site_is_landed_and_web_sessions_land_on_its_articles(demo, web, spark):
+    from cdp_spark.content.pages import landed_files, parse_files
+    from cdp_spark.demo.site import CATEGORY_TOPICS, articles
+
+    landed = parse_files(landed_files(spark, f"{demo.landing_dir}/content"))
+    urls = {p.url for p in landed.pages}
+    assert len(landed.pages) == len(articles()) + 1 and landed.invalid == 0     # the articles and the help page
+    assert {a.url for a in articles()} < urls and "https://shop.example.com/account/help" in urls
+    assert all(p.tags and p.text for p in landed.pages)
+    pages = web.where(F.col("type") == "page").select(F.col("context.page.url").alias("url"))
+    shop = pages.where(F.col("url").startswith("https://shop.example.com")).distinct().collect()
+    assert shop and {r.url for r in shop} <= {a.url for a in articles()} and len(shop) > len(articles()) // 2
+    # Articles follow the visitor's favourite category more often than chance (1 in 8).
+    people = spark.read.parquet(f"{demo.truth_dir}/people").select("person_id", "favourite_category")
+    ids = spark.read.parquet(f"{demo.truth_dir}/identities").where("id_type = 'cookie_id'")
+    joined = (web.where(F.col("type") == "page").select(F.col("anonymousId").alias("value"),
+                                                         F.col("context.page.url").alias("url"))
+              .join(ids, "value").join(people, "person_id")
+              .withColumn("category", F.regexp_extract("url", r"/journal/([a-z]+)-\d", 1)))
+    share = joined.where(F.col("category") == F.col("favourite_category")).count() / joined.count()
+    categories = {r.category for r in joined.select("category").distinct().collect()}
+    assert share > 0.5 and categories - {""} <= set(CATEGORY_TOPICS)

@@ -346,8 +346,11 @@ def presence_only(g: Aggregate) -> bool:
 
 def affinity_pivot(plan: Plan, affinities: DataFrame) -> DataFrame:
     """One row per profile: score and band per (dimension, value) used by any audience, in one pass."""
-    latest = affinities.agg(F.max("as_of")).first()[0]
-    aff = affinities.where(F.col("as_of") == F.lit(latest)) if latest is not None else affinities
+    # Each dimension's latest run: the scores and content stages write theirs separately.
+    latest = [(F.col("dimension") == F.lit(r["dimension"])) & (F.col("as_of") == F.lit(r["as_of"]))
+              for r in affinities.groupBy("dimension").agg(F.max("as_of").alias("as_of")).collect()
+              if r["as_of"] is not None]
+    aff = affinities.where(functools.reduce(operator.or_, latest)) if latest else affinities
     aggs = []
     for key, (dim, value) in plan.affinity_keys.items():
         m = (F.col("dimension") == F.lit(dim)) & (F.lower("value") == F.lit(value))

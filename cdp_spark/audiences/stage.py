@@ -1,7 +1,8 @@
 """The `audiences` stage: evaluate every audience for the as-of date, record members, changes and sizes.
 
 Inputs: the profile view (``cdp_spark.profiles.view.profile_view``), events by profile (one scan for all event
-conditions), ``gold.affinities`` when it exists, identity's ``gold.profile_id_history`` for merged-away ids.
+conditions), ``gold.affinities`` and ``gold.topic_affinities`` (dimension ``topic``) when they exist, identity's
+``gold.profile_id_history`` for merged-away ids.
 Writes use one idempotency token per (definitions + input versions, as-of), in the order changes -> members ->
 sizes, so a re-run (also after a crash between writes) adds no duplicate changes.
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 INPUTS = ("bronze.events", "gold.id_graph", "gold.profile_id_history", "gold.profiles", "gold.profile_attributes",
-          "gold.profile_scores", "gold.affinities")
+          "gold.profile_scores", "gold.affinities", "gold.topic_affinities")
 
 
 def _exists(lake: "Lake", name: str) -> bool:
@@ -107,6 +108,18 @@ def merged_away(lake: "Lake") -> DataFrame | None:
     return old
 
 
+def affinities_frame(lake: "Lake") -> DataFrame | None:
+    """``gold.affinities`` and the content stage's topic affinities (dimension ``topic``), None when neither exists."""
+    from cdp_spark.content.affinity import as_affinities
+
+    parts = [lake.read("gold.affinities")] if _exists(lake, "gold.affinities") else []
+    if _exists(lake, "gold.topic_affinities"):
+        parts.append(as_affinities(lake.read("gold.topic_affinities")))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+
+
 def events_frame(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date,
                  since: dt.date | None) -> DataFrame | None:
     """Events by profile up to the end of ``as_of`` from ``since`` (None before any events were ingested)."""
@@ -124,7 +137,7 @@ def current_members(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_o
     profiles = profiles_frame(spark, config, lake)
     C.check_against(plan, profiles.schema, raw_property_keys(config, lake))
     events = events_frame(spark, config, lake, as_of, plan.since) if plan.event_conditions else None
-    affinities = lake.read("gold.affinities") if plan.affinity_keys and _exists(lake, "gold.affinities") else None
+    affinities = affinities_frame(lake) if plan.affinity_keys else None
     available = {"scores"} if "scores" in profiles.columns else set()
     if affinities is not None:
         available.add("affinities")

@@ -12,6 +12,7 @@ from cdp_spark.api.config import ApiConfig
 from cdp_spark.audiences.config import AudienceList
 from cdp_spark.collect.config import CollectorConfig
 from cdp_spark.connections.config import Connection
+from cdp_spark.content.config import ContentConfig
 from cdp_spark.ml.config import ScoresConfig
 from cdp_spark.config.base import KeyedValueError, Strict
 from cdp_spark.identity.config import IdentityConfig
@@ -89,7 +90,8 @@ class PipelineConfig(Strict):
     """The daily pipeline: stage order and ledger behaviour."""
 
     stages: Annotated[list[Annotated[str, AfterValidator(_registered_stage)]], AfterValidator(_each_once)] = Field(
-        default_factory=lambda: ["erasure", "ingest", "identity", "profiles", "scores", "audiences", "activation"],
+        default_factory=lambda: ["erasure", "ingest", "identity", "profiles", "scores", "content", "audiences",
+                                 "activation"],
         description="the daily order; `erasure` (open erasure requests) runs first, so that tombstones suppress "
                     "re-delivered records and no later stage rebuilds an erased person")
     stale_after_minutes: PositiveInt = Field(
@@ -149,6 +151,7 @@ class CdpConfig(Strict):
     audiences: AudienceList = Field(default_factory=list, description="audience definitions (conf/audiences)")
     destinations: list[Destination] = Field(default_factory=list, description="activation destinations")
     connections: list[Connection] = Field(default_factory=list, description="event forwarding (conf/connections)")
+    content: ContentConfig = Field(default_factory=ContentConfig)
 
     @field_validator("destinations")
     @classmethod

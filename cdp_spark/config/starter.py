@@ -3,7 +3,7 @@
 The defaults are package data (``cdp_spark/config/defaults``); in the repository that folder is a link to
 ``conf/``, so the configuration the tests, the README and the wheel use is one set of files.
 
-A starter project is those files minus what only the demo needs (`DEMO_ONLY`: two more audiences and the webhook
+A starter project is those files minus what only the demo needs (`DEMO_ONLY`: three more audiences and the webhook
 destination, whose receiver exists only while `cdp demo` runs): the catalogue, the demo's four file sources (events,
 profiles, both; CSV and NDJSON) with examples of a Delta and a JDBC source beside them, identity rules, profile
 rules, calculated attributes, scores, two audiences and the CSV file-drop destination.
@@ -25,6 +25,7 @@ from cdp_spark.config.loader import ConfigError
 CONF_DIR = "conf"
 MAIN_FILE = "cdp.yaml"
 DEMO_ONLY = ("audiences/existing_customers_suppression.yaml", "audiences/high_clv_at_risk.yaml",
+             "audiences/running_readers.yaml",
              "destinations/ads_webhook.yaml")
 
 

@@ -6,6 +6,8 @@ Layout under ``out_dir``::
     landing/app/day=YYYY-MM-DD/events-00000.json     app NDJSON (device id, IDFA/GAID)
     landing/crm/customers_YYYYMMDD.csv               CRM snapshot export
     landing/orders/day=YYYY-MM-DD/orders-00000.csv   one row per order line
+    landing/content/journal/*.html                   the journal's articles (cdp_spark.demo.site), and a help
+    landing/content/account/help.html                page under a path the content stage blocks
     reference/products.csv, reference/fx_rates.csv
     truth/identities/   (id_type, value, person_id)  hidden ground truth, never in landing/
     truth/people/       per-person behaviour parameters (purchase rate, dropout, preferences)
@@ -30,7 +32,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp_spark.demo import render, writer
+from cdp_spark.demo import render, site, writer
 from cdp_spark.demo.model import CATEGORIES, WorldSpec, build_world
 
 
@@ -109,6 +111,8 @@ def generate(spark: SparkSession, out_dir: str, *, people: int, days: int, seed:
                          staging, ["_id"])
         products = world.products
         writer.write_csv(spark, products, products.columns, f"{reference}/products.csv", staging, ["product_id"])
+        for relative, text in sorted(site.site_files().items()):
+            _write_text(spark, f"{landing}/content/{relative}", text)
         writer.write_csv(spark, render.fx_rates(spark), ["currency", "rate_to_eur"], f"{reference}/fx_rates.csv",
                          staging, ["currency"])
         identities = render.truth_identities(cached["web"], cached["app"], cached["orders"], cached["crm"])

@@ -25,10 +25,10 @@ from pyspark.sql import functions as F
 from cdp_spark.demo.model import (CATEGORIES, COUNTRIES, FX_TO_EUR, WorldSpec, category_of, country_attr,
                                   product_id)
 from cdp_spark.demo.rand import pick, uniform, weighted
+from cdp_spark.demo.site import ARTICLES_PER_CATEGORY, SHOP, article_paths
 
 ZERO_AD_ID = "00000000-0000-0000-0000-000000000000"
 JUNK_EMAILS = ["null", "test@test.com", ""]
-SHOP = "https://shop.example.com"
 QA_SHOP = "http://localhost:3000"
 
 # How often each email variant appears, per source: (kind, weight). Checkout forms validate more than web forms.
@@ -91,7 +91,12 @@ def web_events(events: DataFrame, spec: WorldSpec) -> DataFrame:
     has_email = k.isin("login", "signup")
     base = F.when(F.col("qa_traffic"), F.lit(QA_SHOP)).otherwise(F.lit(SHOP))
     pid_text = product_id(F.col("product_idx"))
-    path = (F.when(k == "landing", F.lit("/")).when(k == "login", F.lit("/account/login"))
+    # A session lands on a journal article: 60% about the visitor's favourite category, else any category.
+    article_cat = F.when(uniform(s, "article_cat", *key) < 0.6, F.col("fav_cat")).otherwise(
+        F.floor(uniform(s, "article_any", *key) * len(CATEGORIES)).cast("int"))
+    article = article_cat * ARTICLES_PER_CATEGORY + F.floor(uniform(s, "article", *key) * ARTICLES_PER_CATEGORY)
+    landing = F.element_at(F.array(*[F.lit(p) for p in article_paths()]), (article + 1).cast("int"))
+    path = (F.when(k == "landing", landing).when(k == "login", F.lit("/account/login"))
             .when(k == "signup", F.lit("/newsletter")).when(k == "view", F.concat(F.lit("/p/"), pid_text))
             .when(k == "cart", F.lit("/cart")).otherwise(F.lit("/checkout/complete")))
     seg_type = F.when(k == "landing", "page").when(k == "login", "identify").otherwise("track")

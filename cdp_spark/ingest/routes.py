@@ -45,7 +45,7 @@ def route_column(rules: Sequence[RouteRule], stream: Column | None = None) -> Co
     return stream if result is None else result.otherwise(stream)
 
 
-STAGES = ("identity", "profiles", "scores", "audiences")
+STAGES = ("identity", "profiles", "scores", "content", "audiences")
 
 
 def diverted_streams(rules: Sequence[RouteRule], stage: str | None = None) -> list[str]:

@@ -277,7 +277,7 @@ class RouteRule(Strict):
     created: dt.datetime | dt.date = dt.date(1970, 1, 1)
     divert: bool = Field(False, description="the records this rule moves (QA, test traffic) stay in bronze but "
                          "identity, profiles, scores and audiences leave them out")
-    include_in: list[Literal["identity", "profiles", "scores", "audiences"]] = Field(
+    include_in: list[Literal["identity", "profiles", "scores", "content", "audiences"]] = Field(
         default_factory=list, description="stages that still use what this diverting rule moved")
 
 

@@ -24,7 +24,7 @@ PiiClass = Literal["pii", "sensitive"]
 TABLE_MODULES = ("cdp_spark.ops.tables", "cdp_spark.ingest.tables", "cdp_spark.identity.tables",
                  "cdp_spark.profiles.tables", "cdp_spark.ml.tables", "cdp_spark.api.tables",
                  "cdp_spark.privacy.tables", "cdp_spark.audiences.tables", "cdp_spark.activation.tables",
-                 "cdp_spark.connections.tables")
+                 "cdp_spark.connections.tables", "cdp_spark.content.tables")
 
 
 @dataclass(frozen=True)
