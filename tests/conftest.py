@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from cdp_spark.spark import build_session, capabilities, embedded_conf
+from cdp_spark.spark import build_session, capabilities, embedded_conf, embedded_memory
 from tests.spark_settings import TEST_SQL_CONF, cli_keeps_test_settings
 
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
 # The JVM bundles the production-path tests need (the broker's jars run a test Kafka, off the session's classpath).
 TEST_BUNDLES = ("delta", "kafka", "sqlite-jdbc")
 FETCH_FOR_TESTS = "cdp jars fetch delta kafka sqlite-jdbc kafka-broker"
@@ -28,6 +29,8 @@ def pytest_sessionstart(session):
 
     from cdp_spark import jars
 
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller fetched them already
+        return
     wanted = [*TEST_BUNDLES, "kafka-broker"]
     missing = [name for name in wanted if jars.cached_bundle(name) is None]
     if not missing or not shutil.which("mvn"):
@@ -61,9 +64,9 @@ def spark(tmp_path_factory):
         cores=1,
         shuffle_partitions=1,
         extra={**TEST_SQL_CONF, **jar_settings, "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
-               # Several suites on one machine (parallel checkouts) each take half the RAM by default.
-               **({"spark.driver.memory": os.environ["CDP_TEST_DRIVER_MEMORY"]}
-                  if os.environ.get("CDP_TEST_DRIVER_MEMORY") else {})},
+               # Several sessions on one machine (xdist workers, parallel checkouts) would each take half the RAM.
+               "spark.driver.memory": os.environ.get("CDP_TEST_DRIVER_MEMORY") or ("4g" if XDIST_WORKER else
+                                                                                    embedded_memory())},
     )
     session = build_session("cdp-spark-tests", conf, str(tmp_path_factory.mktemp("checkpoints")))
     yield session
