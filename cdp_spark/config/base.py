@@ -30,3 +30,13 @@ class KeyedValueError(ValueError):
     def __init__(self, message: str, *, key: tuple[str | int, ...], value: object, secret: bool = False):
         super().__init__(message)
         self.key, self.value, self.secret = key, value, secret
+
+
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted (for "each name once" validators).
+
+    Example:
+        >>> repeated(["web", "crm", "web"])
+        ['web']
+    """
+    return sorted({n for n in names if names.count(n) > 1})

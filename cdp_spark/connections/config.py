@@ -20,7 +20,7 @@ from typing_extensions import Annotated
 
 from cdp_spark.activation.config import FileTransport, WebhookTransport
 from cdp_spark.collect.config import KafkaConfig
-from cdp_spark.config.base import Strict
+from cdp_spark.config.base import Strict, repeated
 
 NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # Top-level fields of a forwarded event (see cdp_spark.connections.forwarding.payload).
@@ -183,7 +183,7 @@ class Connection(Strict):
     @classmethod
     def _unique(cls, v: list[Output]) -> list[Output]:
         names = [o.name for o in v]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = repeated(names)
         if twice:
             raise ValueError(f"output names must be unique; repeated: {', '.join(twice)}")
         return v

@@ -13,7 +13,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from cdp_spark.config.base import Strict
+from cdp_spark.config.base import Strict, repeated
 
 TOPIC = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -83,7 +83,7 @@ class ContentConfig(Strict):
     @classmethod
     def _unique(cls, v: list[Topic]) -> list[Topic]:
         names = [t.name for t in v]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = repeated(names)
         if twice:
             raise ValueError(f"expected each topic name once; repeated: {', '.join(twice)}")
         return v
