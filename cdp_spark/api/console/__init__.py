@@ -109,6 +109,10 @@ def console_router(api: "ProfileApi") -> APIRouter:
         return guarded(request, lambda key: page("overview.html", request, key, title="Overview", page="Overview",
                                                  s=data.overview(api.lake, api.config)))
 
+    def refused(request: Request) -> Response:
+        return page("message.html", request, None, 403, title="Refused",
+                    message="The form did not come from this console.")
+
     @router.get("/login")
     def login_form(request: Request, next: str = PREFIX) -> Response:  # noqa: A002 - the form field's name
         return page("login.html", request, None, title="Sign in", next_path=_next_path(next))
@@ -117,8 +121,7 @@ def console_router(api: "ProfileApi") -> APIRouter:
     async def login(request: Request) -> Response:
         form = await _form(request)
         if form is None:
-            return page("message.html", request, None, 403, title="Refused",
-                        message="The form did not come from this console.")
+            return refused(request)
         presented = form.get("key", "").strip()
         key = api.keys.verify(presented)
         request.state.action = "console_login"
@@ -136,8 +139,7 @@ def console_router(api: "ProfileApi") -> APIRouter:
     async def logout(request: Request) -> Response:
         request.state.action = "console_logout"
         if await _form(request) is None:
-            return page("message.html", request, None, 403, title="Refused",
-                        message="The form did not come from this console.")
+            return refused(request)
         response = RedirectResponse(f"{PREFIX}/login", status_code=303, headers=SECURITY_HEADERS)
         response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
         return response
@@ -151,8 +153,7 @@ def console_router(api: "ProfileApi") -> APIRouter:
     async def lookup(request: Request) -> Response:
         form = await _form(request)
         if form is None:
-            return page("message.html", request, None, 403, title="Refused",
-                        message="The form did not come from this console.")
+            return refused(request)
 
         def found(key: "ApiKey") -> Response:
             from cdp_spark.api.app import ApiError
