@@ -25,6 +25,7 @@ def test_routed_logs_go_to_the_file_once_opened_and_warnings_reach_stderr_before
     own = logging.StreamHandler(sys.stderr)      # MLflow installs a handler of its own like this one
     mlflow_logger.addHandler(own)
     mlflow_logger.propagate = False
+    before = list(mlflow_logger.handlers)        # other tests' capture handlers may already be there
     try:
         with logs.route_logs(command="demo", verbose=False, announce=announced.append) as routing:
             logging.getLogger("cdp_spark.x").info("before the file: dropped")
@@ -35,7 +36,7 @@ def test_routed_logs_go_to_the_file_once_opened_and_warnings_reach_stderr_before
             mlflow_logger.info("Creating initial MLflow database tables...")
             warnings.warn("a library deprecation", FutureWarning)
             assert routing.path == path
-        assert mlflow_logger.handlers == [own] and mlflow_logger.propagate is False  # restored
+        assert mlflow_logger.handlers == before and own in before and mlflow_logger.propagate is False  # restored
     finally:
         mlflow_logger.removeHandler(own)
         mlflow_logger.propagate = True
