@@ -91,32 +91,45 @@ class ServingStore:
         assert self._current is not None
         return self._current
 
-    def _reader(self) -> sqlite3.Connection:
-        path = self.current()
+    def _connection(self, path: Path) -> sqlite3.Connection:
         conns: dict[Path, sqlite3.Connection] = getattr(self._local, "conns", None) or {}
         conn = conns.get(path)
         if conn is None:
             for old in conns.values():  # this thread moves to the new file; the old one may be deleted later
                 old.close()
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            self._local.conns = {path: conn}
             conn.execute("PRAGMA query_only = ON")
-            conns = {path: conn}
-            self._local.conns = conns
         return conn
+
+    def _read(self, query: str, args: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a read-only query on the current file. Rebuilds in quick succession may clean up the file a
+        reader is opening or reading (``keep_files``); the pointer then names a newer file and the query runs there."""
+        for attempt in range(3):
+            path = self.current()
+            try:
+                return self._connection(path).execute(query, args).fetchall()
+            except sqlite3.OperationalError:
+                for conn in self._local.conns.values():
+                    conn.close()
+                self._local.conns = {}
+                self._stamp = None
+                if attempt == 2 or self.current() == path:
+                    raise
+        raise AssertionError("the loop returns or raises")
 
     # ---- lookups ----
     def by_profile_id(self, profile_id: str) -> dict[str, Any] | None:
-        row = self._reader().execute("SELECT doc FROM profiles WHERE profile_id = ?", (profile_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        rows = self._read("SELECT doc FROM profiles WHERE profile_id = ?", (profile_id,))
+        return json.loads(rows[0][0]) if rows else None
 
     def by_identifier(self, id_type: str, value: str) -> dict[str, Any] | None:
-        row = self._reader().execute(
-            "SELECT p.doc FROM identifiers i JOIN profiles p ON p.profile_id = i.profile_id "
-            "WHERE i.id_type = ? AND i.value = ?", (id_type, value)).fetchone()
-        return json.loads(row[0]) if row else None
+        rows = self._read("SELECT p.doc FROM identifiers i JOIN profiles p ON p.profile_id = i.profile_id "
+                          "WHERE i.id_type = ? AND i.value = ?", (id_type, value))
+        return json.loads(rows[0][0]) if rows else None
 
     def meta(self) -> dict[str, str]:
-        return dict(self._reader().execute("SELECT key, value FROM meta").fetchall())
+        return dict(self._read("SELECT key, value FROM meta"))
 
     # ---- writes ----
     @contextlib.contextmanager
