@@ -94,16 +94,25 @@ def _parse_java_version(text: str) -> int:
 
 
 def embedded_memory(fraction: float = 0.5, cap_gb: int = 32) -> str:
-    """The driver heap for embedded mode: a share of this machine's memory, at least 1g.
+    """The driver heap for embedded mode: ``CDP_DRIVER_MEMORY`` when set (e.g. ``6g``), otherwise a share of the memory
+    this process may use (the container's limit when there is one, else the machine's), at least 1g.
 
     Example:
-        >>> embedded_memory().endswith("m")
+        >>> embedded_memory().endswith(("m", "g"))
         True
     """
+    if os.environ.get("CDP_DRIVER_MEMORY"):
+        return os.environ["CDP_DRIVER_MEMORY"]
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not POSIX: keep Spark's default
         return "1024m"
+    # A container sees the host's memory through sysconf; its own limit is in the cgroup (v2, then v1).
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            total = min(total, int(Path(limit_file).read_text(encoding="ascii").strip()))
+        except (OSError, ValueError):  # no such cgroup file, or "max" (no limit)
+            continue
     return f"{max(1024, min(int(total * fraction) >> 20, cap_gb * 1024))}m"
 
 

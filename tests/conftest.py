@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from cdp_spark.spark import build_session, capabilities, embedded_conf, embedded_memory
+from cdp_spark.spark import build_session, capabilities, embedded_conf
 from tests.spark_settings import TEST_SQL_CONF, cli_keeps_test_settings
 
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
+# `cdp` commands the tests start as processes run small worlds beside the test sessions' own JVMs; at the default
+# (half the machine's memory each) a few at once outgrow it.
+os.environ.setdefault("CDP_DRIVER_MEMORY", "2g")
 # The JVM bundles the production-path tests need (the broker's jars run a test Kafka, off the session's classpath).
 TEST_BUNDLES = ("delta", "kafka", "sqlite-jdbc")
 FETCH_FOR_TESTS = "cdp jars fetch delta kafka sqlite-jdbc kafka-broker"
@@ -65,8 +68,7 @@ def spark(tmp_path_factory):
         shuffle_partitions=1,
         extra={**TEST_SQL_CONF, **jar_settings, "spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("warehouse")),
                # Several sessions on one machine (xdist workers, parallel checkouts) would each take half the RAM.
-               "spark.driver.memory": os.environ.get("CDP_TEST_DRIVER_MEMORY") or ("4g" if XDIST_WORKER else
-                                                                                    embedded_memory())},
+               "spark.driver.memory": os.environ.get("CDP_TEST_DRIVER_MEMORY") or ("4g" if XDIST_WORKER else "6g")},
     )
     session = build_session("cdp-spark-tests", conf, str(tmp_path_factory.mktemp("checkpoints")))
     yield session

@@ -1,6 +1,9 @@
 """Session settings and capability detection."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from cdp_spark import spark as spark_mod
@@ -72,3 +75,17 @@ def test_cluster_detection(monkeypatch):
 
 def test_checkpoint_dir_defaults_under_the_lake():
     assert CdpConfig.model_validate({"lake": {"root": "/x/lake"}}).lake.checkpoint_dir == "/x/lake/_system/checkpoints"
+
+
+def test_the_embedded_driver_heap_follows_cdp_driver_memory_then_the_memory_the_process_may_use(monkeypatch):
+    monkeypatch.setenv("CDP_DRIVER_MEMORY", "3g")
+    assert spark_mod.embedded_memory() == "3g"
+    monkeypatch.delenv("CDP_DRIVER_MEMORY")
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limited = {"/sys/fs/cgroup/memory.max": str(4 << 30)}   # a container limited to 4 GiB
+    real_read = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: limited[str(self)] if str(self) in limited
+                        else real_read(self, *a, **k))
+    assert spark_mod.embedded_memory() == f"{max(1024, min(4 << 30, machine) // 2 >> 20)}m"
+    limited["/sys/fs/cgroup/memory.max"] = "max"   # cgroup v2 without a limit: the machine's memory
+    assert spark_mod.embedded_memory() == f"{max(1024, min(machine // 2 >> 20, 32 * 1024))}m"
