@@ -157,6 +157,11 @@ def delivery(receiver: Any, expected: list[str], first: int = 0) -> dict[str, An
             "latency_max_s": round(max(latency), 3) if latency else None, **steady_state(sends, latency)}
 
 
+def forwarded_sent(batches: list[dict[str, Any]]) -> int:
+    """Events the stream's micro-batches report as delivered to the benchmark's output."""
+    return sum(b["forwarded"].get(f"{CONNECTION}.{OUTPUT}", {}).get("sent", 0) for b in list(batches))
+
+
 def drain(receiver: Any, first: int, expected: int, seconds: float) -> None:
     """Wait until the receiver holds ``expected`` records from request ``first`` on, or ``seconds`` passed."""
     deadline = time.monotonic() + seconds
@@ -194,10 +199,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--trigger", type=float, default=2.0, help="the stream's trigger interval (s)")
     ap.add_argument("--rotate", type=float, default=1.0, help="the collector's spool rotation (s)")
     ap.add_argument("--webhook-batch", type=int, default=500, help="events per webhook request")
-    ap.add_argument("--threads", type=int, default=4, help="loader threads")
+    ap.add_argument("--threads", type=int, default=8, help="loader threads")
     ap.add_argument("--warmup-seconds", type=float, default=15,
                     help="a warm-up load (at most 1,000 events/s), delivered before the measured one starts")
-    ap.add_argument("--drain-seconds", type=float, default=180, help="longest wait for deliveries after the load")
+    ap.add_argument("--drain-seconds", type=float, default=300, help="longest wait for deliveries after the load")
     args = ap.parse_args(argv)
 
     from pyspark.sql import SparkSession
@@ -232,12 +237,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 warm, warm_ids = run_load(f"{url}/v1/batch", min(args.rate, 1000), args.warmup_seconds,
                                           args.threads, 100, f"w{stamp}", False, work)
                 drain(receiver, first, len(warm_ids), args.drain_seconds)
+                # A micro-batch's stats are kept once its delivery is done: wait for the last warm-up one's.
+                deadline = time.monotonic() + 60
+                while forwarded_sent(writer.batches) < len(warm_ids) and time.monotonic() < deadline:
+                    time.sleep(0.2)
                 warmup = {**warm, **delivery(receiver, warm_ids, first)}
                 print("warm-up", warmup, flush=True)
                 first, warm_batches = len(receiver.requests), len(writer.batches)
                 load_stats, ids = run_load(f"{url}/v1/batch", args.rate, args.seconds, args.threads, 100,
                                            f"c{stamp}", False, work)
                 drain(receiver, first, len(ids), args.drain_seconds)
+                deadline = time.monotonic() + 60
+                while forwarded_sent(writer.batches[warm_batches:]) < len(ids) and time.monotonic() < deadline:
+                    time.sleep(0.2)
                 time.sleep(args.trigger * 2)   # late duplicates would arrive now
                 query.stop()
             finally:
@@ -248,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             forwarded = [b["forwarded"].get(f"{CONNECTION}.{OUTPUT}", {}) for b in batches]
             stream = {"micro_batches": len(batches), "read_lines": sum(b["read_lines"] for b in batches),
                       "accepted": sum(b["accepted"] for b in batches),
-                      "forwarded_sent": sum(f.get("sent", 0) for f in forwarded),
+                      "forwarded_sent": forwarded_sent(batches),
                       "forwarded_filtered": sum(f.get("filtered", 0) for f in forwarded),
                       "failed_deliveries": sum(f.get("deliveries", {}).get("failed", 0) for f in forwarded),
                       "mean_batch_s": round(sum(b["duration_s"] for b in batches) / max(len(batches), 1), 2),
