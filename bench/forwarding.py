@@ -202,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--threads", type=int, default=8, help="loader threads")
     ap.add_argument("--warmup-seconds", type=float, default=15,
                     help="a warm-up load (at most 1,000 events/s), delivered before the measured one starts")
+    ap.add_argument("--driver-memory", default=None,
+                    help="the stream's driver heap, e.g. 4g (default: the embedded share, half the machine's memory)")
     ap.add_argument("--drain-seconds", type=float, default=300, help="longest wait for deliveries after the load")
     args = ap.parse_args(argv)
 
@@ -224,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print("baseline", baseline, flush=True)
             first = len(receiver.requests)
 
-            spark = SparkSession.getActiveSession() or build_session("bench-forwarding", embedded_conf(),
+            memory = {"spark.driver.memory": args.driver_memory} if args.driver_memory else None
+            spark = SparkSession.getActiveSession() or build_session("bench-forwarding", embedded_conf(extra=memory),
                                                                       str(work / "checkpoints"))
             landing = work / "landing"
             config = make_config(work, landing, receiver.url, args.trigger, args.webhook_batch)
@@ -272,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ratio = (round(cdp["latency_p95_s"] / baseline["latency_p95_s"], 1)
                  if baseline["latency_p95_s"] and cdp["latency_p95_s"] == cdp["latency_p95_s"] else None)
         result = {
-            "scale": {"rate": args.rate, "seconds": args.seconds, "baseline_seconds": args.baseline_seconds,
+            "scale": {"driver_memory": args.driver_memory, "rate": args.rate, "seconds": args.seconds, "baseline_seconds": args.baseline_seconds,
                       "warmup_seconds": args.warmup_seconds, "trigger_seconds": args.trigger, "spool_rotate_seconds": args.rotate,
                       "collector_batch": 100, "webhook_batch": args.webhook_batch, "loader_threads": args.threads},
             "forwarding": cdp, "stream": stream, "baseline_direct_post": baseline,
