@@ -271,6 +271,31 @@ def test_sampling_is_stable_and_its_share_lies_within_tolerance(spark):
     assert nokey.where(sampled(Sampling(percent=100), SALT, ["profile_id"])).count() == n
 
 
+def test_a_micro_batch_read_through_arrow_gives_the_same_rows_as_the_streamed_read(spark):
+    """The stream fetches a small batch as one Arrow table, the stage streams Rows: a delivery retried by the stage
+    must be built from the same values (its idempotency keys follow the content)."""
+    from decimal import Decimal
+
+    cols = ["event_id", "event_name", "stream", "source", "event_time", "profile_id", "identifiers", "properties",
+            "p_traits", *stage.EVENT_FIELDS, "_passes", "_sampled", "_consented", "_send", "_set_0", "_set_1"]
+    rows = [("e2", "Order Completed", "web", "web", dt.datetime(2026, 11, 1, 9, 0, 0, 123456), "p1",
+             {"email": "a@b.c", "cookie_id": "c1"}, '{"colour": "red"}', '{"country": "GB"}', "https://x/1", "P1",
+             "shoes", "o1", 12.5, 2, "GBP", Decimal("25.00"), 25.0, True, True, True, True,
+             dt.date(2026, 11, 1), dt.datetime(2026, 11, 1, 23, 59, 59)),
+            ("e1", "Product Viewed", "web", "web", dt.datetime(2026, 11, 1, 8, 0), None, None, None, None, None, None,
+             None, None, None, None, None, None, None, True, False, False, False, None, None)]
+    schema = ("event_id string, event_name string, stream string, source string, event_time timestamp, "
+              "profile_id string, identifiers map<string,string>, properties string, p_traits string, "
+              "page_url string, product_id string, category string, order_id string, price double, quantity int, "
+              "currency string, revenue decimal(18,2), revenue_reporting double, _passes boolean, _sampled boolean, "
+              "_consented boolean, _send boolean, _set_0 date, _set_1 timestamp")
+    df = spark.createDataFrame(rows, schema).repartition(2)
+    streamed = list(stage._rows(df))
+    assert [r["event_id"] for r in streamed] == ["e1", "e2"]
+    assert list(stage._rows(df, small=True)) == streamed
+    assert set(streamed[0]) == set(cols)
+
+
 def test_payload_rules_without_spark():
     from cdp_spark.ingest.sources import Catalogue
 

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator, Optional
 
@@ -27,7 +28,7 @@ class WebhookReceiver:
         self.script = list(script or [])
         self.path = path
         self.retry_after = retry_after
-        self.requests: list[dict[str, Any]] = []       # every request: key, status
+        self.requests: list[dict[str, Any]] = []       # every request: key, status, arrival time (``at``, epoch s)
         self.batches: dict[str, dict[str, Any]] = {}   # idempotency key -> body, first accepted copy
         self.duplicates = 0
         self._lock = threading.Lock()
@@ -51,11 +52,12 @@ class WebhookReceiver:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                at = time.time()
                 key = self.headers.get("Idempotency-Key") or ""
                 with receiver._lock:
                     status = receiver.script.pop(0) if receiver.script else 200
                     receiver.requests.append({"key": key, "status": status,
-                                              "authorization": bool(self.headers.get("Authorization"))})
+                                              "authorization": bool(self.headers.get("Authorization")), "at": at})
                     duplicate = False
                     if status < 300:
                         if key in receiver.batches:

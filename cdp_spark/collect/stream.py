@@ -222,7 +222,10 @@ class BatchWriter:
         txn = Txn(f"collect.{self.source.name}.{self.query_id()}", int(batch_id))
         run_id = f"stream-{self.source.name}-{self.query_id()[:8]}-{batch_id}"
         stats = self.process(raw, txn, run_id, files)
-        stats["forwarded"] = forward_micro_batch(self.spark, self.config, self.lake, self.source.name, run_id, txn)
+        forwarding = time.perf_counter()
+        stats["forwarded"] = forward_micro_batch(self.spark, self.config, self.lake, self.source.name, run_id, txn,
+                                                 single_task=stats["read_lines"] <= SINGLE_TASK_ROWS)
+        stats["forward_s"] = round(time.perf_counter() - forwarding, 3)
         interval = self.collector.stream.key_stats_flush_seconds
         if interval == 0:
             self.periodic_fold(stats)
