@@ -129,8 +129,8 @@ def test_the_wheel_in_a_fresh_venv_runs_the_demo_quietly_in_an_empty_folder_then
     assert log_file.is_file() and log_file.parent == project / "lake" / "_system" / "logs"
     assert err[1].startswith("no conf/cdp.yaml here: the demo runs on cdp-spark's packaged configuration")
     steps = [line.split()[1] for line in err[2:] if line.startswith(("✔", "✘", "↷"))]
-    assert steps == ["Spark", "demo", "erasure", "ingest", "identity", "profiles", "scores", "content", "audiences",
-                     "activation"]
+    assert steps == ["Spark", "demo", "erasure", "ingest", "identity", "profiles", "connections", "scores", "content",
+                     "audiences", "activation"]
     assert "daily run succeeded as of 2026-11-01" in demo.stdout and "gold.audience_members" in demo.stdout
     out = demo.stdout.splitlines()
     after = out[out.index("next:") + 1:]

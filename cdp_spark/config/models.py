@@ -90,8 +90,8 @@ class PipelineConfig(Strict):
     """The daily pipeline: stage order and ledger behaviour."""
 
     stages: Annotated[list[Annotated[str, AfterValidator(_registered_stage)]], AfterValidator(_each_once)] = Field(
-        default_factory=lambda: ["erasure", "ingest", "identity", "profiles", "scores", "content", "audiences",
-                                 "activation"],
+        default_factory=lambda: ["erasure", "ingest", "identity", "profiles", "connections", "scores", "content",
+                                 "audiences", "activation"],
         description="the daily order; `erasure` (open erasure requests) runs first, so that tombstones suppress "
                     "re-delivered records and no later stage rebuilds an erased person")
     stale_after_minutes: PositiveInt = Field(
