@@ -31,6 +31,7 @@ from cdp_spark.audiences.membership import diff_members, sizes
 from cdp_spark.audiences.tables import AUDIENCE_CHANGES, AUDIENCE_MEMBERS, AUDIENCE_SIZES
 from cdp_spark.lake import Txn
 from cdp_spark.pipeline import StageResult
+from cdp_spark.profiles.view import profile_view
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -50,38 +51,12 @@ def _exists(lake: "Lake", name: str) -> bool:
 
 
 def profiles_frame(spark: SparkSession, config: "CdpConfig", lake: "Lake") -> DataFrame:
-    """The profile view; with a ``scores`` struct joined from gold.profile_scores if the view lacks it.
+    """The profile view the audiences are evaluated on (with ``scores`` once gold.profile_scores exists).
 
-    Falls back to identifiers from ``gold.id_graph`` (no traits or attributes) while the profiles package is absent.
+    Example:
+        >>> profiles_frame(spark, config, lake).select("profile_id", "scores").show(3)   # doctest: +SKIP
     """
-    try:
-        from cdp_spark.profiles.view import profile_view
-    except ImportError:
-        view = _identity_only_view(spark, config, lake)
-    else:
-        view = profile_view(spark, config, lake)
-    if "scores" not in view.columns and _exists(lake, "gold.profile_scores"):
-        scores = lake.read("gold.profile_scores")
-        latest = scores.agg(F.max("as_of")).first()[0]
-        scores = scores.where(F.col("as_of") == F.lit(latest)) if latest is not None else scores
-        cols = [c for c in scores.columns if c != "profile_id"]
-        view = view.join(scores.select("profile_id", F.struct(*cols).alias("scores")), "profile_id", "left")
-    return view
-
-
-def _identity_only_view(spark: SparkSession, config: "CdpConfig", lake: "Lake") -> DataFrame:
-    trait_names = [n for n, f in config.catalogue.fields.items() if f.group == "trait"] or ["_none"]
-    traits = F.struct(*[F.lit(None).cast("string").alias(n) for n in trait_names])
-    if not _exists(lake, "gold.id_graph"):
-        return spark.createDataFrame([], "profile_id string, identifiers map<string,array<string>>").select(
-            "profile_id", "identifiers", traits.alias("traits"),
-            F.struct(F.lit(None).cast("string").alias("_none")).alias("attributes"),
-            F.create_map().cast("map<string,string>").alias("consent"))
-    g = lake.read("gold.id_graph").groupBy("profile_id", "id_type").agg(F.sort_array(F.collect_set("value")).alias("v"))
-    return g.groupBy("profile_id").agg(F.map_from_entries(F.collect_list(F.struct("id_type", "v"))).alias("identifiers")).select(
-        "profile_id", "identifiers", traits.alias("traits"),
-        F.struct(F.lit(None).cast("string").alias("_none")).alias("attributes"),
-        F.create_map().cast("map<string,string>").alias("consent"))
+    return profile_view(spark, config, lake)
 
 
 def raw_property_keys(config: "CdpConfig", lake: "Lake") -> dict[str, str] | None:

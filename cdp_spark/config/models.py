@@ -14,7 +14,7 @@ from cdp_spark.collect.config import CollectorConfig
 from cdp_spark.connections.config import Connection
 from cdp_spark.content.config import ContentConfig
 from cdp_spark.ml.config import ScoresConfig
-from cdp_spark.config.base import KeyedValueError, Strict, repeated
+from cdp_spark.config_base import KeyedValueError, Strict, repeated
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.privacy.config import PrivacyConfig
 from cdp_spark.profiles.config import AttributesField, AttributesConfig, ProfilesConfig, ProfilesField

@@ -35,6 +35,7 @@ from cdp_spark.ml.config import ScoresConfig
 from cdp_spark.ml.events import event_type_column, purchases
 from cdp_spark.ml.tables import AFFINITIES, PROFILE_SCORES, RECOMMENDATIONS
 from cdp_spark.pipeline import StageResult
+from cdp_spark.profiles.view import profile_view
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -66,11 +67,7 @@ def _skip(reason: str) -> dict[str, Any]:
 
 
 def _profile_view(spark: SparkSession, config: "CdpConfig", lake: "Lake") -> DataFrame | None:
-    """The profiles helper's view when its module and table exist (optional input: traits)."""
-    try:
-        from cdp_spark.profiles.view import profile_view  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+    """The profile view once gold.profiles exists (optional input: traits)."""
     try:
         if "gold.profiles" not in lake.registry or not lake.exists("gold.profiles"):
             return None
