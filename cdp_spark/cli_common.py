@@ -26,7 +26,7 @@ from cdp_spark.config import CdpConfig, ConfigError, ConfigNotFoundError, load_c
 from cdp_spark.jars import JarsError
 from cdp_spark.lake import LakeError
 from cdp_spark.ops import logs
-from cdp_spark.pipeline import StageFailed, UnknownStageError
+from cdp_spark.pipeline import StageFailed, StageOrderError, UnknownStageError
 
 ConfOption = typer.Option("conf/cdp.yaml", "--conf", "-c", envvar="CDP_CONF", help="path to cdp.yaml")
 JsonOption = typer.Option(False, "--json", help="machine-readable JSON on stdout")
@@ -94,6 +94,9 @@ def exit_codes() -> Iterator[None]:
     except UnknownStageError as exc:
         raise fail(str(exc), "run `cdp run daily` for the whole pipeline, or one of the stages listed above",
                    code=2) from None
+    except StageOrderError as exc:
+        raise fail(str(exc), "reorder `pipeline.stages` in cdp.yaml as said above", code=2,
+                   title="configuration error") from None
     except StageFailed as exc:
         raise fail(str(exc), f"`cdp runs` shows the error{log_note()}; once the cause is fixed, continue with "
                              f"`cdp run {exc.report.job} --as-of {exc.report.as_of} --resume`", title="failed") from None

@@ -17,20 +17,18 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp_spark.audiences import STAGE
 from cdp_spark.audiences import compiler as C
 from cdp_spark.audiences.config import Audience
 from cdp_spark.audiences.membership import diff_members, sizes
 from cdp_spark.audiences.tables import AUDIENCE_CHANGES, AUDIENCE_MEMBERS, AUDIENCE_SIZES
-from cdp_spark.lake import Txn
-from cdp_spark.pipeline import StageResult
+from cdp_spark.pipeline import StageResult, stage_token
 from cdp_spark.profiles.view import profile_view
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,9 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.lake import Lake
 
 log = logging.getLogger(__name__)
-
-INPUTS = ("bronze.events", "gold.id_graph", "gold.profile_id_history", "gold.profiles", "gold.profile_attributes",
-          "gold.profile_scores", "gold.affinities", "gold.topic_affinities")
 
 
 def _exists(lake: "Lake", name: str) -> bool:
@@ -122,20 +117,12 @@ def current_members(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_o
     return members, plan, info
 
 
-def _fingerprint(config: "CdpConfig", lake: "Lake") -> str:
-    h = hashlib.sha256(json.dumps([a.model_dump(mode="json") for a in config.audiences], sort_keys=True).encode())
-    for name in INPUTS:
-        h.update(f"|{name}:{lake.version(name) if _exists(lake, name) else None}".encode())
-    return h.hexdigest()[:16]
-
-
 def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) -> StageResult:
     """Evaluate all audiences for ``as_of`` and record members, changes and sizes (idempotent per inputs)."""
     if not config.audiences:
         return StageResult(metrics={"skipped": "no audiences defined"})
-    fingerprint = _fingerprint(config, lake)
-    txn = Txn(f"audiences.{fingerprint}", int(as_of.strftime("%Y%m%d")))
-    run_id = f"audiences-{as_of:%Y%m%d}-{fingerprint[:8]}"
+    txn = stage_token(STAGE, config, lake, as_of)
+    run_id = f"audiences-{as_of:%Y%m%d}-{txn.app_id.partition('.')[2][:8]}"
     if lake.committed(AUDIENCE_SIZES.name, txn):
         return StageResult(metrics={"skipped": "already committed", "run_id": run_id})
     current, plan, info = current_members(spark, config, lake, as_of)

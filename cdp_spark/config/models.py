@@ -72,7 +72,7 @@ class LakeConfig(Strict):
 
 
 def _registered_stage(name: str) -> str:
-    from cdp_spark.pipeline import STAGES, unknown_stage_message  # the registry imports stage modules lazily too
+    from cdp_spark.pipeline import STAGES, unknown_stage_message
 
     if name not in STAGES:
         raise ValueError(unknown_stage_message(name))
@@ -86,14 +86,24 @@ def _each_once(names: list[str]) -> list[str]:
     return names
 
 
+def _in_order(names: list[str]) -> list[str]:
+    from cdp_spark.pipeline import check_order
+
+    check_order(names)  # a StageOrderError is a ValueError: reported as this key's error
+    return names
+
+
 class PipelineConfig(Strict):
     """The daily pipeline: stage order and ledger behaviour."""
 
-    stages: Annotated[list[Annotated[str, AfterValidator(_registered_stage)]], AfterValidator(_each_once)] = Field(
+    stages: Annotated[list[Annotated[str, AfterValidator(_registered_stage)]], AfterValidator(_each_once),
+                      AfterValidator(_in_order)] = Field(
         default_factory=lambda: ["erasure", "ingest", "identity", "profiles", "scores", "content", "audiences",
-                                 "activation"],
+                                 "activation", "serve"],
         description="the daily order; `erasure` (open erasure requests) runs first, so that tombstones suppress "
-                    "re-delivered records and no later stage rebuilds an erased person")
+                    "re-delivered records and no later stage rebuilds an erased person; `serve` (the API's "
+                    "serving store) last, so the API serves the day's scores and audiences. A stage may not read a "
+                    "table that a later stage writes")
     stale_after_minutes: PositiveInt = Field(
         180, description="a 'running' ledger entry older than this, with no live process, is shown as stale"
     )
@@ -128,8 +138,8 @@ CORE_SECTIONS = ("org", "engine", "lake", "pipeline", "demo", "files")
 class CdpConfig(Strict):
     """The whole resolved configuration: `conf/cdp.yaml` plus the domain files it references.
 
-    Domain sections (sources, catalogue, identity, ...) are added as fields by the stages that own them; `files`
-    in cdp.yaml says where each one is loaded from.
+    Domain sections (sources, catalogue, identity, ...) are the models their domains define; `files` in cdp.yaml
+    says where each one is loaded from.
     """
 
     org: OrgConfig = Field(default_factory=OrgConfig)
