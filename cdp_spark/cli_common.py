@@ -1,6 +1,9 @@
 """Options and output shared by every ``cdp`` sub-command, defined once so help texts, env vars and the shape of an
 error never drift apart.
 
+Also the helpers every command uses: `exit_codes` (failures -> message, next step, exit code), `read_config`,
+`require_lake`, `print_json`, `parse_as_of`, `progress_display`.
+
 Every error ends with one line saying what to do next (``next: ...``): `fail` prints it and returns the exit to
 raise; failures raised as `ActionableError` get the same treatment from `cdp_spark.cli.main`.
 
@@ -70,6 +73,7 @@ def fail(message: str, hint: str, *, code: int = 1, title: str = "error") -> typ
 
 
 def log_note() -> str:
+    """``"; the log file <path> has the details"`` when logs go to a file, else empty (appended to a hint)."""
     routing = logs.routing()
     return f"; the log file {shown(routing.path)} has the details" if routing and routing.path else ""
 
@@ -77,7 +81,12 @@ def log_note() -> str:
 @contextlib.contextmanager
 def exit_codes() -> Iterator[None]:
     """Map failures to exit codes: what went wrong on stderr, then one line saying what to do next (details are
-    in the ledger and the log file)."""
+    in the ledger and the log file).
+
+    Example:
+        >>> with exit_codes():                       # doctest: +SKIP
+        ...     config = read_config("conf/cdp.yaml")   # a bad file exits 2, naming file, key and value
+    """
     from cdp_spark.ops.lock import LeaseHeld
     from cdp_spark.spark import JavaNotFoundError
 
@@ -114,6 +123,7 @@ def exit_codes() -> Iterator[None]:
 
 
 def read_config(conf: str) -> CdpConfig:
+    """The configuration at ``conf`` (inside `exit_codes`, a bad one exits 2)."""
     return load_config(conf)
 
 
@@ -142,10 +152,21 @@ def shown(path: Path | None) -> str:
 
 
 def print_json(data: Any) -> None:
+    """``data`` as JSON on stdout (dates and other values as text).
+
+    Example:
+        >>> print_json({"as_of": dt.date(2026, 11, 1)})   # doctest: +SKIP
+    """
     out.print_json(json.dumps(data, default=str))
 
 
 def parse_as_of(value: Optional[str]) -> dt.date:
+    """``--as-of``: a YYYY-MM-DD date, today (UTC) when not given.
+
+    Example:
+        >>> parse_as_of("2026-11-01")
+        datetime.date(2026, 11, 1)
+    """
     if value is None:
         return dt.datetime.now(dt.timezone.utc).date()
     try:
