@@ -165,8 +165,8 @@ def unknown_stage_message(name: str, registry: dict[str, str] | None = None) -> 
     """Why ``name`` is not a stage: the registered ones, and the closest when it looks like a typo.
 
     Example:
-        >>> unknown_stage_message("identiy")
-        "expected a registered stage (ingest, identity, profiles, scores, audiences, activation); did you mean 'identity'?"
+        >>> unknown_stage_message("identiy", {"ingest": "m:f", "identity": "m:g"})
+        "expected a registered stage (ingest, identity); did you mean 'identity'?"
     """
     import difflib
 
