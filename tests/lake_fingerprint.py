@@ -32,12 +32,19 @@ def _digest(lines: list[str]) -> str:
     return h.hexdigest()
 
 
-def lake_fingerprint(root: str) -> dict[str, dict[str, Any]]:
-    """Table name -> rows, schema hash and rows hash, for every registered table under ``root``."""
+def lake_fingerprint(root: str, without: dict[str, tuple[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Table name -> rows, schema hash and rows hash, for every registered table under ``root``; ``without`` leaves
+    out the rows of a table whose column has a value (``{"ops.job_runs": ("step", "serve")}``)."""
     out = {}
     for name in existing_tables(root):
-        snap = table_snapshot(root, name, VOLATILE.get(name, set()) | TOKEN_RUN_IDS.get(name, set()))
-        rows = sorted(repr(row) for row in snap["rows"].elements())
+        ignore = VOLATILE.get(name, set()) | TOKEN_RUN_IDS.get(name, set())
+        snap = table_snapshot(root, name, ignore)
+        rows = list(snap["rows"].elements())
+        if without and name in without:
+            column, value = without[name]
+            at = [f["name"] for f in snap["schema"]["fields"] if f["name"] not in ignore].index(column)
+            rows = [row for row in rows if row[at] != value]
+        rows = sorted(repr(row) for row in rows)
         out[name] = {"rows": len(rows), "schema": _digest([json.dumps(snap["schema"], sort_keys=True)]),
                      "content": _digest(rows)}
     return out

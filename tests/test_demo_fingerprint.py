@@ -16,7 +16,8 @@ EXPECTED = Path(__file__).resolve().parent / "data" / "demo_fingerprint.json"
 @pytest.mark.slow
 def test_the_demo_tables_match_the_committed_fingerprint(embedded_batch_demo):
     expected = json.loads(EXPECTED.read_text())
-    actual = lake_fingerprint(str(embedded_batch_demo.root))
+    # The ledger also records the serve stage, which the code before did not have; its other rows are compared.
+    actual = lake_fingerprint(str(embedded_batch_demo.root), without={"ops.job_runs": ("step", "serve")})
     assert sorted(actual) == sorted(expected)
     differing = {name: (expected[name], actual[name]) for name in expected if actual[name] != expected[name]}
     assert differing == {}
