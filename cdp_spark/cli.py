@@ -21,10 +21,10 @@ from typing import Any, Iterator, Optional
 import typer
 from rich.table import Table
 
-from cdp_spark.cli_common import ActionableError, ConfOption, JsonOption, err, fail, out, print_error
-from cdp_spark.config import CdpConfig, ConfigError, ConfigNotFoundError, load_config, load_config_with_sources
+from cdp_spark.cli_common import (ActionableError, ConfOption, JsonOption, err, exit_codes, fail, log_note, out,
+                                  print_error, print_json, progress_display, read_config, require_lake, shown)
+from cdp_spark.config import CdpConfig, load_config_with_sources
 from cdp_spark.jars import JarsError
-from cdp_spark.lake import LakeError
 from cdp_spark.ops import logs
 from cdp_spark.api.cli import api_app, sandbox_app, serve as api_serve
 from cdp_spark.privacy.cli import erase_app
@@ -32,7 +32,6 @@ from cdp_spark.audiences import cli as audience_cli
 from cdp_spark.ops import cli as ops_cli
 from cdp_spark.identity.cli import app as identity_app
 from cdp_spark.ml.cli import mlflow_app
-from cdp_spark.pipeline import StageFailed, UnknownStageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="cdp-spark: Customer Data Platform on Spark + Delta.")
@@ -50,88 +49,6 @@ def _options(
                                       "log file under the lake (also accepted after the command: cdp demo -v)"),
 ) -> None:
     """The options of every command. `main` reads ``--verbose`` itself: logs are routed before parsing starts."""
-
-
-def _log_note() -> str:
-    routing = logs.routing()
-    return f"; the log file {_shown(routing.path)} has the details" if routing and routing.path else ""
-
-
-@contextlib.contextmanager
-def _exit_codes() -> Iterator[None]:
-    """Map failures to exit codes: what went wrong on stderr, then one line saying what to do next (details are
-    in the ledger and the log file)."""
-    from cdp_spark.ops.lock import LeaseHeld
-    from cdp_spark.spark import JavaNotFoundError
-
-    try:
-        yield
-    except ActionableError as exc:
-        raise fail(str(exc), exc.hint, code=exc.code, title=exc.title) from None
-    except ConfigNotFoundError as exc:
-        raise fail(str(exc), "run `cdp init` to create a project here, or point --conf (or CDP_CONF) at your cdp.yaml",
-                   code=2, title="configuration error") from None
-    except ConfigError as exc:
-        raise fail(str(exc), "fix the value named above, then validate the whole configuration with "
-                             "`cdp config check`", code=2, title="configuration error") from None
-    except UnknownStageError as exc:
-        raise fail(str(exc), "run `cdp run daily` for the whole pipeline, or one of the stages listed above",
-                   code=2) from None
-    except StageFailed as exc:
-        raise fail(str(exc), f"`cdp runs` shows the error{_log_note()}; once the cause is fixed, continue with "
-                             f"`cdp run {exc.report.job} --as-of {exc.report.as_of} --resume`", title="failed") from None
-    except LeaseHeld as exc:
-        raise fail(str(exc), "wait for that run to finish (`cdp status` shows it), then run this command again",
-                   title="not started") from None
-    except LakeError as exc:
-        raise fail(str(exc), f"`cdp tables` lists the lake's tables{_log_note()}", title="lake error") from None
-    except JarsError as exc:  # engine.jars: required, and the cache lacks a bundle
-        raise fail(str(exc), "run `cdp jars fetch` where Maven Central is reachable, or set `engine.jars: none` "
-                             "in cdp.yaml", code=2, title="jars") from None
-    except JavaNotFoundError as exc:
-        raise fail(str(exc), "install Java 17 or newer, or set JAVA_HOME to one, then run this command again",
-                   code=2, title="java") from None
-
-
-def _config(conf: str) -> CdpConfig:
-    return load_config(conf)
-
-
-def _existing_lake(config: CdpConfig, conf: str) -> None:
-    """Refuse a read-only command on a lake root that does not exist (a mistyped ``lake.root`` would otherwise read
-    as an empty lake)."""
-    root = config.lake.root
-    if "://" in root and not root.startswith("file://"):
-        return  # object storage has no folders to check; its tables say whether they exist
-    path = Path(root.removeprefix("file://"))
-    if not path.is_dir():
-        raise ActionableError(
-            f"lake not found: {path.absolute()} does not exist (lake.root in {conf})",
-            hint=f"check `lake.root` in {conf} (or CDP_LAKE_ROOT), or create the lake with `cdp demo` or "
-                 "`cdp run daily`", title="lake error")
-
-
-def _shown(path: Path | None) -> str:
-    """A path relative to the working folder when it is inside it (shorter to read and to copy)."""
-    if path is None:
-        return ""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _print_json(data: Any) -> None:
-    out.print_json(json.dumps(data, default=str))
-
-
-def _as_of(value: Optional[str]) -> dt.date:
-    if value is None:
-        return dt.datetime.now(dt.timezone.utc).date()
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date; expected YYYY-MM-DD", param_hint="--as-of") from None
 
 
 @app.command()
@@ -159,12 +76,12 @@ def tables(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Every existing table: name, version, rows, files and size."""
     from cdp_spark.runtime import metadata_lake
 
-    with _exit_codes():
-        config = _config(conf)
-        _existing_lake(config, conf)
+    with exit_codes():
+        config = read_config(conf)
+        require_lake(config, conf)
         infos = metadata_lake(config).tables()
         if as_json:
-            _print_json([i.__dict__ for i in infos])
+            print_json([i.__dict__ for i in infos])
             return
         table = Table("table", "version", "rows", "files", "size", "partitioned by")
         for i in infos:
@@ -182,14 +99,14 @@ def history(
     """The commits of one table, newest first."""
     from cdp_spark.runtime import metadata_lake
 
-    with _exit_codes():
-        config = _config(conf)
+    with exit_codes():
+        config = read_config(conf)
         lake = metadata_lake(config)
         lake.spec(table_name)  # an unknown name is the first thing to fix
-        _existing_lake(config, conf)
+        require_lake(config, conf)
         commits = lake.history(table_name, limit)
         if as_json:
-            _print_json(commits)
+            print_json(commits)
             return
         table = Table("version", "time (UTC)", "operation", "cdp operation", "parameters")
         for c in commits:
@@ -210,14 +127,14 @@ def runs(
     from cdp_spark.ops.ledger import Ledger
     from cdp_spark.runtime import metadata_lake
 
-    with _exit_codes():
-        config = _config(conf)
-        _existing_lake(config, conf)
+    with exit_codes():
+        config = read_config(conf)
+        require_lake(config, conf)
         rows = Ledger(metadata_lake(config), stale_after_minutes=config.pipeline.stale_after_minutes).runs(
             limit=limit, job=job
         )
         if as_json:
-            _print_json(rows)
+            print_json(rows)
             return
         table = Table("run_id", "step", "as_of", "status", "started (UTC)", "seconds", "rows out", "error")
         colors = {"succeeded": "green", "failed": "red", "stale": "yellow", "running": "cyan"}
@@ -247,11 +164,11 @@ def keys(
     from cdp_spark.ops.status import ingestion
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        rt = Runtime.start(_config(conf))
+    with exit_codes():
+        rt = Runtime.start(read_config(conf))
         rows = raw_keys(rt.lake, source, unmapped_only=unmapped)
         if as_json:
-            _print_json(rows)
+            print_json(rows)
             return
         table = Table("key", "type", "first seen", "last seen", "times seen", "~distinct", "mapped")
         for r in rows:
@@ -276,11 +193,11 @@ def quarantine(
     from cdp_spark.ingest.report import quarantine_summary
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        rt = Runtime.start(_config(conf))
+    with exit_codes():
+        rt = Runtime.start(read_config(conf))
         rows = quarantine_summary(rt.lake, source, samples=samples)
         if as_json:
-            _print_json(rows)
+            print_json(rows)
             return
         table = Table("source", "reason", "records", "sample (masked)")
         for r in rows:
@@ -291,7 +208,7 @@ def quarantine(
 @config_app.command("check")
 def config_check(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Validate the configuration and print it resolved, with secrets redacted."""
-    with _exit_codes():
+    with exit_codes():
         loaded = load_config_with_sources(conf)
         data = loaded.redacted()
         from cdp_spark.ingest.sources import config_notes
@@ -299,7 +216,7 @@ def config_check(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
         for note in config_notes(loaded.config):
             err.print(f"note: {note}", highlight=False)
         if as_json:
-            _print_json(data)
+            print_json(data)
         else:
             import yaml
 
@@ -316,8 +233,8 @@ def capabilities(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     from cdp_spark.spark import check_java
     from cdp_spark.spark import session
 
-    with _exit_codes(), _jars_errors():
-        config = _config(conf)
+    with exit_codes(), _jars_errors():
+        config = read_config(conf)
         java = check_java()
         spark = session(config)
         caps = {"java": java, **detect(spark).describe(), "engine_jars": config.engine.jars,
@@ -325,7 +242,7 @@ def capabilities(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
         caps["lake_backend"] = "delta-spark" if config.lake.backend == "delta-spark" or (
             config.lake.backend == "auto" and caps["delta_jvm"]) else "embedded"
         if as_json:
-            _print_json(caps)
+            print_json(caps)
         else:
             for key, value in caps.items():
                 out.print(f"{key:16} {', '.join(value) if isinstance(value, list) else value}")
@@ -356,7 +273,7 @@ def jars_fetch(
     with _jars_errors():
         fetched = jars.fetch(bundles or jars.default_bundles(), force=force)
         if as_json:
-            _print_json([b.describe() for b in fetched])
+            print_json([b.describe() for b in fetched])
             return
         for b in fetched:
             d = b.describe()
@@ -372,7 +289,7 @@ def jars_list(as_json: bool = JsonOption) -> None:
              "on_classpath": b.on_classpath, "cached": jars.cached_bundle(b.name) is not None}
             for b in jars.BUNDLES.values()]
     if as_json:
-        _print_json({"cache": str(jars.cache_dir()), "spark": jars.SPARK_VERSION, "bundles": rows})
+        print_json({"cache": str(jars.cache_dir()), "spark": jars.SPARK_VERSION, "bundles": rows})
         return
     table = Table("bundle", "coordinates", "cached", "purpose")
     for r in rows:
@@ -393,8 +310,8 @@ def generate(
     """Generate the deterministic demo retailer's source files."""
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        config = _with_demo_overrides(_config(conf), people, days, seed, out_dir)
+    with exit_codes():
+        config = _with_demo_overrides(read_config(conf), people, days, seed, out_dir)
         with err.status("generating demo data ..."):
             rt = Runtime.start(config)
             summary = _generate(rt)
@@ -420,15 +337,15 @@ def demo(
     from cdp_spark.pipeline import run_job
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
+    with exit_codes():
         packaged = conf == DEFAULT_CONF and not Path(conf).exists() and "CDP_CONF" not in os.environ
-        config = _with_demo_overrides(_config(str(default_config_path()) if packaged else conf), people, days, seed,
+        config = _with_demo_overrides(read_config(str(default_config_path()) if packaged else conf), people, days, seed,
                                       None)
         logs.log_file(config.lake.root)  # the first line says where the library logs go
         if packaged:
             err.print(f"no {DEFAULT_CONF} here: the demo runs on cdp-spark's packaged configuration, lake in "
                       f"{config.lake.root} (`cdp init` writes a project to edit)", highlight=False, soft_wrap=True)
-        with _progress_display():
+        with progress_display():
             with progress.step("spark", "Spark"):
                 rt = Runtime.start(config)
             with progress.step("generate", "demo data"):
@@ -445,7 +362,7 @@ def demo(
                 report = run_job(rt.spark, run_config, rt.lake, "daily", config.demo.end_date)
         infos = rt.lake.tables()
         if as_json:
-            _print_json({"demo": summary.to_dict(), "realtime": realtime_metrics, "run": report.to_dict(),
+            print_json({"demo": summary.to_dict(), "realtime": realtime_metrics, "run": report.to_dict(),
                          "tables": [i.__dict__ for i in infos]})
             return
         out.print(f"[green]demo data[/green]: {summary.landing_dir} ({sum(summary.counts.values()):,} rows)")
@@ -481,16 +398,6 @@ def _print_next_commands(config: CdpConfig, conf: str | None, *, init_first: boo
         out.print(f"  {command:<{width}}  [dim]{what}[/dim]", highlight=False, soft_wrap=True)
 
 
-@contextlib.contextmanager
-def _progress_display() -> Iterator[None]:
-    """The stage-by-stage display on stderr (one line per step; plain lines with -v, where logs interleave)."""
-    from cdp_spark.ops import progress
-
-    routing = logs.routing()
-    with progress.TerminalProgress(err, live=not (routing and routing.verbose)) as display, progress.attached(display):
-        yield
-
-
 @app.command()
 def init(
     directory: Path = typer.Argument(Path("."), help="project folder (created when missing; default: here)"),
@@ -500,14 +407,14 @@ def init(
     scores, two audiences and a file destination."""
     from cdp_spark.config.starter import CONF_DIR, MAIN_FILE, ProjectExistsError, init_project
 
-    with _exit_codes():
+    with exit_codes():
         try:
             written = init_project(directory)
         except ProjectExistsError as exc:
             raise fail(str(exc), f"edit the configuration in {directory / CONF_DIR}, or run `cdp init` in another "
                                  "folder", code=2) from None
         if as_json:
-            _print_json({"conf": str(directory / CONF_DIR / MAIN_FILE), "files": [str(p) for p in written]})
+            print_json({"conf": str(directory / CONF_DIR / MAIN_FILE), "files": [str(p) for p in written]})
             return
         out.print(f"[green]starter project written[/green]: {directory / CONF_DIR} ({len(written)} files; every "
                   "key is explained in the files and in docs/configuration.md)", highlight=False)
@@ -537,7 +444,7 @@ def _generate(rt):  # type: ignore[no-untyped-def]
 
 def _show_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _print_json(summary)
+        print_json(summary)
         return
     table = Table("output", "rows")
     for name, rows in summary["counts"].items():
@@ -579,8 +486,8 @@ def collect_serve(
     """Run the Segment-compatible HTTP collector (blocking)."""
     from cdp_spark.collect.app import serve
 
-    with _exit_codes():
-        serve(_config(conf), host=host, port=port, workers=workers, conf_path=conf)
+    with exit_codes():
+        serve(read_config(conf), host=host, port=port, workers=workers, conf_path=conf)
 
 
 @collect_app.command("stream")
@@ -595,16 +502,16 @@ def collect_stream(
     from cdp_spark.collect.stream import StreamError, run_with_ledger
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        rt = Runtime.start(_config(conf))
+    with exit_codes():
+        rt = Runtime.start(read_config(conf))
         try:
             metrics = run_with_ledger(rt.spark, rt.config, rt.lake, available_now=available_now, timeout=timeout,
                                       sources=source or None)
         except StreamError as exc:
-            raise fail(str(exc), f"run the stream again: its checkpoint replays the failed micro-batch{_log_note()}",
+            raise fail(str(exc), f"run the stream again: its checkpoint replays the failed micro-batch{log_note()}",
                        title="stream failed") from None
         if as_json:
-            _print_json(metrics)
+            print_json(metrics)
             return
         for name, m in metrics["sources"].items():
             out.print(f"{name}: {m['batches']} batch(es), read {m['read_lines']:,}, accepted {m['accepted']:,}, "
@@ -679,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = args[:1] == ["--verbose"] or os.environ.get("CDP_VERBOSE", "").lower() in ("1", "true", "yes")
 
     def announce(path: Path) -> None:
-        err.print(f"[dim]logs: {_shown(path)} (`cdp -v {command}` shows them here)[/dim]", highlight=False,
+        err.print(f"[dim]logs: {shown(path)} (`cdp -v {command}` shows them here)[/dim]", highlight=False,
                   soft_wrap=True)
 
     with logs.route_logs(command=command, verbose=verbose, announce=announce) as routing:
@@ -692,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx = getattr(exc, "ctx", None)
             print_error("error", exc.format_message(), f"see `{ctx.command_path if ctx else 'cdp'} --help`")
             return exc.exit_code
-        except ActionableError as exc:  # raised outside a command's `_exit_codes` (e.g. while parsing)
+        except ActionableError as exc:  # raised outside a command's `exit_codes` (e.g. while parsing)
             print_error(exc.title, str(exc), exc.hint)
             return exc.code
         except (typer.Abort, KeyboardInterrupt):
@@ -706,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                           "".join(traceback.format_tb(exc.__traceback__)))
             if routing.verbose:
                 traceback.print_exc()
-            where = f"the traceback is in {_shown(routing.path)}" if routing.path else "rerun with -v for the traceback"
+            where = f"the traceback is in {shown(routing.path)}" if routing.path else "rerun with -v for the traceback"
             print_error("unexpected error", logs.scrub(describe_error(exc)), f"{where}; please report it with that log")
             return 1
 

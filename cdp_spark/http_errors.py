@@ -71,6 +71,19 @@ def utf8_text(value: Any) -> bool:
     return True
 
 
+class ApiError(Exception):
+    """A refused request: its HTTP status and the body's ``code`` and ``message``.
+
+    Example:
+        >>> ApiError(404, "not_found", "no such profile").status
+        404
+    """
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """A JSON error response.
 

@@ -1,9 +1,11 @@
 """The pipeline runner: registered stages in order, each recorded in the job ledger.
 
-A stage is a function ``(spark, config, lake, as_of) -> StageResult``. Stages register themselves in
-``STAGES`` (name -> "module:function") as they land; `daily` runs every registered stage named in
-``pipeline.stages``, in that order. Re-running a stage for the same as-of must leave the same tables: stages make
-their writes idempotent with ``Txn`` tokens derived from the stage and the as-of date.
+A stage is a function ``(spark, config, lake, as_of) -> StageResult``, declared by its domain with the tables it
+reads and writes (`cdp_spark.stage_spec.StageSpec`) and listed in `cdp_spark.domains`; ``STAGES`` (name ->
+"module:function") is built from that list. `daily` runs every stage named in ``pipeline.stages``, in that order,
+after `check_order` has confirmed that no stage reads a table a later one writes. Re-running a stage for the same
+as-of must leave the same tables: stages make their writes idempotent with the ``Txn`` token of `stage_token`,
+derived from the versions of the tables they read, their rules and the as-of date.
 
 Example:
     >>> report = run_job(spark, config, lake, "daily", date(2026, 11, 1))     # doctest: +SKIP
@@ -13,15 +15,20 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
+from cdp_spark import domains
+from cdp_spark.lake.base import Txn
 from cdp_spark.ops import progress
 from cdp_spark.ops.ledger import Ledger
+from cdp_spark.stage_spec import StageSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -33,13 +40,8 @@ log = logging.getLogger(__name__)
 
 DAILY = "daily"
 
-# Stage name -> "module:function". A stage is listed here once its issue has landed.
-STAGES: dict[str, str] = {"erasure": "cdp_spark.privacy.erase:run_stage",
-                         "ingest": "cdp_spark.ingest.stage:run", "connections": "cdp_spark.connections.stage:run",
-                         "identity": "cdp_spark.identity.stage:run",
-                         "profiles": "cdp_spark.profiles.stage:run",
-                         "scores": "cdp_spark.ml.stage:run", "content": "cdp_spark.content.stage:run",
-                         "audiences": "cdp_spark.audiences.stage:run", "activation": "cdp_spark.activation.stage:run"}
+SPECS: dict[str, StageSpec] = {s.name: s for s in domains.STAGES}
+STAGES: dict[str, str] = {s.name: s.run for s in domains.STAGES}  # name -> "module:function"
 
 
 @dataclass
@@ -93,12 +95,78 @@ class UnknownStageError(ValueError):
     """The requested stage is not registered."""
 
 
+class StageOrderError(ValueError):
+    """A stage would read a table before the stage that writes it has run."""
+
+
+def order_problems(stages: Sequence[StageSpec]) -> list[str]:
+    """Why this order is wrong, one line per table a stage reads before a later stage writes it (empty when
+    the order is right). A stage may read its own outputs and the tables it declares ``reads_previous``.
+
+    Example:
+        >>> early = StageSpec("a", run="m:f", reads=("gold.x",))
+        >>> late = StageSpec("b", run="m:g", writes=("gold.x",))
+        >>> order_problems([early, late])
+        ["stage 'a' reads gold.x, which stage 'b' writes after it: put 'b' before 'a'"]
+        >>> order_problems([late, early])
+        []
+    """
+    problems = []
+    for i, stage in enumerate(stages):
+        for later in stages[i + 1:]:
+            for table in stage.reads:
+                if table in later.writes and table not in stage.writes:
+                    problems.append(f"stage {stage.name!r} reads {table}, which stage {later.name!r} writes after "
+                                    f"it: put {later.name!r} before {stage.name!r}")
+    return problems
+
+
+def check_order(names: Iterable[str]) -> None:
+    """Refuse (StageOrderError) an order of declared stages in which one reads what a later one writes; names
+    without a declaration (a test's own stages) are not checked."""
+    problems = order_problems([SPECS[n] for n in names if n in SPECS])
+    if problems:
+        raise StageOrderError("; ".join(problems))
+
+
+def read_versions(lake: "Lake", tables: Iterable[str]) -> dict[str, int | None]:
+    """The current version of each table (None when it does not exist or is not registered)."""
+    return {t: lake.version(t) if t in lake.registry else None for t in tables}
+
+
+def _rule_json(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, (list, tuple)):
+        return [_rule_json(v) for v in value]
+    return value
+
+
+def stage_token(stage: StageSpec, config: "CdpConfig", lake: "Lake", as_of: date, *,
+                versions: Mapping[str, int | None] | None = None) -> Txn:
+    """The stage's idempotency token: its name and a digest of its rules (the config sections it declares) and the
+    versions of the tables it reads (``versions``, default the current ones of ``stage.token_reads``), with the
+    as-of date as the transaction version. Same inputs, rules and as-of give the same token, so a re-run that
+    finds the token committed changes nothing.
+
+    Example:
+        >>> txn = stage_token(SPECS["profiles"], config, lake, date(2026, 11, 1))   # doctest: +SKIP
+        >>> txn.app_id, txn.version                                               # doctest: +SKIP
+        ('profiles.3f2a9c0d1e4b5a6f', 20261101)
+    """
+    versions = read_versions(lake, stage.token_reads) if versions is None else versions
+    rules = {name: _rule_json(getattr(config, name, None)) for name in stage.rules}
+    digest = hashlib.sha256(json.dumps({"rules": rules, "reads": dict(sorted(versions.items()))},
+                                       sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Txn(f"{stage.name}.{digest}", int(as_of.strftime("%Y%m%d")))
+
+
 def unknown_stage_message(name: str, registry: dict[str, str] | None = None) -> str:
     """Why ``name`` is not a stage: the registered ones, and the closest when it looks like a typo.
 
     Example:
-        >>> unknown_stage_message("identiy")
-        "expected a registered stage (ingest, identity, profiles, scores, audiences, activation); did you mean 'identity'?"
+        >>> unknown_stage_message("identiy", {"ingest": "m:f", "identity": "m:g"})
+        "expected a registered stage (ingest, identity); did you mean 'identity'?"
     """
     import difflib
 
@@ -122,12 +190,15 @@ def stage_function(name: str, registry: dict[str, str] | None = None) -> StageFu
 
 
 def plan(config: "CdpConfig", job: str, registry: dict[str, str] | None = None) -> list[str]:
-    """The stages a job runs: one stage, or for `daily` the registered ones in the configured order."""
+    """The stages a job runs: one stage, or for `daily` the registered ones in the configured order (refused with
+    StageOrderError when a stage would read a table before the stage that writes it)."""
     registry = registry if registry is not None else STAGES
     if job != DAILY:
         _target(job, registry)
         return [job]
-    return [s for s in config.pipeline.stages if s in registry]
+    stages = [s for s in config.pipeline.stages if s in registry]
+    check_order(stages)
+    return stages
 
 
 def run_job(

@@ -22,7 +22,9 @@ from cdp_spark.lake import default_registry
 VOLATILE: dict[str, set[str]] = {
     "ops.job_runs": {"run_id", "started_at", "ended_at", "heartbeat_at", "pid", "host", "metrics", "params"},
     "ops.leases": {"holder", "pid", "host", "acquired_at", "heartbeat_at", "expires_at", "released_at"},
-    "ops.deliveries": {"run_id", "location", "started_at", "ended_at"},
+    # A forwarded delivery's id names the ingest run whose events it carries.
+    "ops.deliveries": {"run_id", "delivery_id", "location", "started_at", "ended_at"},
+    "gold.forwarded_events": {"delivery_id", "delivered_at"},
     "bronze.events": {"received_at", "run_id", "ingest_file", "event_id"},
     "bronze.profile_records": {"received_at", "run_id", "ingest_file"},
     "bronze.quarantine": {"ingest_file", "run_id", "quarantined_at"},

@@ -170,6 +170,16 @@ def test_a_misspelt_pipeline_stage_is_an_error_not_a_skipped_stage(tmp_path):
     assert code == 2 and _squash("pipeline.stages: expected each stage once; listed more than once: ingest") in out
 
 
+def test_a_stage_listed_before_the_stage_that_writes_its_input_is_a_configuration_error(tmp_path):
+    conf = _conf_copy(tmp_path)
+    _edit(conf / "cdp.yaml", lambda d: d["pipeline"].update(stages=["ingest", "identity", "profiles", "serve",
+                                                                      "scores"]))
+    code, out = _check(conf)
+    assert code == 2, out
+    assert _squash(f"{conf / 'cdp.yaml'}: pipeline.stages: stage 'serve' reads gold.profile_scores, which stage "
+                   "'scores' writes after it: put 'scores' before 'serve'") in out
+
+
 def test_one_write_key_on_two_collector_sources_is_an_error_without_showing_the_key(tmp_path):
     conf = _conf_copy(tmp_path)
     _edit(conf / "collector.yaml", lambda d: d["sources"].update(

@@ -85,3 +85,30 @@ def test_demo_runs_the_content_stage_and_audiences_use_topic_affinities(demo, la
     running = set(affinities[(affinities.topic == "running") & (affinities.band == "High")].profile_id)
     sizes = demo["run"]["metrics"]["audiences"]["sizes"]
     assert sizes["running_readers"] == len(running) > 0
+
+
+def test_the_api_serves_the_days_scores_and_audiences(demo, lake_root, demo_lake):
+    """The `serve` stage runs after scores and audiences, so the serving store the API reads holds the day's scores
+    and audience memberships, not the previous run's."""
+    from cdp_spark.api.store import store_for
+    from cdp_spark.config import load_config
+
+    with demo_lake.env():
+        config = load_config(Path(__file__).resolve().parents[1] / "conf" / "cdp.yaml")
+    assert demo["run"]["stages"]["serve"] == "succeeded"
+    as_of = demo["run"]["as_of"]
+    scores = _table(lake_root, "gold.profile_scores").to_pandas()
+    scores = scores[scores.as_of.astype(str) == as_of]
+    members = _table(lake_root, "gold.audience_members").to_pandas()
+    assert len(scores) and len(members)
+    store = store_for(config)
+    checked = 0
+    for pid, group in list(members.groupby("profile_id"))[:20]:
+        doc = store.by_profile_id(pid)
+        assert doc is not None, pid
+        assert sorted(a["audience"] for a in doc["audiences"]) == sorted(group.audience), pid
+        row = scores[scores.profile_id == pid]
+        if len(row):
+            assert doc["scores"] is not None and str(doc["scores"]["as_of"]) == as_of, pid
+            checked += 1
+    assert checked > 0

@@ -130,7 +130,7 @@ def test_the_wheel_in_a_fresh_venv_runs_the_demo_quietly_in_an_empty_folder_then
     assert err[1].startswith("no conf/cdp.yaml here: the demo runs on cdp-spark's packaged configuration")
     steps = [line.split()[1] for line in err[2:] if line.startswith(("✔", "✘", "↷"))]
     assert steps == ["Spark", "demo", "erasure", "ingest", "identity", "profiles", "connections", "scores", "content",
-                     "audiences", "activation"]
+                     "audiences", "activation", "serve"]
     assert "daily run succeeded as of 2026-11-01" in demo.stdout and "gold.audience_members" in demo.stdout
     out = demo.stdout.splitlines()
     after = out[out.index("next:") + 1:]

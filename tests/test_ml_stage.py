@@ -191,7 +191,7 @@ def test_cli_lists_the_registered_models_with_als(scored, monkeypatch):
 
     import cdp_spark.cli as cli
 
-    monkeypatch.setattr(cli, "_config", lambda conf: scored["config"])
+    monkeypatch.setattr("cdp_spark.ml.cli.read_config", lambda conf: scored["config"])
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         assert cli.main(["mlflow", "models", "--json"]) == 0

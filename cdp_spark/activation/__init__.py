@@ -1,1 +1,8 @@
 """Activation: audience members to destinations (files, webhooks, Delta), normalised, hashed and consent-gated."""
+from cdp_spark.stage_spec import StageSpec
+
+STAGE = StageSpec(
+    "activation", run="cdp_spark.activation.stage:run",
+    reads=("gold.audience_members", "gold.profiles", "gold.profile_attributes", "gold.profile_scores",
+           "gold.activation_state"),
+    writes=("gold.activation_state", "ops.deliveries", "gold.activation_records"))

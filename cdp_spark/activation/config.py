@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, field_validator, model_validator
 from typing_extensions import Annotated
 
-from cdp_spark.config.base import Strict
+from cdp_spark.config_base import Strict
 
 IDENTIFIERS = ("email", "phone", "maid", "customer_id", "crm_id", "first_name", "last_name", "country", "zip")
 Format = Literal["google_customer_match", "meta_custom_audience", "liveramp", "csv", "ndjson"]

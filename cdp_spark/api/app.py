@@ -39,7 +39,7 @@ from cdp_spark.api.keys import ApiKey, KeyStore
 from cdp_spark.api.masking import MaskPolicy, policy_for
 from cdp_spark.api.store import ServingStore, StoreMissing
 from cdp_spark.api.traits import Checked, TraitCheck, TraitsRefused
-from cdp_spark.http_errors import error, install_error_handlers, strict_json, utf8_text
+from cdp_spark.http_errors import ApiError, error, install_error_handlers, strict_json, utf8_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -63,12 +63,6 @@ _ERRORS = {str(code): {"description": text, **_ERROR} for code, text in (
 _JSON_TYPES = {"string": {"type": "string"}, "long": {"type": "integer"}, "double": {"type": "number"},
                "boolean": {"type": "boolean"}, "date": {"type": "string", "format": "date"},
                "timestamp": {"type": "string", "format": "date-time"}}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class ProfileApi:

@@ -5,7 +5,8 @@ from typing import Optional
 
 import typer
 
-from cdp_spark.cli_common import ConfOption, JsonOption
+from cdp_spark.cli_common import (ConfOption, JsonOption, err, exit_codes, fail, out, print_json, read_config,
+                                 require_lake)
 
 
 api_app = typer.Typer(no_args_is_help=True, help="The Profile API: serve, refresh the serving store, API keys.")
@@ -22,12 +23,10 @@ def serve(
 ) -> None:
     """Run the Profile API and the web console at /console (blocking)."""
     from cdp_spark.api.app import serve as run
-    from cdp_spark.cli import _config, _existing_lake, _exit_codes
-    from cdp_spark.cli_common import err
 
-    with _exit_codes():
-        config = _config(conf)
-        _existing_lake(config, conf)
+    with exit_codes():
+        config = read_config(conf)
+        require_lake(config, conf)
         where = f"http://{host or config.api.host}:{port or config.api.port}"
         err.print(f"Profile API on {where}/v1, web console on {where}/console (sign in with an API key: "
                   "`cdp api keys create NAME --scopes read,pii`); Ctrl-C stops", highlight=False, soft_wrap=True)
@@ -38,14 +37,13 @@ def serve(
 def refresh(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Rebuild the serving store from the profile view now (the profiles stage does this after each rebuild)."""
     from cdp_spark.api.store import refresh_serving_store
-    from cdp_spark.cli import _config, _exit_codes, _print_json, out
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        rt = Runtime.start(_config(conf))
+    with exit_codes():
+        rt = Runtime.start(read_config(conf))
         result = refresh_serving_store(rt.spark, rt.config, rt.lake)
         if as_json:
-            _print_json(result)
+            print_json(result)
         else:
             out.print(f"serving store rebuilt: {result['profiles']:,} profiles in {result['seconds']:.1f} s")
 
@@ -63,17 +61,15 @@ def keys_create(
 ) -> None:
     """Create a key; its secret is shown once and stored only hashed."""
     from cdp_spark.api.keys import KeyError_, store_for
-    from cdp_spark.cli import _config, _exit_codes, _print_json, out
-    from cdp_spark.cli_common import fail
 
-    with _exit_codes():
+    with exit_codes():
         try:
-            secret, key = store_for(_config(conf)).create(name, _scopes(scopes))
+            secret, key = store_for(read_config(conf)).create(name, _scopes(scopes))
         except KeyError_ as exc:
             raise fail(str(exc), "`cdp api keys list` shows the keys; scopes are read, write, delete and pii",
                        code=2) from None
         if as_json:
-            _print_json({**key.public(), "key": secret})
+            print_json({**key.public(), "key": secret})
         else:
             out.print(f"created key {key.key_id} ({name}; scopes {', '.join(key.scopes)}). Secret, shown once:")
             out.print(secret, highlight=False)
@@ -85,12 +81,11 @@ def keys_list(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     from rich.table import Table
 
     from cdp_spark.api.keys import store_for
-    from cdp_spark.cli import _config, _exit_codes, _print_json, out
 
-    with _exit_codes():
-        keys = [k.public() for k in store_for(_config(conf)).list()]
+    with exit_codes():
+        keys = [k.public() for k in store_for(read_config(conf)).list()]
         if as_json:
-            _print_json(keys)
+            print_json(keys)
             return
         table = Table("key_id", "name", "scopes", "created", "revoked")
         for k in keys:
@@ -103,16 +98,14 @@ def keys_revoke(key_id: str = typer.Argument(..., help="key id (from `cdp api ke
                 conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Revoke a key: running API workers refuse it from their next request."""
     from cdp_spark.api.keys import KeyError_, store_for
-    from cdp_spark.cli import _config, _exit_codes, _print_json, out
-    from cdp_spark.cli_common import fail
 
-    with _exit_codes():
+    with exit_codes():
         try:
-            key = store_for(_config(conf)).revoke(key_id)
+            key = store_for(read_config(conf)).revoke(key_id)
         except KeyError_ as exc:
             raise fail(str(exc), "`cdp api keys list` shows the key ids", code=2) from None
         if as_json:
-            _print_json(key.public())
+            print_json(key.public())
         else:
             out.print(f"revoked {key.key_id} ({key.name}) at {key.revoked_at}")
 
@@ -129,16 +122,14 @@ def sandbox_create(
 ) -> None:
     """Copy the config to a sandbox (own lake root, org.sandbox: true) to validate sources before production."""
     from cdp_spark.api.sandbox import SandboxError, create_sandbox
-    from cdp_spark.cli import _exit_codes, _print_json, out
-    from cdp_spark.cli_common import fail
 
-    with _exit_codes():
+    with exit_codes():
         try:
             result = create_sandbox(conf, to, lake_root=lake_root)
         except SandboxError as exc:
             raise fail(str(exc), "pick a new folder for --to (and --lake-root)", code=2) from None
         if as_json:
-            _print_json(result)
+            print_json(result)
         else:
             out.print(f"sandbox config: {result['conf']} (lake root {result['lake_root']}); "
                       f"try: cdp demo --conf {result['conf']}")

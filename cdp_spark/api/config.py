@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from cdp_spark.config.base import Strict
+from cdp_spark.config_base import Strict
 from cdp_spark.ingest.sources import Expectation
 
 

@@ -343,8 +343,8 @@ def serving_rows(spark: "SparkSession", config: "CdpConfig", lake: "Lake", view:
 
 def refresh_serving_store(spark: "SparkSession", config: "CdpConfig", lake: "Lake",
                           view: "DataFrame | None" = None) -> dict[str, Any]:
-    """Rebuild the serving store from the profile view and swap it in atomically; call it at the end of the
-    profiles stage (after ``gold.profiles`` and ``gold.profile_attributes`` are written).
+    """Rebuild the serving store from the profile view and swap it in atomically (the `serve` stage, after the
+    day's profiles, scores and audiences are written).
 
     Example:
         >>> refresh_serving_store(spark, config, lake)["profiles"]          # doctest: +SKIP

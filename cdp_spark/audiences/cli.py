@@ -24,7 +24,8 @@ from typing import Optional
 import typer
 
 from cdp_spark.audiences.config import Audience
-from cdp_spark.cli_common import ActionableError, ConfOption, JsonOption, fail
+from cdp_spark.cli_common import (ActionableError, ConfOption, JsonOption, err, exit_codes, fail, out, parse_as_of,
+                                 print_json, read_config)
 
 audience_app = typer.Typer(no_args_is_help=True, help="Audiences: list, preview (writes nothing), export members.")
 
@@ -162,14 +163,13 @@ def export_purposes(config, consent: Optional[list[str]]) -> list[str]:  # type:
 @audience_app.command("list")
 def list_audiences(conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """The defined audiences."""
-    from cdp_spark.cli import _config, _exit_codes, _print_json, out
 
-    with _exit_codes():
-        config = _config(conf)
+    with exit_codes():
+        config = read_config(conf)
         rows = [{"name": a.name, "description": a.description, "enabled": a.enabled, "references": a.references(),
                  "variants": {v.name: v.weight for v in a.variants}} for a in config.audiences]
         if as_json:
-            _print_json(rows)
+            print_json(rows)
             return
         for r in rows:
             out.print(f"{r['name']:32} {r['description']}")
@@ -182,13 +182,12 @@ def preview(name: str = typer.Argument(..., help="audience name"),
             conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Evaluate one audience now and print its size and a masked sample; writes nothing."""
     from cdp_spark.audiences.compiler import AudienceError
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, out
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        config = _config(conf)
+    with exit_codes():
+        config = read_config(conf)
         _find(config, name)
-        day = _as_of(as_of)
+        day = parse_as_of(as_of)
         rt = Runtime.start(config)
         try:
             result = preview_audience(rt.spark, rt.config, rt.lake, name, day, sample)
@@ -196,7 +195,7 @@ def preview(name: str = typer.Argument(..., help="audience name"),
             raise fail(str(exc), f"fix the rule in conf/audiences/{name}.yaml, then `cdp config check`", code=2,
                        title="audience error") from None
         if as_json:
-            _print_json(result)
+            print_json(result)
             return
         out.print(f"[green]{name}[/green] as of {day}: {result['size']:,} members; variants: {result['variants']}")
         for r in result["sample"]:
@@ -217,13 +216,12 @@ def export(name: str = typer.Argument(..., help="audience name"),
            conf: str = ConfOption) -> None:
     """Download an audience's consented members as CSV (profile_id, variant, entered_at, email); holdouts are
     left out, emails masked unless --include-pii; every export is recorded in ops.audience_exports."""
-    from cdp_spark.cli import _config, _exit_codes, err
     from cdp_spark.runtime import Runtime
 
     if not as_csv:
         raise typer.BadParameter("only --csv is supported", param_hint="--csv")
-    with _exit_codes():
-        config = _config(conf)
+    with exit_codes():
+        config = read_config(conf)
         _find(config, name)
         export_purposes(config, consent)  # a bad purpose fails before Spark starts
         rt = Runtime.start(config)
@@ -245,13 +243,12 @@ def activate(destination: str = typer.Argument(..., help="destination name (conf
              conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Send audiences to one destination now (adds/removes since its last successful delivery, or a snapshot)."""
     from cdp_spark.activation import stage
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, out
     from cdp_spark.ops.ledger import Ledger
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        config = _config(conf)
-        day = _as_of(as_of)
+    with exit_codes():
+        config = read_config(conf)
+        day = parse_as_of(as_of)
         try:
             stage.selected(config, destination)
         except ValueError as exc:
@@ -272,7 +269,7 @@ def activate(destination: str = typer.Argument(..., help="destination name (conf
                       metrics=result.metrics, error="delivery failed" if failed else None)
         report = result.metrics["destinations"][destination]
         if as_json:
-            _print_json(report)
+            print_json(report)
         else:
             colour = "red" if failed else "green"
             out.print(f"[{colour}]{destination} {report['status']}[/{colour}]: considered {report['profiles_considered']:,}, "

@@ -19,7 +19,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, PositiveInt, ValidationInfo, WrapValidator, field_validator, model_validator
 from typing_extensions import Annotated
 
-from cdp_spark.config.base import Strict
+from cdp_spark.config_base import Strict
 
 Op = Literal["=", "!=", ">", ">=", "<", "<=", "in", "not_in", "contains", "starts_with", "regex", "exists",
              "not_exists"]

@@ -17,29 +17,25 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp_spark.audiences import STAGE
 from cdp_spark.audiences import compiler as C
 from cdp_spark.audiences.config import Audience
 from cdp_spark.audiences.membership import diff_members, sizes
 from cdp_spark.audiences.tables import AUDIENCE_CHANGES, AUDIENCE_MEMBERS, AUDIENCE_SIZES
-from cdp_spark.lake import Txn
-from cdp_spark.pipeline import StageResult
+from cdp_spark.pipeline import StageResult, stage_token
+from cdp_spark.profiles.view import profile_view
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
     from cdp_spark.lake import Lake
 
 log = logging.getLogger(__name__)
-
-INPUTS = ("bronze.events", "gold.id_graph", "gold.profile_id_history", "gold.profiles", "gold.profile_attributes",
-          "gold.profile_scores", "gold.affinities", "gold.topic_affinities")
 
 
 def _exists(lake: "Lake", name: str) -> bool:
@@ -50,38 +46,12 @@ def _exists(lake: "Lake", name: str) -> bool:
 
 
 def profiles_frame(spark: SparkSession, config: "CdpConfig", lake: "Lake") -> DataFrame:
-    """The profile view; with a ``scores`` struct joined from gold.profile_scores if the view lacks it.
+    """The profile view the audiences are evaluated on (with ``scores`` once gold.profile_scores exists).
 
-    Falls back to identifiers from ``gold.id_graph`` (no traits or attributes) while the profiles package is absent.
+    Example:
+        >>> profiles_frame(spark, config, lake).select("profile_id", "scores").show(3)   # doctest: +SKIP
     """
-    try:
-        from cdp_spark.profiles.view import profile_view
-    except ImportError:
-        view = _identity_only_view(spark, config, lake)
-    else:
-        view = profile_view(spark, config, lake)
-    if "scores" not in view.columns and _exists(lake, "gold.profile_scores"):
-        scores = lake.read("gold.profile_scores")
-        latest = scores.agg(F.max("as_of")).first()[0]
-        scores = scores.where(F.col("as_of") == F.lit(latest)) if latest is not None else scores
-        cols = [c for c in scores.columns if c != "profile_id"]
-        view = view.join(scores.select("profile_id", F.struct(*cols).alias("scores")), "profile_id", "left")
-    return view
-
-
-def _identity_only_view(spark: SparkSession, config: "CdpConfig", lake: "Lake") -> DataFrame:
-    trait_names = [n for n, f in config.catalogue.fields.items() if f.group == "trait"] or ["_none"]
-    traits = F.struct(*[F.lit(None).cast("string").alias(n) for n in trait_names])
-    if not _exists(lake, "gold.id_graph"):
-        return spark.createDataFrame([], "profile_id string, identifiers map<string,array<string>>").select(
-            "profile_id", "identifiers", traits.alias("traits"),
-            F.struct(F.lit(None).cast("string").alias("_none")).alias("attributes"),
-            F.create_map().cast("map<string,string>").alias("consent"))
-    g = lake.read("gold.id_graph").groupBy("profile_id", "id_type").agg(F.sort_array(F.collect_set("value")).alias("v"))
-    return g.groupBy("profile_id").agg(F.map_from_entries(F.collect_list(F.struct("id_type", "v"))).alias("identifiers")).select(
-        "profile_id", "identifiers", traits.alias("traits"),
-        F.struct(F.lit(None).cast("string").alias("_none")).alias("attributes"),
-        F.create_map().cast("map<string,string>").alias("consent"))
+    return profile_view(spark, config, lake)
 
 
 def raw_property_keys(config: "CdpConfig", lake: "Lake") -> dict[str, str] | None:
@@ -147,20 +117,12 @@ def current_members(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_o
     return members, plan, info
 
 
-def _fingerprint(config: "CdpConfig", lake: "Lake") -> str:
-    h = hashlib.sha256(json.dumps([a.model_dump(mode="json") for a in config.audiences], sort_keys=True).encode())
-    for name in INPUTS:
-        h.update(f"|{name}:{lake.version(name) if _exists(lake, name) else None}".encode())
-    return h.hexdigest()[:16]
-
-
 def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) -> StageResult:
     """Evaluate all audiences for ``as_of`` and record members, changes and sizes (idempotent per inputs)."""
     if not config.audiences:
         return StageResult(metrics={"skipped": "no audiences defined"})
-    fingerprint = _fingerprint(config, lake)
-    txn = Txn(f"audiences.{fingerprint}", int(as_of.strftime("%Y%m%d")))
-    run_id = f"audiences-{as_of:%Y%m%d}-{fingerprint[:8]}"
+    txn = stage_token(STAGE, config, lake, as_of)
+    run_id = f"audiences-{as_of:%Y%m%d}-{txn.app_id.partition('.')[2][:8]}"
     if lake.committed(AUDIENCE_SIZES.name, txn):
         return StageResult(metrics={"skipped": "already committed", "run_id": run_id})
     current, plan, info = current_members(spark, config, lake, as_of)

@@ -2,6 +2,3 @@
 exactly-once Structured Streaming job that maps landed events into bronze through the batch ingestion chain
 (`stream`). Importing this package is cheap: FastAPI and Spark are imported by the submodules that need them.
 """
-
-# The config package imports this package's config models; load it first so either import order works.
-import cdp_spark.config  # noqa: E402,F401

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, SecretStr, model_validator
 
-from cdp_spark.config.base import KeyedValueError, Strict
+from cdp_spark.config_base import KeyedValueError, Strict
 
 
 class WriteKey(Strict):

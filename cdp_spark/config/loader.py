@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from cdp_spark.config.base import KeyedValueError
+from cdp_spark.config_base import KeyedValueError
 from cdp_spark.config.models import CORE_SECTIONS, CdpConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

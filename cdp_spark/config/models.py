@@ -14,7 +14,7 @@ from cdp_spark.collect.config import CollectorConfig
 from cdp_spark.connections.config import Connection
 from cdp_spark.content.config import ContentConfig
 from cdp_spark.ml.config import ScoresConfig
-from cdp_spark.config.base import KeyedValueError, Strict, repeated
+from cdp_spark.config_base import KeyedValueError, Strict, repeated
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.privacy.config import PrivacyConfig
 from cdp_spark.profiles.config import AttributesField, AttributesConfig, ProfilesConfig, ProfilesField
@@ -72,7 +72,7 @@ class LakeConfig(Strict):
 
 
 def _registered_stage(name: str) -> str:
-    from cdp_spark.pipeline import STAGES, unknown_stage_message  # the registry imports stage modules lazily too
+    from cdp_spark.pipeline import STAGES, unknown_stage_message
 
     if name not in STAGES:
         raise ValueError(unknown_stage_message(name))
@@ -86,14 +86,24 @@ def _each_once(names: list[str]) -> list[str]:
     return names
 
 
+def _in_order(names: list[str]) -> list[str]:
+    from cdp_spark.pipeline import check_order
+
+    check_order(names)  # a StageOrderError is a ValueError: reported as this key's error
+    return names
+
+
 class PipelineConfig(Strict):
     """The daily pipeline: stage order and ledger behaviour."""
 
-    stages: Annotated[list[Annotated[str, AfterValidator(_registered_stage)]], AfterValidator(_each_once)] = Field(
+    stages: Annotated[list[Annotated[str, AfterValidator(_registered_stage)]], AfterValidator(_each_once),
+                      AfterValidator(_in_order)] = Field(
         default_factory=lambda: ["erasure", "ingest", "identity", "profiles", "connections", "scores", "content",
-                                 "audiences", "activation"],
+                                 "audiences", "activation", "serve"],
         description="the daily order; `erasure` (open erasure requests) runs first, so that tombstones suppress "
-                    "re-delivered records and no later stage rebuilds an erased person")
+                    "re-delivered records and no later stage rebuilds an erased person; `serve` (the API's "
+                    "serving store) last, so the API serves the day's scores and audiences. A stage may not read a "
+                    "table that a later stage writes")
     stale_after_minutes: PositiveInt = Field(
         180, description="a 'running' ledger entry older than this, with no live process, is shown as stale"
     )
@@ -128,8 +138,8 @@ CORE_SECTIONS = ("org", "engine", "lake", "pipeline", "demo", "files")
 class CdpConfig(Strict):
     """The whole resolved configuration: `conf/cdp.yaml` plus the domain files it references.
 
-    Domain sections (sources, catalogue, identity, ...) are added as fields by the stages that own them; `files`
-    in cdp.yaml says where each one is loaded from.
+    Domain sections (sources, catalogue, identity, ...) are the models their domains define; `files` in cdp.yaml
+    says where each one is loaded from.
     """
 
     org: OrgConfig = Field(default_factory=OrgConfig)

@@ -20,7 +20,7 @@ from typing_extensions import Annotated
 
 from cdp_spark.activation.config import FileTransport, WebhookTransport
 from cdp_spark.collect.config import KafkaConfig
-from cdp_spark.config.base import Strict, repeated
+from cdp_spark.config_base import Strict, repeated
 
 NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # Top-level fields of a forwarded event (see cdp_spark.connections.forwarding.payload).

@@ -13,7 +13,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from cdp_spark.config.base import Strict, repeated
+from cdp_spark.config_base import Strict, repeated
 
 TOPIC = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp_spark.content import STAGE
 from cdp_spark.content import affinity as ca
 from cdp_spark.content.config import ContentConfig
 from cdp_spark.content.pages import Page, is_blocked, landed_files, parse_files
@@ -36,7 +37,7 @@ from cdp_spark.content.taxonomy import topic_taxonomy
 from cdp_spark.content.topics import TopicExtractor
 from cdp_spark.identity.components import materialise
 from cdp_spark.lake import Txn
-from cdp_spark.pipeline import StageResult
+from cdp_spark.pipeline import StageResult, read_versions, stage_token
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -44,8 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.lake.registry import TableSpec
 
 log = logging.getLogger(__name__)
-
-INPUTS = ("bronze.events", "gold.id_graph", CONTENT.name)
 
 
 def settings(config: "CdpConfig") -> ContentConfig:
@@ -162,13 +161,6 @@ def _stamped(spark: SparkSession, df: DataFrame | None, spec: "TableSpec", as_of
     return df.select(*[F.lit(as_of).alias(c) if c == "as_of" else F.col(c) for c in spec.schema.names])
 
 
-def _fingerprint(config: "CdpConfig", lake: "Lake") -> str:
-    h = hashlib.sha256(json.dumps(settings(config).model_dump(mode="json"), sort_keys=True).encode())
-    for name in INPUTS:
-        h.update(f"|{name}:{lake.version(name) if lake.exists(name) else None}".encode())
-    return h.hexdigest()[:16]
-
-
 def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) -> StageResult:
     """Enrich due pages and rebuild the derived tables for ``as_of``; a re-run on the same inputs changes nothing."""
     cfg = settings(config)
@@ -178,7 +170,8 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) 
     counts = result.metrics["enrichment"]
     result.rows_in = {"content.pages": counts["pages"]}
     result.rows_out[CONTENT.name] = counts["enriched"]
-    txn = Txn(f"content.{_fingerprint(config, lake)}", int(as_of.strftime("%Y%m%d")))
+    # gold.content is read as well as written: the derived tables follow the pages enriched just above.
+    txn = stage_token(STAGE, config, lake, as_of, versions=read_versions(lake, STAGE.reads))
     if lake.committed(CONTENT_RECOMMENDATIONS.name, txn):
         result.metrics["derived"] = "already committed"
         return result

@@ -3,5 +3,14 @@
 Public API: :func:`connected_components` and :func:`materialise` (see `cdp_spark.identity.components`).
 """
 from cdp_spark.identity.components import CCStats, connected_components, materialise
+from cdp_spark.stage_spec import StageSpec
+
+STAGE = StageSpec(
+    "identity", run="cdp_spark.identity.stage:run",
+    reads=("bronze.events", "bronze.profile_records", "silver.identity_runs", "silver.identifiers", "silver.id_links",
+           "gold.id_graph"),
+    writes=("silver.identifiers", "silver.id_links", "gold.id_graph", "gold.profile_id_history",
+            "silver.identity_runs"),
+    rules=("identity", "org", "routes"))
 
 __all__ = ["CCStats", "connected_components", "materialise"]

@@ -14,7 +14,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from cdp_spark.cli_common import ConfOption, JsonOption
+from cdp_spark.cli_common import (ConfOption, JsonOption, err, exit_codes, fail, out, parse_as_of, print_json,
+                                 read_config)
 from cdp_spark.identity.tables import IDENTITY_RUNS
 
 app = typer.Typer(no_args_is_help=True, help="Identity resolution: statistics and full rebuilds.")
@@ -40,18 +41,16 @@ def stats(
     as_json: bool = JsonOption,
 ) -> None:
     """Component sizes, the largest profiles (masked ids), hubs, blocked and expired identifiers, limit splits."""
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, out
-    from cdp_spark.cli_common import fail
     from cdp_spark.runtime import metadata_lake
 
-    with _exit_codes():
-        day = _as_of(as_of).isoformat() if as_of else None
-        run = latest_run(metadata_lake(_config(conf)), day)
+    with exit_codes():
+        day = parse_as_of(as_of).isoformat() if as_of else None
+        run = latest_run(metadata_lake(read_config(conf)), day)
         if run is None:
             raise fail("no identity run yet" + (f" for {day}" if day else ""),
                        "run `cdp run identity` (or `cdp run daily`) first")
         if as_json:
-            _print_json(run)
+            print_json(run)
             return
         s = run["stats"]
         out.print(f"identity run [bold]{run['run_id']}[/bold] as of {run['as_of']}: {run['mode']} ({run['reason']}), "
@@ -85,19 +84,18 @@ def run(
     as_json: bool = JsonOption,
 ) -> None:
     """Run the identity stage (recorded in the ledger like `cdp run identity`), incremental unless --full."""
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, err, out
     from cdp_spark.pipeline import STAGES, run_job
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        config = _config(conf)
-        day = _as_of(as_of)
+    with exit_codes():
+        config = read_config(conf)
+        day = parse_as_of(as_of)
         registry = {**STAGES, "identity": "cdp_spark.identity.stage:run_full"} if full else None
         with err.status(f"running identity{' --full' if full else ''} for {day} ..."):
             rt = Runtime.start(config)
             report = run_job(rt.spark, rt.config, rt.lake, "identity", day, params={"full": full}, registry=registry)
         if as_json:
-            _print_json(report.to_dict())
+            print_json(report.to_dict())
             return
         m = report.results["identity"].metrics
         out.print(f"[green]identity {report.status}[/green] for {day} (run {report.run_id}): "

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from cdp_spark.config.base import Strict
+from cdp_spark.config_base import Strict
 
 # Values that identify nobody (Segment's suggested blocklist, opted-out advertising ids, placeholders).
 BUILTIN_BLOCKED_VALUES = ("null", "undefined", "none", "nil", "anonymous", "unknown", "-1", "")

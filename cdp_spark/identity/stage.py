@@ -36,6 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from cdp_spark.identity import STAGE
 from cdp_spark.identity import graph as G
 from cdp_spark.identity.caps import compaction, compacts, hop_cap, neighbour_cap, stale
 from cdp_spark.identity.components import CCStats, connected_components, materialise
@@ -45,8 +46,8 @@ from cdp_spark.identity.rules import apply_limits, in_window
 from cdp_spark.identity.tables import ID_GRAPH, ID_LINKS, IDENTIFIERS, IDENTITY_RUNS, PROFILE_ID_HISTORY
 from cdp_spark.ingest.routes import diverted_streams
 from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
-from cdp_spark.lake import Txn, utc_now
-from cdp_spark.pipeline import StageResult
+from cdp_spark.lake import utc_now
+from cdp_spark.pipeline import StageResult, stage_token
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -360,9 +361,8 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
     # Diverted streams (QA, test traffic) are left out unless identity opts in; a change of them rebuilds in full.
     excluded = diverted_streams(getattr(config, "routes", None) or [], "identity")
     fingerprint = rules_fingerprint(cfg, org) + (f"|diverted:{','.join(excluded)}" if excluded else "")
-    inputs = hashlib.sha256(f"{fingerprint}|{versions}".encode()).hexdigest()[:16]
-    txn = Txn(f"identity.{inputs}", int(as_of.strftime("%Y%m%d")))
-    run_id = f"identity-{as_of:%Y%m%d}-{inputs[:8]}"
+    txn = stage_token(STAGE, config, lake, as_of, versions=versions)
+    run_id = f"identity-{as_of:%Y%m%d}-{txn.app_id.partition('.')[2][:8]}"
     if lake.committed(IDENTITY_RUNS.name, txn):
         log.info("identity for %s on these inputs is already committed; nothing to do", as_of)
         return StageResult(metrics={"skipped": "already committed", "run_id": run_id})

@@ -5,3 +5,10 @@ enrich -> map to catalogue -> normalise -> expectations -> routes. `stage.run` a
 (each file once), and the writes to `bronze.events`, `bronze.profile_records`, `bronze.quarantine`,
 `bronze.raw_keys` and `bronze.ingested_files`.
 """
+from cdp_spark.stage_spec import StageSpec
+
+STAGE = StageSpec(
+    "ingest", run="cdp_spark.ingest.stage:run",
+    reads=("ops.tombstones", "bronze.ingested_files", "bronze.snapshot_state", "bronze.profile_records"),
+    writes=("bronze.events", "bronze.profile_records", "bronze.quarantine", "bronze.raw_keys",
+            "bronze.ingested_files", "bronze.snapshot_state"))

@@ -23,6 +23,7 @@ from cdp_spark.ingest.expectations import violated
 from cdp_spark.ingest.normalise import normalise, parse_timestamp
 from cdp_spark.ingest.routes import route_column
 from cdp_spark.ingest.sources import BRONZE_EVENT_FIELDS, EVENT_COLUMNS, Catalogue, RouteRule, Source
+from cdp_spark.ingest.tables import CONSENT_TYPE, EVENTS, PROFILE_RECORDS
 
 META = ["_raw", "_file", "_line", "_error"]
 # Optional raw columns that `prepare` carries through unchanged when present (batch ingestion has none): the
@@ -30,10 +31,6 @@ META = ["_raw", "_file", "_line", "_error"]
 CARRIED = ["_received_at"]
 SPARK_TYPES = {"string": "string", "long": "bigint", "double": "double", "boolean": "boolean",
                "timestamp": "timestamp", "date": "date"}
-CONSENT_TYPE = T.ArrayType(T.StructType([
-    T.StructField("purpose", T.StringType()), T.StructField("channel", T.StringType()),
-    T.StructField("status", T.StringType()), T.StructField("timestamp", T.TimestampType()),
-]))
 
 
 def _reasons(pairs: Sequence[tuple[Column, str]]) -> Column:
@@ -235,8 +232,6 @@ def output_flags(checked: DataFrame, source: Source, catalogue: Catalogue) -> di
     Example:
         >>> output_flags(checked, source, catalogue)["bronze.events"]      # doctest: +SKIP
     """
-    from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
-
     out: dict[str, Column] = {}
     if source.role in ("events", "both"):
         out[EVENTS.name] = _is_event(checked, source)

@@ -5,7 +5,8 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -151,6 +152,86 @@ def rates_frame(spark: SparkSession, rates: S.RatesTable, paths: dict[str, str])
     )
 
 
+@dataclass(frozen=True)
+class EnrichContext:
+    """What some enrichers need besides their own settings: the session (to read a rates table), the reporting
+    currency and the folders a rates path may name (``{demo_dir}``)."""
+
+    spark: SparkSession
+    reporting_currency: str = "EUR"
+    paths: Mapping[str, str] = field(default_factory=dict)
+
+
+Transform = Callable[[DataFrame], DataFrame]
+
+
+def _flatten(e: S.Flatten, _ctx: EnrichContext) -> Transform:
+    return lambda df: flatten(df, e.depth)
+
+
+def _parse_datetime(e: S.ParseDatetime, _ctx: EnrichContext) -> Transform:
+    return lambda df: df.withColumn(e.output or e.column, parse_timestamp(column(df, e.column), e.formats, e.timezone))
+
+
+def _convert_currency(e: S.ConvertCurrency, ctx: EnrichContext) -> Transform:
+    return lambda df: convert_currency(df, rates_frame(ctx.spark, e.rates, dict(ctx.paths)), e, ctx.reporting_currency)
+
+
+def _constant(e: S.Constant, _ctx: EnrichContext) -> Transform:
+    return lambda df: df.withColumn(e.output, F.lit(e.value))
+
+
+def _derive(e: S.Derive, _ctx: EnrichContext) -> Transform:
+    return lambda df: with_keys_of(df, e.expr).withColumn(e.output, F.expr(e.expr))
+
+
+def _value_map(e: S.ValueMap, _ctx: EnrichContext) -> Transform:
+    def apply(df: DataFrame) -> DataFrame:
+        src = column(df, e.column).cast("string")
+        lookup = F.create_map(*[F.lit(x) for kv in e.values.items()
+                                for x in (kv[0], str(kv[1]) if kv[1] is not None else None)])
+        mapped = F.try_element_at(lookup, src)
+        if e.default is not None:
+            fallback = F.lit(str(e.default))
+        else:
+            fallback = src if e.keep_unmapped else F.lit(None)
+        return df.withColumn(e.output or e.column, F.when(src.isNull(), None).otherwise(F.coalesce(mapped, fallback)))
+    return apply
+
+
+def _regex_extract(e: S.RegexExtract, _ctx: EnrichContext) -> Transform:
+    def apply(df: DataFrame) -> DataFrame:
+        got = F.regexp_extract(column(df, e.column).cast("string"), e.pattern, e.group)
+        return df.withColumn(e.output, F.when(got != "", got))
+    return apply
+
+
+def _hash(e: S.Hash, _ctx: EnrichContext) -> Transform:
+    def apply(df: DataFrame) -> DataFrame:
+        src = column(df, e.column).cast("string")
+        hashed = F.md5(src) if e.algorithm == "md5" else F.sha2(src, 512 if e.algorithm == "sha512" else 256)
+        return df.withColumn(e.output or e.column, hashed)
+    return apply
+
+
+# Enricher settings type -> the factory of its DataFrame transform.
+TRANSFORMS: dict[type, Callable[[Any, EnrichContext], Transform]] = {
+    S.Flatten: _flatten, S.ParseDatetime: _parse_datetime, S.ConvertCurrency: _convert_currency,
+    S.Constant: _constant, S.Derive: _derive, S.ValueMap: _value_map, S.RegexExtract: _regex_extract, S.Hash: _hash,
+}
+
+
+def enricher_transform(enricher: Any, ctx: EnrichContext) -> Transform:
+    """The ``DataFrame -> DataFrame`` transform of one configured enricher.
+
+    Example:
+        >>> to_tenant = enricher_transform(S.Constant(type="constant", output="tenant", value="acme"), EnrichContext(spark))  # doctest: +SKIP
+        >>> df.transform(to_tenant).select("tenant").first()[0]                     # doctest: +SKIP
+        'acme'
+    """
+    return TRANSFORMS[type(enricher)](enricher, ctx)
+
+
 def apply_enrichers(
     spark: SparkSession,
     df: DataFrame,
@@ -164,34 +245,9 @@ def apply_enrichers(
     Example:
         >>> apply_enrichers(spark, df, [S.Constant(type="constant", output="tenant", value="acme")])   # doctest: +SKIP
     """
+    ctx = EnrichContext(spark, reporting_currency, paths or {})
     for e in enrichers:
-        if isinstance(e, S.Flatten):
-            df = flatten(df, e.depth)
-        elif isinstance(e, S.ParseDatetime):
-            df = df.withColumn(e.output or e.column, parse_timestamp(column(df, e.column), e.formats, e.timezone))
-        elif isinstance(e, S.ConvertCurrency):
-            df = convert_currency(df, rates_frame(spark, e.rates, paths or {}), e, reporting_currency)
-        elif isinstance(e, S.Constant):
-            df = df.withColumn(e.output, F.lit(e.value))
-        elif isinstance(e, S.Derive):
-            df = with_keys_of(df, e.expr).withColumn(e.output, F.expr(e.expr))
-        elif isinstance(e, S.ValueMap):
-            src = column(df, e.column).cast("string")
-            lookup = F.create_map(*[F.lit(x) for kv in e.values.items() for x in (kv[0], str(kv[1]) if kv[1] is not None else None)])
-            mapped = F.try_element_at(lookup, src)
-            fallback = src if e.keep_unmapped else F.lit(None if e.default is None else str(e.default))
-            if e.default is not None:
-                fallback = F.lit(str(e.default))
-            df = df.withColumn(e.output or e.column, F.when(src.isNull(), None).otherwise(F.coalesce(mapped, fallback)))
-        elif isinstance(e, S.RegexExtract):
-            got = F.regexp_extract(column(df, e.column).cast("string"), e.pattern, e.group)
-            df = df.withColumn(e.output, F.when(got != "", got))
-        elif isinstance(e, S.Hash):
-            src = column(df, e.column).cast("string")
-            hashed = F.md5(src) if e.algorithm == "md5" else F.sha2(src, 512 if e.algorithm == "sha512" else 256)
-            df = df.withColumn(e.output or e.column, hashed)
-        else:  # pragma: no cover - the config union lists every enricher
-            raise TypeError(f"unsupported enricher {type(e).__name__}")
+        df = df.transform(enricher_transform(e, ctx))
     return df
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, Field, model_validator
 
-from cdp_spark.config.base import Strict
+from cdp_spark.config_base import Strict
 
 
 # Event fields with a bronze.events column of their own; any other catalogue field of group `event` that a source

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-from cdp_spark.ingest.chain import CONSENT_TYPE
 from cdp_spark.lake.registry import Column, TableSpec
+
+CONSENT_TYPE = T.ArrayType(T.StructType([
+    T.StructField("purpose", T.StringType()), T.StructField("channel", T.StringType()),
+    T.StructField("status", T.StringType()), T.StructField("timestamp", T.TimestampType()),
+]))
 
 _S, _L, _D, _TS = T.StringType(), T.LongType(), T.DoubleType(), T.TimestampType()
 _MAP = T.MapType(_S, _S)

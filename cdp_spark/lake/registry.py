@@ -20,7 +20,7 @@ from cdp_spark.lake.errors import UnknownTableError
 
 PiiClass = Literal["pii", "sensitive"]
 
-# Modules whose TABLES lists make up the default registry, in pipeline order. Later stages append themselves here.
+# Modules whose TABLES lists make up the default registry, in pipeline order.
 TABLE_MODULES = ("cdp_spark.ops.tables", "cdp_spark.ingest.tables", "cdp_spark.identity.tables",
                  "cdp_spark.profiles.tables", "cdp_spark.ml.tables", "cdp_spark.api.tables",
                  "cdp_spark.privacy.tables", "cdp_spark.audiences.tables", "cdp_spark.activation.tables",

@@ -14,3 +14,10 @@ Example:
     >>> from cdp_spark.ml import rfm, clv   # doctest: +SKIP
     >>> scores = rfm.rfm_scores(rfm.rfm_measures(purchases, as_of=date(2024, 6, 30)))   # doctest: +SKIP
 """
+from cdp_spark.stage_spec import StageSpec
+
+STAGE = StageSpec(
+    "scores", run="cdp_spark.ml.stage:run",
+    reads=("bronze.events", "gold.id_graph", "gold.profiles", "gold.profile_attributes"),
+    writes=("gold.profile_scores", "gold.affinities", "gold.recommendations"),
+    rules=("scores", "identity", "routes"))

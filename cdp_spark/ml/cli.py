@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from cdp_spark.cli_common import ConfOption, JsonOption, fail
+from cdp_spark.cli_common import ConfOption, JsonOption, exit_codes, fail, out, print_json, read_config
 
 mlflow_app = typer.Typer(no_args_is_help=True, help="MLflow: tracking UI and registered score models.")
 
@@ -25,12 +25,11 @@ def ui(
     conf: str = ConfOption,
 ) -> None:
     """Print (or start) `mlflow ui` on the configured tracking store."""
-    from cdp_spark.cli import _config, _exit_codes, out
     from cdp_spark.ml.tracking import ui_command
 
-    with _exit_codes():
+    with exit_codes():
         try:
-            cmd = ui_command(_config(conf), port=port)
+            cmd = ui_command(read_config(conf), port=port)
         except ValueError as exc:
             raise fail(str(exc), "set `scores.mlflow.tracking_uri` in conf/scores.yaml, or MLFLOW_TRACKING_URI",
                        code=2) from None
@@ -50,11 +49,10 @@ def models(
     """Registered score models with their champion and challenger versions and holdout metrics."""
     from rich.table import Table
 
-    from cdp_spark.cli import _config, _exit_codes, _print_json, out
     from cdp_spark.ml.tracking import mlflow_store
 
-    with _exit_codes():
-        config = _config(conf)
+    with exit_codes():
+        config = read_config(conf)
         rows = []
         with mlflow_store(config) as client:
             for rm in client.search_registered_models():
@@ -64,7 +62,7 @@ def models(
                                  "metric": mv.tags.get("holdout_metric"), "value": mv.tags.get("holdout_value"),
                                  "reason": mv.tags.get("reason")})
         if as_json:
-            _print_json(rows)
+            print_json(rows)
             return
         table = Table("model", "alias", "version", "holdout metric", "value", "reason")
         for r in rows:

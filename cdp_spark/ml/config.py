@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from cdp_spark.config.base import Strict
+from cdp_spark.config_base import Strict
 
 EVENT_TYPES = ("purchase", "cart", "view")
 

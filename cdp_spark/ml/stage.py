@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -28,21 +27,20 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.identity.components import materialise
-from cdp_spark.lake import Txn
+from cdp_spark.ml import STAGE
 from cdp_spark.ml import affinity as aff
 from cdp_spark.ml import btyd, clv, propensity, rfm
 from cdp_spark.ml.config import ScoresConfig
 from cdp_spark.ml.events import event_type_column, purchases
 from cdp_spark.ml.tables import AFFINITIES, PROFILE_SCORES, RECOMMENDATIONS
-from cdp_spark.pipeline import StageResult
+from cdp_spark.pipeline import StageResult, stage_token
+from cdp_spark.profiles.view import profile_view
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
     from cdp_spark.lake import Lake
 
 log = logging.getLogger(__name__)
-
-INPUT_TABLES = ("bronze.events", "gold.id_graph", "gold.profiles")
 
 
 @dataclass
@@ -66,11 +64,7 @@ def _skip(reason: str) -> dict[str, Any]:
 
 
 def _profile_view(spark: SparkSession, config: "CdpConfig", lake: "Lake") -> DataFrame | None:
-    """The profiles helper's view when its module and table exist (optional input: traits)."""
-    try:
-        from cdp_spark.profiles.view import profile_view  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+    """The profile view once gold.profiles exists (optional input: traits)."""
     try:
         if "gold.profiles" not in lake.registry or not lake.exists("gold.profiles"):
             return None
@@ -508,21 +502,11 @@ def _recommendations(cfg: ScoresConfig, typed: DataFrame, as_of: dt.date, counts
 # -------------------------------------------------------------------------------------------------- run
 
 
-def _fingerprint(lake: "Lake", cfg: ScoresConfig) -> str:
-    h = hashlib.sha256(cfg.model_dump_json().encode())
-    for name in INPUT_TABLES:
-        version = lake.version(name) if name in lake.registry else None
-        h.update(f"|{name}:{version}".encode())
-    return h.hexdigest()[:16]
-
-
 def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) -> StageResult:
     """Score every profile for ``as_of``; a rerun on the same inputs and settings changes nothing."""
     if not lake.exists("bronze.events") or not lake.exists("gold.id_graph"):
         return StageResult(metrics={"skipped": "no events or identity graph yet"})
-    cfg = settings(config)
-    fingerprint = _fingerprint(lake, cfg)
-    txn = Txn(f"scores.{fingerprint}", int(as_of.strftime("%Y%m%d")))
+    txn = stage_token(STAGE, config, lake, as_of)
     if lake.committed(PROFILE_SCORES.name, txn):
         log.info("scores for %s on these inputs are already committed; nothing to do", as_of)
         return StageResult(metrics={"skipped": "already committed"})

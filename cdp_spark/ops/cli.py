@@ -15,7 +15,8 @@ from typing import Any, Iterator, Optional
 import typer
 from rich.table import Table
 
-from cdp_spark.cli_common import ConfOption, JsonOption
+from cdp_spark.cli_common import (ConfOption, JsonOption, err, exit_codes, fail, out, parse_as_of, print_json,
+                                 progress_display, read_config, require_lake)
 
 
 @contextlib.contextmanager
@@ -46,8 +47,6 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
     """
     import logging
 
-    from cdp_spark.cli import _as_of, _config, _exit_codes, _print_json, _progress_display, out
-    from cdp_spark.cli_common import fail
     from cdp_spark.ops import logs
     from cdp_spark.ops.lock import LeaseHeld, read_leases
     from cdp_spark.pipeline import plan, run_job
@@ -59,9 +58,9 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
         logs.configure_logging(json_format=log_json, level=log_level)
     else:
         logging.getLogger().setLevel(log_level.upper())
-    with _exit_codes():
-        config = _config(conf)
-        day = _as_of(as_of)
+    with exit_codes():
+        config = read_config(conf)
+        day = parse_as_of(as_of)
         plan(config, job)  # fail fast on an unknown stage, before starting Spark
         params = {}
         if allow_snapshot_deletes:
@@ -78,7 +77,7 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
             raise LeaseHeld("pipeline", held[0])
         if not to_stderr:
             logs.log_file(config.lake.root)
-        display = contextlib.nullcontext() if to_stderr else _progress_display()
+        display = contextlib.nullcontext() if to_stderr else progress_display()
         try:
             with display, _terminated_as_interrupt():
                 rt = Runtime.start(config)
@@ -87,7 +86,7 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
             raise fail(f"{job} for {day}; the ledger records the stage as failed",
                        f"continue with `cdp run {job} --as-of {day} --resume`", code=130, title="interrupted") from None
         if as_json:
-            _print_json(report.to_dict())
+            print_json(report.to_dict())
         else:
             skipped = [s for s, st in report.stages.items() if st == "skipped"]
             note = f"; skipped (already done): {', '.join(skipped)}" if skipped else ""
@@ -104,18 +103,17 @@ def maintain(
     as_json: bool = JsonOption,
 ) -> None:
     """Compact, vacuum (with the configured retention) and checkpoint every table; safe while readers run."""
-    from cdp_spark.cli import _config, _exit_codes, _print_json, err, out
     from cdp_spark.ops.maintain import maintain as run_maintain
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        config = _config(conf)
+    with exit_codes():
+        config = read_config(conf)
         with err.status("maintaining tables ..."):
             rt = Runtime.start(config)
             result = run_maintain(rt.lake, rt.config, tables=table or None, retention_hours=retention_hours,
                                   dry_run=dry_run)
         if as_json:
-            _print_json(result.to_dict())
+            print_json(result.to_dict())
         else:
             grid = Table("table", "files before", "files after", "vacuumed", "version", "seconds")
             for name, t in result.tables.items():
@@ -125,7 +123,6 @@ def maintain(
             for name, error in result.errors.items():
                 err.print(f"[red]{name}:[/red] {error}", highlight=False)
         if not result.ok:
-            from cdp_spark.cli_common import fail
 
             raise fail(f"maintenance failed for {', '.join(result.errors)}",
                        "the errors are listed above; the other tables were maintained, rerun `cdp maintain` once fixed")
@@ -137,16 +134,15 @@ def status(
 ) -> None:
     """One screen: last run per stage, table freshness, ingestion per source, streaming lag, failing destinations,
     the lease."""
-    from cdp_spark.cli import _config, _existing_lake, _exit_codes, _print_json, out
     from cdp_spark.ops.status import status as gather
     from cdp_spark.runtime import metadata_lake
 
-    with _exit_codes():
-        config = _config(conf)
-        _existing_lake(config, conf)
+    with exit_codes():
+        config = read_config(conf)
+        require_lake(config, conf)
         summary = gather(metadata_lake(config), config)
         if as_json:
-            _print_json(summary)
+            print_json(summary)
             return
         colors = {"succeeded": "green", "failed": "red", "stale": "yellow", "running": "cyan", "skipped": "blue"}
         runs = Table("stage / job", "status", "as of", "started (UTC)", "seconds", "error", title="last runs")
@@ -200,20 +196,19 @@ def report(
     as_json: bool = JsonOption,
 ) -> None:
     """Write the self-contained HTML run report (charts with their numbers) for an as-of date."""
-    from cdp_spark.cli import _as_of, _config, _existing_lake, _exit_codes, _print_json, err, out
     from cdp_spark.ops.report import write_report
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        config = _config(conf)
-        _existing_lake(config, conf)
-        day = _as_of(as_of)
+    with exit_codes():
+        config = read_config(conf)
+        require_lake(config, conf)
+        day = parse_as_of(as_of)
         with err.status(f"building the report for {day} ..."):
             rt = Runtime.start(config)
             built = write_report(rt.lake, rt.config, day, out_file)
         sections = {s.key: ("data" if s.has_data else (s.note or "no data yet")) for s in built.sections}
         if as_json:
-            _print_json({"out": out_file, "as_of": day, "sections": sections})
+            print_json({"out": out_file, "as_of": day, "sections": sections})
         else:
             out.print(f"[green]report written[/green]: {out_file} "
                       f"({sum(1 for v in sections.values() if v == 'data')} of {len(sections)} sections with data)")

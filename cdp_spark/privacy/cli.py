@@ -11,9 +11,7 @@ from typing import Optional
 
 import typer
 
-from cdp_spark.cli_common import ConfOption, JsonOption
-
-# The same options as cdp_spark.cli's (defined here: this module is imported by cdp_spark.cli).
+from cdp_spark.cli_common import ConfOption, JsonOption, err, exit_codes, fail, out, print_json, read_config
 
 NOW_HELP = ("vacuum at once with retention 0 (tests, urgent cases). WARNING: removes every old version of the "
             "touched tables: time travel to before the erasure stops working and readers holding an old snapshot fail")
@@ -22,8 +20,6 @@ erase_app = typer.Typer(invoke_without_command=True, help="Erase a person everyw
 
 
 def _fail(message: str, code: int = 2, hint: str = "see `cdp erase --help` for the forms a request takes") -> None:
-    from cdp_spark.cli_common import fail
-
     raise fail(message, hint, code=code)
 
 
@@ -40,12 +36,11 @@ def erase(
         return
     if not ids:
         _fail("give the person with --id type:value (e.g. --id email:someone@example.com), or a subcommand")
-    from cdp_spark.cli import _config, _exit_codes, err
     from cdp_spark.privacy.erase import request, run_request
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        config = _config(conf)
+    with exit_codes():
+        config = read_config(conf)
         rt = Runtime.start(config)
         try:
             rid = request(rt.config, rt.lake, ids or [], requested_by="cli")
@@ -94,10 +89,9 @@ def _executed(run):  # type: ignore[no-untyped-def]
 
 
 def _show(result: dict, as_json: bool) -> None:  # type: ignore[type-arg]
-    from cdp_spark.cli import _print_json, out
 
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     out.print(f"erasure {result['request_id']}: {result['status']}; {result['profiles']} profile(s), "
               f"{result['identifiers']} identifier(s), {sum(result['rows_deleted'].values()):,} row(s) deleted, "
@@ -112,15 +106,14 @@ def _show(result: dict, as_json: bool) -> None:  # type: ignore[type-arg]
 @erase_app.command("run")
 def run_pending(now: bool = typer.Option(False, "--now", help=NOW_HELP), conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """Execute every open erasure request (e.g. filed through the API's DELETE)."""
-    from cdp_spark.cli import _config, _exit_codes, _print_json, out
     from cdp_spark.privacy.erase import run_pending as run
     from cdp_spark.runtime import Runtime
 
-    with _exit_codes():
-        rt = Runtime.start(_config(conf))
+    with exit_codes():
+        rt = Runtime.start(read_config(conf))
         results = _executed(lambda: run(rt.spark, rt.config, rt.lake, now=now))
         if as_json:
-            _print_json(results)
+            print_json(results)
         else:
             for r in results:
                 _show(r, False)
@@ -140,13 +133,12 @@ def verify(
     """Scan every file of the lake, landing and export folders for the request's identifiers (exit 1 if found)."""
     from rich.table import Table
 
-    from cdp_spark.cli import _config, _exit_codes, _print_json, out
     from cdp_spark.privacy import requests as R
     from cdp_spark.privacy.erase import parse_id, verify_request
     from cdp_spark.runtime import metadata_lake
 
-    with _exit_codes():
-        config = _config(conf)
+    with exit_codes():
+        config = read_config(conf)
         lake = metadata_lake(config)
         if not R.valid_request_id(request_id):
             _fail("a request id looks like er_<24 hex digits>")
@@ -156,7 +148,7 @@ def verify(
             _fail(str(exc))
         total = sum(o.count for o in found)
         if as_json:
-            _print_json({"request_id": request_id, "occurrences": total, "found": [o.to_dict() for o in found]})
+            print_json({"request_id": request_id, "occurrences": total, "found": [o.to_dict() for o in found]})
         else:
             table = Table("file", "place", "identifier type", "count")
             for o in found:
@@ -169,20 +161,19 @@ def verify(
 @erase_app.command("status")
 def status(request_id: str = typer.Argument(..., metavar="REQUEST"), conf: str = ConfOption, as_json: bool = JsonOption) -> None:
     """The request's progress (every recorded step)."""
-    from cdp_spark.cli import _config, _exit_codes, _print_json, out
     from cdp_spark.privacy import requests as R
     from cdp_spark.runtime import metadata_lake
 
-    with _exit_codes():
+    with exit_codes():
         if not R.valid_request_id(request_id):
             _fail("a request id looks like er_<24 hex digits>")
-        rows = R.history(metadata_lake(_config(conf)), request_id)
+        rows = R.history(metadata_lake(read_config(conf)), request_id)
         if not rows:
             _fail(f"no erasure request {request_id}")
         slim = [{k: r.get(k) for k in ("updated_at", "status", "step", "files_rewritten", "occurrences", "error")}
                 for r in rows]
         if as_json:
-            _print_json(slim)
+            print_json(slim)
         else:
             for r in slim:
                 out.print(f"{r['updated_at']}  {r['status']:<9} {r['step'] or ''}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from cdp_spark.config.base import Strict
+from cdp_spark.config_base import Strict
 
 
 class PrivacyConfig(Strict):

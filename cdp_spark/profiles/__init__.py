@@ -2,3 +2,10 @@
 
 `view.profile_view` is the read API other stages use; `stage.run` is the daily rebuild.
 """
+from cdp_spark.stage_spec import StageSpec
+
+STAGE = StageSpec(
+    "profiles", run="cdp_spark.profiles.stage:run",
+    reads=("bronze.events", "bronze.profile_records", "gold.id_graph", "gold.profile_id_history", "gold.profiles"),
+    writes=("gold.profiles", "gold.profile_attributes"),
+    rules=("profiles", "attributes", "catalogue", "identity", "routes"))

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, ValidationInfo, WrapValidator, field_validator, model_validator
 
-from cdp_spark.config.base import Strict
+from cdp_spark.config_base import Strict
 
 TraitRule = Literal["latest", "first", "most_frequent", "max", "min", "sum", "source_priority"]
 ValueType = Literal["string", "long", "double", "boolean", "date", "timestamp", "array<string>", "int"]

@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,8 +27,8 @@ from cdp_spark.identity.components import materialise
 from cdp_spark.identity.lookup import profile_events, profile_records
 from cdp_spark.identity.tables import ID_GRAPH, PROFILE_ID_HISTORY
 from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
-from cdp_spark.lake import Txn
-from cdp_spark.pipeline import StageResult
+from cdp_spark.pipeline import StageResult, stage_token
+from cdp_spark.profiles import STAGE
 from cdp_spark.profiles import attributes as A
 from cdp_spark.profiles import merge as M
 from cdp_spark.profiles.config import AttributesConfig, ProfilesConfig
@@ -127,22 +126,11 @@ def _in_list(ids: list[str]) -> str:
     return ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
 
 
-def fingerprint(lake: "Lake", config: "CdpConfig") -> str:
-    """Inputs' table versions and the rules: same fingerprint and as-of -> same outputs."""
-    h = hashlib.sha256()
-    for part in (config.profiles, config.attributes, config.catalogue, config.identity):
-        h.update(part.model_dump_json().encode())
-    for name in (EVENTS.name, PROFILE_RECORDS.name, ID_GRAPH.name):
-        h.update(f"|{name}:{lake.version(name)}".encode())
-    return h.hexdigest()[:16]
-
-
 def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) -> StageResult:
     """Rebuild profiles and attributes as of ``as_of``; a no-op when already done on the same inputs and rules."""
     if not lake.exists(ID_GRAPH.name):
         return StageResult(metrics={"skipped": "no identity graph yet"})
-    fp = fingerprint(lake, config)
-    txn = Txn(f"profiles.{fp}", int(as_of.strftime("%Y%m%d")))
+    txn = stage_token(STAGE, config, lake, as_of)
     if lake.committed(PROFILE_ATTRIBUTES.name, txn):
         log.info("profiles for %s on these inputs are already built; nothing to do", as_of)
         return StageResult(metrics={"skipped": "already committed"})
@@ -177,10 +165,6 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) 
     lake.overwrite(PROFILE_ATTRIBUTES.name, rows, where=f"as_of = '{as_of.isoformat()}'", txn=txn)
     n_attr = rows.count()
     metrics["attributes"] = len(names)
-    # The Profile API serves lookups from its own store, never by scanning Delta: rebuild it with the profiles.
-    from cdp_spark.api.store import refresh_serving_store
-
-    metrics["serving_store"] = refresh_serving_store(spark, config, lake)
     return StageResult(rows_in={}, rows_out={PROFILES.name: n_up, PROFILE_ATTRIBUTES.name: n_attr},
                        metrics=metrics)
 

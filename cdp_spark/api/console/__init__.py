@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from cdp_spark.api.console import charts, data
+from cdp_spark.http_errors import ApiError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.api.app import ProfileApi
@@ -156,8 +157,6 @@ def console_router(api: "ProfileApi") -> APIRouter:
             return refused(request)
 
         def found(key: "ApiKey") -> Response:
-            from cdp_spark.api.app import ApiError
-
             id_type, value = form.get("id_type", ""), form.get("value", "")
             try:
                 if id_type == "profile_id":
@@ -176,8 +175,6 @@ def console_router(api: "ProfileApi") -> APIRouter:
     @router.get("/profiles/{profile_id}")
     def profile(request: Request, profile_id: str) -> Response:
         def render(key: "ApiKey") -> Response:
-            from cdp_spark.api.app import ApiError
-
             try:
                 doc = api.render(key, api._doc(request, profile_id, None, None), None)  # noqa: SLF001
             except ApiError as exc:

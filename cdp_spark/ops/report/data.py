@@ -208,7 +208,7 @@ CHARTED_COUNTERS = ("profiles_considered", "records_sent", "skipped_consent", "s
 def activation_results(rows: LedgerRows) -> pd.DataFrame | None:
     """Per destination, from the latest activation stage run: its counters (sent, skipped, failures, ...) and status.
 
-    Reads ``metrics["destinations"][<name>]`` of the ledger's ``activation`` stage rows (the issue-8 contract).
+    Reads ``metrics["destinations"][<name>]`` of the ledger's ``activation`` stage rows (`activation.stage.run` writes them).
     """
     latest: dict[str, dict[str, Any]] = {}
     for r in rows:  # newest first
