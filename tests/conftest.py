@@ -192,3 +192,44 @@ def embedded_batch_demo(spark, tmp_path_factory) -> DemoLake:
     """`cdp demo` (batch, no collector) on the embedded backend: the reference the delta-spark backend and the
     standalone cluster must reproduce table for table."""
     return batch_demo(tmp_path_factory, "embedded")
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A local S3 endpoint (moto's server mode on loopback) with one bucket; ``storage_options`` are the
+    ``lake.storage_options`` a deployment on it would configure (see docs/operations.md, "Deploying on object
+    storage")."""
+
+    endpoint: str
+    bucket: str
+    storage_options: dict[str, str]
+
+    def root(self, name: str) -> str:
+        """A fresh lake root in the bucket, e.g. ``s3://cdp-test/<name>``."""
+        return f"s3://{self.bucket}/{name}"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> S3Server:
+    """A real S3 HTTP endpoint for the whole session (moto's ThreadedMotoServer, 127.0.0.1, a free port)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    options = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "cdp-test",
+               "AWS_SECRET_ACCESS_KEY": "cdp-test-secret", "AWS_ALLOW_HTTP": "true"}
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="cdp-test",
+                 aws_secret_access_key="cdp-test-secret").create_bucket(Bucket="cdp-test")
+    yield S3Server(endpoint, "cdp-test", options)
+    server.stop()
+
+
+@pytest.fixture
+def s3_root(s3_server, request) -> str:
+    """A lake root of its own on the session's S3 server, per test."""
+    import uuid
+
+    return s3_server.root(f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}")
