@@ -25,6 +25,7 @@ from cdp_spark.cli_common import ActionableError, ConfOption, JsonOption, err, f
 from cdp_spark.config import CdpConfig, ConfigError, ConfigNotFoundError, load_config, load_config_with_sources
 from cdp_spark.jars import JarsError
 from cdp_spark.lake import LakeError
+from cdp_spark.lake.files import local_path
 from cdp_spark.ops import logs
 from cdp_spark.api.cli import api_app, sandbox_app, serve as api_serve
 from cdp_spark.privacy.cli import erase_app
@@ -103,7 +104,7 @@ def _existing_lake(config: CdpConfig, conf: str) -> None:
     root = config.lake.root
     if "://" in root and not root.startswith("file://"):
         return  # object storage has no folders to check; its tables say whether they exist
-    path = Path(root.removeprefix("file://"))
+    path = Path(local_path(root, "lake.root"))
     if not path.is_dir():
         raise ActionableError(
             f"lake not found: {path.absolute()} does not exist (lake.root in {conf})",

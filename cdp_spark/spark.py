@@ -255,8 +255,13 @@ def session(config: "CdpConfig") -> "SparkSession":
         >>> capabilities(spark).delta_jvm                     # doctest: +SKIP
         False
     """
+    from cdp_spark.lake.files import hadoop_s3a_conf
+
     engine = config.engine
     checkpoint_dir = config.lake.checkpoint_dir
+    on_s3 = config.lake.root.startswith(("s3://", "s3a://"))
+    # Spark reads and writes the lake's Parquet files itself: on S3 through S3A, with the lake's credentials.
+    s3a = hadoop_s3a_conf(config.lake.storage_options) if on_s3 else {}
     mode = engine.mode
     if mode == "auto":
         mode = "cluster" if running_under_cluster() else "embedded"
@@ -265,6 +270,7 @@ def session(config: "CdpConfig") -> "SparkSession":
         conf = {
             "spark.sql.session.timeZone": "UTC",
             "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+            **s3a,
             **engine.spark_conf,
         }
         return build_session(engine.app_name, conf, checkpoint_dir, engine.log_level)
@@ -273,8 +279,9 @@ def session(config: "CdpConfig") -> "SparkSession":
 
     # Spark's own check of the host name warns unless told the (loopback) address the embedded driver binds to.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    extra = dict(engine.spark_conf)
-    for key, value in jar_conf(engine.jars, engine.jar_bundles).items():
+    extra = {**s3a, **engine.spark_conf}
+    bundles = [*engine.jar_bundles, *(["s3"] if on_s3 and "s3" not in engine.jar_bundles else [])]
+    for key, value in jar_conf(engine.jars, bundles).items():
         # The user's own settings win, except that their jars (a JDBC driver, say) join the bundles' jars.
         extra[key] = f"{extra[key]},{value}" if key == "spark.jars" and extra.get(key) else extra.get(key, value)
     logs = log_file(config.lake.root)  # a `cdp` command's log file (None: library use, notebooks, -v)

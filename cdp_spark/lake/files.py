@@ -26,6 +26,8 @@ import pyarrow.fs as pafs
 from cdp_spark.lake.errors import LakeError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
     from cdp_spark.config import CdpConfig
 
 
@@ -131,6 +133,51 @@ def storage_option_problems(root: str, options: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def delta_storage_options(root: str, options: Mapping[str, str] | None) -> dict[str, str]:
+    """delta-rs storage options for ``root``: on S3, conditional puts (``If-None-Match``) make each commit
+    put-if-absent, so of two writers racing for one version exactly one wins and the other retries on the new
+    snapshot. Kept as configured when a locking provider or ``conditional_put`` is set explicitly.
+
+    Example:
+        >>> delta_storage_options("s3://b/lake", {})
+        {'conditional_put': 'etag'}
+    """
+    out = dict(options or {})
+    if root.startswith(("s3://", "s3a://")) and not (
+            _option(out, "CONDITIONAL_PUT", "AWS_CONDITIONAL_PUT") or _option(out, "AWS_S3_LOCKING_PROVIDER")):
+        out["conditional_put"] = "etag"
+    return out
+
+
+def hadoop_s3a_conf(options: Mapping[str, str]) -> dict[str, str]:
+    """Spark settings for the S3A file system from ``lake.storage_options`` (Spark reads and writes a lake's
+    Parquet files; ``s3://`` is served by S3A too). Needs the ``s3`` jar bundle (`cdp jars fetch s3`).
+
+    Example:
+        >>> hadoop_s3a_conf({"AWS_ENDPOINT_URL": "http://127.0.0.1:9000"})["spark.hadoop.fs.s3a.path.style.access"]
+        'true'
+    """
+    s3a = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    conf = {"spark.hadoop.fs.s3.impl": s3a, "spark.hadoop.fs.s3a.impl": s3a}
+    endpoint = _option(options, "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
+    if endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"  # custom endpoints rarely serve bucket subdomains
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https")).lower()
+    region = _option(options, "AWS_REGION", "AWS_DEFAULT_REGION")
+    if region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = region
+    key, secret = _option(options, "AWS_ACCESS_KEY_ID"), _option(options, "AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        conf["spark.hadoop.fs.s3a.access.key"], conf["spark.hadoop.fs.s3a.secret.key"] = key, secret
+        token = _option(options, "AWS_SESSION_TOKEN")
+        if token:
+            conf["spark.hadoop.fs.s3a.session.token"] = token
+            conf["spark.hadoop.fs.s3a.aws.credentials.provider"] = \
+                "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
+    return conf
+
+
 def filesystem(location: str, options: Mapping[str, str] | None = None) -> tuple[pafs.FileSystem, str]:
     """The pyarrow file system holding ``location`` and the path inside it.
 
@@ -161,7 +208,8 @@ class LakeFiles:
         >>> files.read_text("_system/privacy/salt")         # doctest: +SKIP
     """
 
-    def __init__(self, root: str, storage_options: Mapping[str, str] | None = None):
+    def __init__(self, root: str | os.PathLike[str], storage_options: Mapping[str, str] | None = None):
+        root = os.fspath(root)
         self.root = root.rstrip("/") if is_remote(root) else os.path.abspath(root.removeprefix("file://"))
         self.storage_options = dict(storage_options or {})
         self.fs, self._base = filesystem(self.root, self.storage_options)
@@ -191,7 +239,7 @@ class LakeFiles:
 
     def read_bytes(self, relative: str) -> bytes:
         try:
-            with self.fs.open_input_stream(self._path(relative)) as f:
+            with self.fs.open_input_stream(self._path(relative), compression=None) as f:
                 return f.read()
         except FileNotFoundError:
             raise
@@ -203,12 +251,21 @@ class LakeFiles:
     def read_text(self, relative: str) -> str:
         return self.read_bytes(relative).decode("utf-8")
 
+    def open_input(self, relative: str) -> "pa.NativeFile":
+        """A seekable reader of ``relative`` (Parquet footers are read without downloading the whole object)."""
+        try:
+            return self.fs.open_input_file(self._path(relative))
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise self._fail("read", relative, exc) from None
+
     def write_bytes(self, relative: str, data: bytes, *, private: bool = False) -> None:
         """Replace ``relative`` with ``data`` as a whole (readers never see a partial file)."""
         path = self._path(relative)
         try:
             if self.remote:
-                with self.fs.open_output_stream(path) as f:
+                with self.fs.open_output_stream(path, compression=None) as f:
                     f.write(data)
                 return
             folder = os.path.dirname(path)
@@ -272,6 +329,31 @@ class LakeFiles:
                 self.fs.delete_file(path)
         except OSError as exc:
             raise self._fail("delete", relative, exc) from None
+
+    def modified(self, relative: str) -> float:
+        """When ``relative`` was last written (seconds since the epoch)."""
+        try:
+            info = self.fs.get_file_info(self._path(relative))
+        except OSError as exc:
+            raise self._fail("look up", relative, exc) from None
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(self.uri(relative))
+        return (info.mtime_ns or 0) / 1e9
+
+    def stamp(self, relative: str) -> tuple[int, int, int] | None:
+        """A value that changes whenever ``relative`` is replaced (inode, mtime, size; no inode on object
+        storage), None when it does not exist: a cheap "has it changed" check for cached readers."""
+        if not self.remote:
+            try:
+                st = os.stat(self._path(relative))
+            except FileNotFoundError:
+                return None
+            return st.st_ino, st.st_mtime_ns, st.st_size
+        try:
+            info = self.fs.get_file_info(self._path(relative))
+        except OSError as exc:
+            raise self._fail("look up", relative, exc) from None
+        return None if info.type == pafs.FileType.NotFound else (0, info.mtime_ns or 0, info.size or 0)
 
     def list(self, relative: str = "", *, suffix: str = "") -> list[str]:
         """Names of the files directly in folder ``relative`` ending in ``suffix``, sorted ([] when absent)."""
