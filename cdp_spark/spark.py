@@ -280,10 +280,13 @@ def session(config: "CdpConfig") -> "SparkSession":
     # Spark's own check of the host name warns unless told the (loopback) address the embedded driver binds to.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     extra = {**s3a, **engine.spark_conf}
-    bundles = [*engine.jar_bundles, *(["s3"] if on_s3 and "s3" not in engine.jar_bundles else [])]
-    for key, value in jar_conf(engine.jars, bundles).items():
-        # The user's own settings win, except that their jars (a JDBC driver, say) join the bundles' jars.
-        extra[key] = f"{extra[key]},{value}" if key == "spark.jars" and extra.get(key) else extra.get(key, value)
+    jar_settings = [jar_conf(engine.jars, engine.jar_bundles)]
+    if on_s3 and "s3" not in engine.jar_bundles:  # S3A is needed whatever engine.jars says: without it, no lake
+        jar_settings.append(jar_conf("auto" if engine.jars == "auto" else "required", ["s3"]))
+    for settings in jar_settings:
+        for key, value in settings.items():
+            # The user's own settings win, except that their jars (a JDBC driver, say) join the bundles' jars.
+            extra[key] = f"{extra[key]},{value}" if key == "spark.jars" and extra.get(key) else extra.get(key, value)
     logs = log_file(config.lake.root)  # a `cdp` command's log file (None: library use, notebooks, -v)
     if logs is not None:
         user_flags = extra.get("spark.driver.extraJavaOptions")

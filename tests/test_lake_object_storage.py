@@ -139,3 +139,117 @@ def test_concurrent_writers_on_s3_lose_no_commit(s3_server, s3_root):
     assert versions == list(range(writers * commits + 1))  # the create, then one version per commit
     appends = [h for h in table.history() if h.get("operation") == "WRITE"]
     assert len(appends) == writers * commits
+
+
+# ---- erasure's verification on object storage ----
+def _s3_config(tmp_path, s3_server, root: str, name: str = "cdp.yaml"):
+    from cdp_spark.config import load_config
+
+    options = "".join(f"    {k}: '{v}'\n" for k, v in s3_server.storage_options.items())
+    main = tmp_path / name
+    main.write_text(f"lake:\n  root: {root}\n  backend: embedded\n  storage_options:\n{options}")
+    return main, load_config(main)
+
+
+def test_the_verifier_lists_and_reads_objects_and_verifies_only_when_nothing_is_left(tmp_path, s3_server, s3_root):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cdp_spark.lake import open_lake
+    from cdp_spark.privacy import requests as R
+    from cdp_spark.privacy.erase import verify_request
+    from cdp_spark.privacy.matching import Identifier
+
+    _, config = _s3_config(tmp_path, s3_server, s3_root)
+    lake = open_lake(None, config)  # embedded: delta-rs only, no Spark needed here
+    ann = [Identifier("email", "ann.lee@example.com")]
+    rid = R.file_request(config, lake, ann, requested_by="test")
+    assert lake.files.exists(f"{R.SEALED_DIR}/{rid}.json")  # sealed in the bucket, not in a local "s3:" folder
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"email": ["ANN.LEE@example.com", "bob@example.com"]}), sink)
+    lake.files.write_bytes("silver/people/part-0.parquet", sink.getvalue().to_pybytes())
+    lake.files.write_text("landing/crm/day=1/customers.ndjson", '{"email": "ann.lee@example.com"}\n')
+
+    found = verify_request(config, lake, rid)
+    assert sorted((o.path.removeprefix(s3_root), o.place) for o in found) == [
+        ("/landing/crm/day=1/customers.ndjson", "bytes"), ("/silver/people/part-0.parquet", "email"),
+        ("/silver/people/part-0.parquet", "email (statistics)")]
+    assert R.latest(lake, rid)["status"] == "pending" and R.read_sealed(lake.files, rid) is not None
+
+    lake.files.delete("silver/people/part-0.parquet")
+    lake.files.delete("landing/crm/day=1/customers.ndjson")
+    assert verify_request(config, lake, rid) == []
+    assert R.latest(lake, rid)["status"] == "verified" and R.read_sealed(lake.files, rid) is None
+
+
+def test_a_root_the_verifier_cannot_read_is_a_failure_never_a_pass(tmp_path, s3_server, s3_root):
+    from cdp_spark.config import load_config
+    from cdp_spark.lake import open_lake
+    from cdp_spark.privacy import requests as R
+    from cdp_spark.privacy.erase import verify_request
+    from cdp_spark.privacy.matching import Identifier
+    from cdp_spark.privacy.verify import UnreadableRoot, scan
+
+    ann = [Identifier("email", "ann.lee@example.com")]
+    with pytest.raises(UnreadableRoot, match="s3://no-such-bucket/lake"):
+        scan(["s3://no-such-bucket/lake"], ann, storage_options=s3_server.storage_options)
+    with pytest.raises(UnreadableRoot, match="no file at all"):  # an empty lake root: nothing was looked at
+        scan([s3_root], ann, required=[s3_root], storage_options=s3_server.storage_options)
+
+    main, _ = _s3_config(tmp_path, s3_server, s3_root)
+    # one of the scanned folders is in a bucket that does not exist (a typo): the request must stay open
+    main.write_text(main.read_text() + "privacy:\n  export_dir: s3://no-such-bucket/exports\n")
+    config = load_config(main)
+    lake = open_lake(None, config)
+    rid = R.file_request(config, lake, ann, requested_by="test")
+    with pytest.raises(UnreadableRoot, match="s3://no-such-bucket/exports"):
+        verify_request(config, lake, rid)
+    state = R.latest(lake, rid)
+    assert state["status"] == "pending" and state["error"] == "UnreadableRoot"
+    assert R.read_sealed(lake.files, rid) is not None  # identifiers kept for the next attempt
+
+
+# ---- durable secrets: a fresh process on another machine reuses them ----
+SECRETS_RUN = """
+import json, sys
+from cdp_spark.api.keys import store_for
+from cdp_spark.config import load_config
+from cdp_spark.privacy.tombstones import salt_for
+
+config = load_config(sys.argv[1])
+keys = store_for(config)
+out = {"salt": salt_for(config, config.lake.root)}
+if sys.argv[2] == "create":
+    out["secret"] = keys.create("crm", ["read"])[0]
+else:
+    key = keys.verify(sys.argv[2])
+    out["key"] = key and key.name
+print(json.dumps(out))
+"""
+
+
+def test_salt_and_api_keys_live_in_the_lake_and_a_fresh_process_elsewhere_reuses_them(tmp_path, s3_server, s3_root):
+    """Two runs from two fresh processes in two different working folders (two ephemeral cluster nodes):
+    the second finds the first's tombstone salt and API key in the bucket instead of creating new ones."""
+    import json
+    import subprocess
+    import sys
+
+    main, config = _s3_config(tmp_path, s3_server, s3_root)
+
+    def run(node: str, arg: str) -> dict:
+        cwd = tmp_path / node
+        cwd.mkdir()
+        done = subprocess.run([sys.executable, "-c", SECRETS_RUN, str(main), arg], cwd=cwd, capture_output=True,
+                              text=True, timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert list(cwd.iterdir()) == []  # nothing written to the node's local disk
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first = run("node-1", "create")
+    second = run("node-2", first["secret"])
+    assert len(first["salt"]) == 64 and second["salt"] == first["salt"]
+    assert second["key"] == "crm"
+    files = LakeFiles(s3_root, s3_server.storage_options)
+    assert files.exists("_system/privacy/salt") and files.exists("_system/api/keys.json")
+    assert first["secret"].split(".", 1)[1] not in files.read_text("_system/api/keys.json")  # hashes only

@@ -369,8 +369,12 @@ class LakeFiles:
         never mistakes "cannot read" for "empty"."""
         try:
             top = self.fs.get_file_info(self._path(relative))
-            if top.type == pafs.FileType.NotFound and not self.remote:
-                raise FileNotFoundError(self._path(relative))
+            if top.type == pafs.FileType.NotFound:
+                # an object store has no folders: a prefix without objects is empty, but only in a bucket that exists
+                bucket = self._path(relative).split("/", 1)[0]
+                if not self.remote or self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                    raise FileNotFoundError(self.uri(relative) if self.remote else self._path(relative))
+                return
             infos = self.fs.get_file_info(pafs.FileSelector(self._path(relative), recursive=True))
         except OSError as exc:
             raise self._fail("list", relative, exc) from None
