@@ -253,3 +253,28 @@ def test_salt_and_api_keys_live_in_the_lake_and_a_fresh_process_elsewhere_reuses
     files = LakeFiles(s3_root, s3_server.storage_options)
     assert files.exists("_system/privacy/salt") and files.exists("_system/api/keys.json")
     assert first["secret"].split(".", 1)[1] not in files.read_text("_system/api/keys.json")  # hashes only
+
+
+def test_maintenance_compacts_vacuums_and_checkpoints_a_table_on_s3(tmp_path, s3_server, s3_root):
+    import datetime as dt
+
+    from cdp_spark.lake import open_lake
+    from cdp_spark.lake.deltaio import append_rows
+    from cdp_spark.ops.maintain import checkpoints, maintain
+
+    _, config = _s3_config(tmp_path, s3_server, s3_root)
+    lake = open_lake(None, config)
+    now = dt.datetime(2026, 12, 1, 12)
+    for i in range(5):  # five small files
+        append_rows(lake, "ops.api_audit", [{"at": now, "at_date": now.date(), "org_id": "acme", "key_id": f"k{i}",
+                                             "action": "read"}])
+    assert checkpoints(lake, "ops.api_audit") == []
+    result = maintain(lake, config, tables=["ops.api_audit"], retention_hours=0)
+    assert result.ok, result.errors
+    done = result.tables["ops.api_audit"]
+    assert (done["files_before"], done["files_after"], done["rows"]) == (5, 1, 5)
+    assert done["vacuumed"] == 5  # the five small files the compaction replaced (retention 0 here)
+    assert checkpoints(lake, "ops.api_audit")  # the checkpoint is in the bucket, listed through LakeFiles
+    files = [f for f, _ in lake.files.walk("ops/api_audit") if f.endswith(".parquet") and "_delta_log" not in f]
+    assert len(files) == 1  # only the compacted file is left on the server
+    assert lake.delta_table("ops.api_audit").to_pyarrow_table().num_rows == 5
