@@ -125,7 +125,8 @@ def _known_files(lake: "Lake", source: Source, location: str) -> tuple[dict[str,
     return latest, failures
 
 
-def content_hashes(paths: list[str], threads: int = 4) -> dict[str, str | None]:
+def content_hashes(paths: list[str], threads: int = 4,
+                   storage_options: dict[str, str] | None = None) -> dict[str, str | None]:
     """SHA-256 (hex) of each file's bytes, read in parallel through pyarrow's file systems; None for a file that
     is gone. The one extra read of a new file's bytes (measured: ~0.7 GB/s per core here), for an identity that
     survives renames and moved lakes; files the ledger already knows by path, size and time are not read.
@@ -137,7 +138,7 @@ def content_hashes(paths: list[str], threads: int = 4) -> dict[str, str | None]:
     from concurrent.futures import ThreadPoolExecutor
 
     def one(path: str) -> str | None:
-        fs, inner = _arrow_fs(path)
+        fs, inner = _arrow_fs(path, storage_options)
         digest = hashlib.sha256()
         try:
             # The bytes as delivered: no decompression (pyarrow would detect it from the name).
@@ -155,13 +156,15 @@ def content_hashes(paths: list[str], threads: int = 4) -> dict[str, str | None]:
         return dict(zip(paths, pool.map(one, paths))) if paths else {}
 
 
-def _arrow_fs(path: str):  # type: ignore[no-untyped-def]
+def _arrow_fs(path: str, storage_options: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     import pyarrow.fs as pafs
     from urllib.parse import unquote, urlparse
 
+    from cdp_spark.lake.files import filesystem
+
     if path.startswith("file:") or "://" not in path:
         return pafs.LocalFileSystem(), unquote(urlparse(path).path) if path.startswith("file:") else path
-    return pafs.FileSystem.from_uri(path.replace("s3a://", "s3://", 1))
+    return filesystem(path, storage_options)  # the lake's store and credentials (s3a:// as s3://)
 
 
 def refresh_ledger(spark: SparkSession, config: "CdpConfig", lake: "Lake", rewritten: list[str],
@@ -186,7 +189,7 @@ def refresh_ledger(spark: SparkSession, config: "CdpConfig", lake: "Lake", rewri
              for name, folder in folders if relative_path(folder, path) != path}
     if not named:
         return 0
-    hashes = content_hashes(list(named.values()))
+    hashes = content_hashes(list(named.values()), storage_options=config.lake.storage_options)
     now = utc_now()
     rows = []
     for name in {source for source, _ in named}:
@@ -248,7 +251,8 @@ def ingest_source(spark: SparkSession, config: "CdpConfig", lake: "Lake", source
     if source.kind == "files":
         landed = discover(spark, source, location)
         hashes = content_hashes([f.path for f in landed if not known_unchanged(f, known.get(f.relative))
-                                 or known[f.relative]["status"] in ("failed", REFUSED)])
+                                 or known[f.relative]["status"] in ("failed", REFUSED)],
+                                storage_options=config.lake.storage_options)
         plan = plan_files(landed, known, source.on_changed_file, source.load_mode == "snapshot", hashes=hashes,
                           attempts=failures)
     else:
