@@ -209,40 +209,19 @@ class S3Server:
         return f"s3://{self.bucket}/{name}"
 
 
-# The server runs in a process of its own: delta-rs calls from the test process may hold the GIL while they wait
-# for the server's answer, which a server thread in the same process could then never give.
-MOTO_SERVER = """
-import sys, time
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-sys.stdin.read()  # until the test session closes our stdin
-"""
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> S3Server:
-    """A real S3 HTTP endpoint for the whole session (moto's server on 127.0.0.1, a free port, in a child process)."""
-    import subprocess
+    """A real S3 HTTP endpoint for the whole session (moto's server on 127.0.0.1, a free port; tests/s3_server.py)."""
+    from tests import s3_server as server
 
-    import boto3
-
-    proc = subprocess.Popen([sys.executable, "-c", MOTO_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    port = proc.stdout.readline().strip()
-    if not port.isdigit():
-        proc.kill()
-        pytest.fail("moto's S3 server did not start (is the test extra installed? pip install -e '.[test]')")
-    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        proc, endpoint = server.start("cdp-test", "cdp-test", "cdp-test-secret")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     options = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "cdp-test",
                "AWS_SECRET_ACCESS_KEY": "cdp-test-secret", "AWS_ALLOW_HTTP": "true"}
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="cdp-test",
-                 aws_secret_access_key="cdp-test-secret").create_bucket(Bucket="cdp-test")
     yield S3Server(endpoint, "cdp-test", options)
-    proc.stdin.close()
-    proc.terminate()
-    proc.wait(timeout=30)
+    server.stop(proc)
 
 
 @pytest.fixture
