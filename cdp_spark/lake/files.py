@@ -291,7 +291,7 @@ class LakeFiles:
 
         Locally this is atomic (a hard link). pyarrow has no conditional put, so on object storage two processes
         creating the same new file in the same instant may both write it: the last upload wins and both re-read
-        it. Create such files once, at setup (`cdp privacy salt`-style first use), or set them in config.
+        it. Create such files once, at setup, or set their value in config (`privacy.tombstone_salt`).
         """
         if self.exists(relative):
             return False
