@@ -167,6 +167,17 @@ def _arrow_fs(path: str, storage_options: dict[str, str] | None = None):  # type
     return filesystem(path, storage_options)  # the lake's store and credentials (s3a:// as s3://)
 
 
+def _size_and_time(path: str, storage_options: dict[str, str] | None) -> tuple[int, dt.datetime] | None:
+    """A file's size and modification time (UTC, naive), local or on object storage; None when it is gone."""
+    import pyarrow.fs as pafs
+
+    fs, inner = _arrow_fs(path, storage_options)
+    info = fs.get_file_info(inner)
+    if info.type != pafs.FileType.File:
+        return None
+    return info.size or 0, dt.datetime.fromtimestamp((info.mtime_ns or 0) / 1e9, dt.timezone.utc).replace(tzinfo=None)
+
+
 def refresh_ledger(spark: SparkSession, config: "CdpConfig", lake: "Lake", rewritten: list[str],
                    run_id: str = "erasure") -> int:
     """Record in the file ledger that local files were rewritten in place (an erasure removed records): a row
@@ -177,15 +188,14 @@ def refresh_ledger(spark: SparkSession, config: "CdpConfig", lake: "Lake", rewri
         >>> refresh_ledger(spark, config, lake, ["/lake/demo/landing/orders/day=2026-11-01/orders-00000.csv"])  # doctest: +SKIP
         1
     """
-    import os
-
     if not rewritten or not lake.exists(INGESTED_FILES.name):
         return 0
     folders = [(s.name, source_location(config, s)) for s in config.sources if s.kind == "files" and s.path]
     collector = getattr(config, "collector", None)
     if collector is not None:
         folders += [(name, f"{collector.landing(config.lake.root)}/{name}") for name in collector.sources]
-    named = {(name, relative_path(folder, path)): path for path in rewritten if os.path.exists(path)
+    facts = {path: _size_and_time(path, config.lake.storage_options) for path in rewritten}
+    named = {(name, relative_path(folder, path)): path for path in rewritten if facts[path] is not None
              for name, folder in folders if relative_path(folder, path) != path}
     if not named:
         return 0
@@ -196,10 +206,10 @@ def refresh_ledger(spark: SparkSession, config: "CdpConfig", lake: "Lake", rewri
         known, _ = _known_files(lake, next(s for s in config.sources if s.name == name), dict(folders)[name])
         for (source, relative), path in named.items():
             last = known.get(relative) if source == name else None
-            if last is None or (last["size"], last["content_hash"]) == (os.path.getsize(path), hashes[path]):
+            size, mtime = facts[path]  # type: ignore[misc]
+            if last is None or (last["size"], last["content_hash"]) == (size, hashes[path]):
                 continue
-            mtime = dt.datetime.fromtimestamp(os.path.getmtime(path), dt.timezone.utc).replace(tzinfo=None)
-            rows.append((source, relative, os.path.getsize(path), hashes[path], mtime, int(last["version"]), "rewritten",
+            rows.append((source, relative, size, hashes[path], mtime, int(last["version"]), "rewritten",
                          None, 0, 0, 0, 0, run_id, now))
     lake.append_rows(INGESTED_FILES.name, rows)
     return len(rows)
