@@ -19,10 +19,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
 # The JVM bundles the production-path tests need (the broker's jars run a test Kafka, off the session's classpath).
 TEST_BUNDLES = ("delta", "kafka", "sqlite-jdbc")
-# Fetched too, not loaded here: the broker runs in a JVM of its own, and `s3` (hadoop-aws, ~660 MB) is loaded by the
-# `cdp` processes of the S3-lake tests (tests/test_lake_object_storage.py).
-FETCHED_ONLY = ("kafka-broker", "s3")
-FETCH_FOR_TESTS = "cdp jars fetch delta kafka sqlite-jdbc kafka-broker s3"
+FETCHED_ONLY = ("kafka-broker",)  # fetched too, not loaded here: the broker runs in a JVM of its own
+FETCH_FOR_TESTS = "cdp jars fetch delta kafka sqlite-jdbc kafka-broker"
 
 
 def pytest_sessionstart(session):
