@@ -6,12 +6,21 @@ Writes then reads N rows of a realistic events schema partitioned by date throug
 
     cdp jars fetch delta
     python -m bench.lake --rows 10000000
+
+With ``--root s3://bucket/prefix`` the embedded backend is also measured on object storage, beside local disk in
+the same run (``object_store`` in the result: rows/s and the ratio to the local embedded lake). Credentials come
+from ``--storage-option KEY=VALUE`` (delta-rs' names, as in ``lake.storage_options``) or the AWS default chain;
+``--local-s3`` starts a local S3 server (moto, from the test extra) and uses it:
+
+    cdp jars fetch s3
+    python -m bench.lake --rows 10000000 --local-s3
 """
 from __future__ import annotations
 
 import argparse
 import shutil
 import tempfile
+import uuid
 
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -21,6 +30,7 @@ from cdp_spark.lake import Column, TableRegistry, TableSpec
 from cdp_spark import jars
 from cdp_spark.lake.delta_spark import DeltaSparkLake
 from cdp_spark.lake.embedded import EmbeddedLake
+from cdp_spark.locations import hadoop_s3a_conf
 from cdp_spark.spark import build_session, embedded_conf
 
 EVENTS = TableSpec(
@@ -70,17 +80,34 @@ def main() -> None:
     parser.add_argument("--merge-rows", type=int, default=10_000)
     parser.add_argument("--backends", default="embedded,delta-spark",
                         help="lake backends to measure beside plain Parquet (delta-spark loads the cached jars)")
+    parser.add_argument("--root", help="an object-store lake root (s3://bucket/prefix) measured beside local disk")
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="lake.storage_options for --root (repeatable)")
+    parser.add_argument("--local-s3", action="store_true", help="start a local S3 server (moto) for --root")
     args = parser.parse_args()
     backends = args.backends.split(",")
     work = tempfile.mkdtemp(prefix="cdp-bench-lake-")
-    extra: dict[str, str] = {}
-    if "delta-spark" in backends:
-        extra, missing = jars.session_conf(["delta"])
-        if missing:
-            raise SystemExit("delta-spark needs Delta's jars: run `cdp jars fetch delta` first")
+    server = None
+    options = dict(o.split("=", 1) for o in args.storage_option)
+    if args.local_s3:
+        from tests import s3_server  # moto, from the test extra
+
+        server, endpoint = s3_server.start("cdp-bench", "bench", "bench")
+        options = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench",
+                   "AWS_SECRET_ACCESS_KEY": "bench", "AWS_ALLOW_HTTP": "true", **options}
+        args.root = args.root or "s3://cdp-bench/lake"
+    bundles = (["delta"] if "delta-spark" in backends else []) + (["s3"] if args.root else [])
+    extra, missing = jars.session_conf(bundles)
+    if missing:
+        raise SystemExit(f"missing JVM jars: run `cdp jars fetch {' '.join(missing)}` first")
+    if args.root:
+        extra.update(hadoop_s3a_conf(options))
     spark = build_session("bench-lake", embedded_conf(cores=2, extra=extra), f"{work}/ckpt")
     kinds = {"embedded": EmbeddedLake, "delta-spark": DeltaSparkLake}
     lakes = {b: kinds[b](spark, f"{work}/{b}", TableRegistry([EVENTS])) for b in backends}
+    if args.root:
+        lakes["embedded_object_store"] = EmbeddedLake(spark, f"{args.root.rstrip('/')}/{uuid.uuid4().hex[:8]}",
+                                                      TableRegistry([EVENTS]), storage_options=options)
     source = events(spark, args.rows).cache()
     source.count()
     for lake in lakes.values():
@@ -136,9 +163,20 @@ def main() -> None:
         "targets": {"write_ratio": ">= 0.7", "read_ratio": ">= 0.9"},
         "best_seconds_of_2": {k: round(v, 2) for k, v in best.items()},
     }
+    if args.root:
+        remote, local = results.pop("embedded_object_store"), results.get("embedded")
+        payload["backends"] = results
+        payload["object_store"] = {
+            "root": args.root.split("://")[0] + "://" + ("local S3 server (moto)" if args.local_s3 else "configured store"),
+            **{k: remote[k] for k in ("write_rows_per_s", "read_rows_per_s", "merge_seconds")},
+            "write_ratio_to_local": round(remote["write_rows_per_s"] / local["write_rows_per_s"], 3) if local else None,
+            "read_ratio_to_local": round(remote["read_rows_per_s"] / local["read_rows_per_s"], 3) if local else None,
+        }
     write_result("lake", payload)
     spark.stop()
     shutil.rmtree(work, ignore_errors=True)
+    if server is not None:
+        s3_server.stop(server)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from rich.console import Console
 from cdp_spark.config import CdpConfig, ConfigError, ConfigNotFoundError, load_config
 from cdp_spark.jars import JarsError
 from cdp_spark.lake import LakeError
+from cdp_spark.locations import local_path
 from cdp_spark.ops import logs
 from cdp_spark.pipeline import StageFailed, StageOrderError, UnknownStageError
 
@@ -133,7 +134,7 @@ def require_lake(config: CdpConfig, conf: str) -> None:
     root = config.lake.root
     if "://" in root and not root.startswith("file://"):
         return  # object storage has no folders to check; its tables say whether they exist
-    path = Path(root.removeprefix("file://"))
+    path = Path(local_path(root, "lake.root"))
     if not path.is_dir():
         raise ActionableError(
             f"lake not found: {path.absolute()} does not exist (lake.root in {conf})",

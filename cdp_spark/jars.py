@@ -29,6 +29,7 @@ from xml.sax.saxutils import escape
 # One pinned Spark for every JVM artifact below; setup.cfg pins pyspark and delta-spark to the same versions
 # (tests/test_jars.py checks that they agree).
 SPARK_VERSION = "4.2.0"
+HADOOP_VERSION = "3.5.0"  # pyspark 4.2's hadoop-client-api; hadoop-aws must match it exactly
 SCALA_VERSION = "2.13"
 DELTA_VERSION = "4.4.0"
 GRAPHFRAMES_VERSION = "0.10.1"
@@ -65,6 +66,9 @@ BUNDLES: dict[str, Bundle] = {
         Bundle("sqlite-jdbc", ("org.xerial:sqlite-jdbc:3.54.1.0",),
                "a JDBC driver for the JDBC source's tests (engine.spark_conf spark.jars for your own database's)",
                probe="org.sqlite.JDBC", default=False),
+        Bundle("s3", (f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",),
+               "the S3A file system, for a lake on S3 (lake.root: s3://...; Spark reads and writes s3a://)",
+               probe="org.apache.hadoop.fs.s3a.S3AFileSystem", default=False),
         Bundle("kafka-broker", (f"org.apache.kafka:kafka_{SCALA_VERSION}:{KAFKA_BROKER_VERSION}",
                                 "org.slf4j:slf4j-simple:1.7.36"),
                "a single-node KRaft Kafka broker, for tests and local trials", on_classpath=False),

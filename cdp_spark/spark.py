@@ -264,8 +264,13 @@ def session(config: "CdpConfig") -> "SparkSession":
         >>> capabilities(spark).delta_jvm                     # doctest: +SKIP
         False
     """
+    from cdp_spark.locations import hadoop_s3a_conf
+
     engine = config.engine
     checkpoint_dir = config.lake.checkpoint_dir
+    on_s3 = config.lake.root.startswith(("s3://", "s3a://"))
+    # Spark reads and writes the lake's Parquet files itself: on S3 through S3A, with the lake's credentials.
+    s3a = hadoop_s3a_conf(config.lake.storage_options) if on_s3 else {}
     mode = engine.mode
     if mode == "auto":
         mode = "cluster" if running_under_cluster() else "embedded"
@@ -274,6 +279,7 @@ def session(config: "CdpConfig") -> "SparkSession":
         conf = {
             "spark.sql.session.timeZone": "UTC",
             "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+            **s3a,
             **engine.spark_conf,
         }
         return build_session(engine.app_name, conf, checkpoint_dir, engine.log_level)
@@ -282,10 +288,14 @@ def session(config: "CdpConfig") -> "SparkSession":
 
     # Spark's own check of the host name warns unless told the (loopback) address the embedded driver binds to.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    extra = dict(engine.spark_conf)
-    for key, value in jar_conf(engine.jars, engine.jar_bundles).items():
-        # The user's own settings win, except that their jars (a JDBC driver, say) join the bundles' jars.
-        extra[key] = f"{extra[key]},{value}" if key == "spark.jars" and extra.get(key) else extra.get(key, value)
+    extra = {**s3a, **engine.spark_conf}
+    jar_settings = [jar_conf(engine.jars, engine.jar_bundles)]
+    if on_s3 and "s3" not in engine.jar_bundles:  # S3A is needed whatever engine.jars says: without it, no lake
+        jar_settings.append(jar_conf("auto" if engine.jars == "auto" else "required", ["s3"]))
+    for settings in jar_settings:
+        for key, value in settings.items():
+            # The user's own settings win, except that their jars (a JDBC driver, say) join the bundles' jars.
+            extra[key] = f"{extra[key]},{value}" if key == "spark.jars" and extra.get(key) else extra.get(key, value)
     logs = log_file(config.lake.root)  # a `cdp` command's log file (None: library use, notebooks, -v)
     if logs is not None:
         user_flags = extra.get("spark.driver.extraJavaOptions")

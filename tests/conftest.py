@@ -22,6 +22,7 @@ XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
 os.environ.setdefault("CDP_DRIVER_MEMORY", "2g")
 # The JVM bundles the production-path tests need (the broker's jars run a test Kafka, off the session's classpath).
 TEST_BUNDLES = ("delta", "kafka", "sqlite-jdbc")
+FETCHED_ONLY = ("kafka-broker",)  # fetched too, not loaded here: the broker runs in a JVM of its own
 FETCH_FOR_TESTS = "cdp jars fetch delta kafka sqlite-jdbc kafka-broker"
 
 
@@ -34,7 +35,7 @@ def pytest_sessionstart(session):
 
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller fetched them already
         return
-    wanted = [*TEST_BUNDLES, "kafka-broker"]
+    wanted = [*TEST_BUNDLES, *FETCHED_ONLY]
     missing = [name for name in wanted if jars.cached_bundle(name) is None]
     if not missing or not shutil.which("mvn"):
         return
@@ -194,3 +195,41 @@ def embedded_batch_demo(spark, tmp_path_factory) -> DemoLake:
     """`cdp demo` (batch, no collector) on the embedded backend: the reference the delta-spark backend and the
     standalone cluster must reproduce table for table."""
     return batch_demo(tmp_path_factory, "embedded")
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A local S3 endpoint (moto's server mode on loopback) with one bucket; ``storage_options`` are the
+    ``lake.storage_options`` a deployment on it would configure (see docs/operations.md, "Deploying on object
+    storage")."""
+
+    endpoint: str
+    bucket: str
+    storage_options: dict[str, str]
+
+    def root(self, name: str) -> str:
+        """A fresh lake root in the bucket, e.g. ``s3://cdp-test/<name>``."""
+        return f"s3://{self.bucket}/{name}"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> S3Server:
+    """A real S3 HTTP endpoint for the whole session (moto's server on 127.0.0.1, a free port; tests/s3_server.py)."""
+    from tests import s3_server as server
+
+    try:
+        proc, endpoint = server.start("cdp-test", "cdp-test", "cdp-test-secret")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    options = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "cdp-test",
+               "AWS_SECRET_ACCESS_KEY": "cdp-test-secret", "AWS_ALLOW_HTTP": "true"}
+    yield S3Server(endpoint, "cdp-test", options)
+    server.stop(proc)
+
+
+@pytest.fixture
+def s3_root(s3_server, request) -> str:
+    """A lake root of its own on the session's S3 server, per test."""
+    import uuid
+
+    return s3_server.root(f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}")

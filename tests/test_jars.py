@@ -97,3 +97,11 @@ def test_fetch_with_maven_reports_an_unresolvable_artifact_by_name(tmp_path, mon
     with pytest.raises(jars.JarsError, match="io.cdp-spark.test:no-such-artifact"):
         jars.fetch(["nope"], root=tmp_path)
     assert not jars.bundle_dir("nope", tmp_path).exists()           # nothing half-copied in the cache
+
+
+def test_the_s3_bundle_matches_pysparks_hadoop():
+    """hadoop-aws must be the exact Hadoop version pyspark ships (its hadoop-client-api jar), or S3A fails to load."""
+    shipped = sorted(p.name for p in jars.spark_jars_dir().glob("hadoop-client-api-*.jar"))
+    assert shipped == [f"hadoop-client-api-{jars.HADOOP_VERSION}.jar"]
+    assert jars.BUNDLES["s3"].coordinates == (f"org.apache.hadoop:hadoop-aws:{jars.HADOOP_VERSION}",)
+    assert jars.BUNDLES["s3"].probe == "org.apache.hadoop.fs.s3a.S3AFileSystem"

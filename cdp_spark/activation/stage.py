@@ -62,7 +62,7 @@ class DeliveryReport:
 
 def deliver(d: Destination, members: Iterable[Member], state: dict[tuple[str, str], StateRow], *, as_of: dt.date,
             export_root: str, sender: Optional[WebhookSender] = None, delta_sink: Any = None,
-            run_id: str = "") -> DeliveryReport:
+            run_id: str = "", storage_options: Optional[dict[str, str]] = None) -> DeliveryReport:
     """Prepare, plan and send one destination's records; ``state`` is updated in place with what was
     acknowledged (also on failure). Pure Python apart from the transport.
     """
@@ -88,12 +88,14 @@ def deliver(d: Destination, members: Iterable[Member], state: dict[tuple[str, st
         report.status = "empty"
         return report
     return _send(d, items, snapshot_id or delivery_id(d.name, items), report, state, as_of=as_of,
-                 export_root=export_root, sender=sender, delta_sink=delta_sink, run_id=run_id)
+                 export_root=export_root, sender=sender, delta_sink=delta_sink, run_id=run_id,
+                 storage_options=storage_options)
 
 
 def _send(d: Destination, items: list[Item], did: str, report: DeliveryReport,
           state: dict[tuple[str, str], StateRow], *, as_of: dt.date, export_root: str,
-          sender: Optional[WebhookSender], delta_sink: Any, run_id: str) -> DeliveryReport:
+          sender: Optional[WebhookSender], delta_sink: Any, run_id: str,
+          storage_options: Optional[dict[str, str]] = None) -> DeliveryReport:
     """Send planned items through the destination's transport; ``state`` follows every acknowledged batch."""
     report.delivery_id = did
     stats = Stats()
@@ -107,7 +109,8 @@ def _send(d: Destination, items: list[Item], did: str, report: DeliveryReport,
             meta = {"destination": d.name, "as_of": as_of.isoformat(), "format": d.format, "mode": d.mode,
                     "run_id": run_id, "columns": ["action", "audience", *columns(d)]}
             file_drop(d.transport, f"{export_root}/{d.name}", d.name, items, did, columns(d),
-                      "ndjson" if d.format == "ndjson" else "csv", meta, on_sent, stats)
+                      "ndjson" if d.format == "ndjson" else "csv", meta, on_sent, stats,
+                      storage_options=storage_options)
         elif kind == "webhook":
             assert sender is not None
             sender.send(items, did, on_sent, stats)
@@ -220,7 +223,7 @@ def send_removes(spark: SparkSession, config: "CdpConfig", lake: "Lake", destina
     try:
         report = _send(d, items, delivery_id(d.name, items), report, state, as_of=as_of,
                        export_root=export_root(config), sender=sender, delta_sink=_delta_sink(spark, lake, d),
-                       run_id=run_id)
+                       run_id=run_id, storage_options=config.lake.storage_options)
     finally:
         if sender is not None:
             sender.close()
@@ -277,7 +280,8 @@ def activate(spark: SparkSession, config: "CdpConfig", lake: "Lake", d: Destinat
     sender = WebhookSender(d.transport, d.name) if d.transport.type == "webhook" else None
     try:
         report = deliver(d, members, state, as_of=as_of, export_root=export_root(config), sender=sender,
-                         delta_sink=_delta_sink(spark, lake, d), run_id=run_id)
+                         delta_sink=_delta_sink(spark, lake, d), run_id=run_id,
+                         storage_options=config.lake.storage_options)
     finally:
         if sender is not None:
             sender.close()

@@ -19,10 +19,11 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from cdp_spark.activation.config import FileTransport, WebhookTransport
 from cdp_spark.activation.records import Item, batches, idempotency_key
+from cdp_spark.lake.files import LakeFiles, is_remote, local_path
 
 OnSent = Callable[[list[Item]], None]
 LEAD = ("action", "audience")   # the leading columns of an audience record
@@ -59,14 +60,20 @@ def _render(items: list[Item], cols: list[str], fmt: str, lead: Sequence[str] = 
 
 
 def file_drop(cfg: FileTransport, root: str, destination: str, items: list[Item], delivery: str, cols: list[str],
-              fmt: str, meta: dict[str, Any], on_sent: OnSent, stats: Stats, lead: Sequence[str] = LEAD) -> None:
+              fmt: str, meta: dict[str, Any], on_sent: OnSent, stats: Stats, lead: Sequence[str] = LEAD,
+              storage_options: Mapping[str, str] | None = None) -> None:
     """Write ``<root>/<delivery>/part-NNNNN.<ext>`` + ``_manifest.json`` atomically (a staged folder renamed).
 
     Each record is written as ``lead`` + ``cols`` of its body (audience records lead with action and audience;
     forwarded events have no such columns). A folder that already exists is a delivery that completed before
     (e.g. a crash before the state was saved): it is not written again.
     """
-    base = Path(cfg.path or root)
+    if is_remote(cfg.path or root):
+        _object_drop(LakeFiles(cfg.path or root, storage_options), delivery, items, cols, fmt, meta, cfg.rows_per_file,
+                     stats, lead)
+        on_sent(items)
+        return
+    base = Path(local_path(cfg.path or root, "transport.path"))
     base.mkdir(parents=True, exist_ok=True)
     final = base / delivery
     stats.location = str(final)
@@ -90,6 +97,28 @@ def file_drop(cfg: FileTransport, root: str, destination: str, items: list[Item]
         stats.notes.append("delivery folder already present: not rewritten")
     stats.records_sent += len(items)
     on_sent(items)
+
+
+def _object_drop(files: LakeFiles, delivery: str, items: list[Item], cols: list[str], fmt: str, meta: dict[str, Any],
+                 rows_per_file: int, stats: Stats, lead: Sequence[str]) -> None:
+    """On object storage a folder cannot be renamed atomically: the parts are uploaded first and the manifest
+    last, so a delivery is complete exactly when its ``_manifest.json`` exists (readers wait for it)."""
+    stats.location = files.uri(delivery)
+    if files.exists(f"{delivery}/_manifest.json"):
+        stats.notes.append("delivery folder already present: not rewritten")
+    else:
+        ext = "ndjson" if fmt == "ndjson" else "csv"
+        parts = []
+        for n, chunk in enumerate(batches(items, rows_per_file) or [[]]):
+            data = _render(chunk, cols, ext, lead)
+            name = f"part-{n:05d}.{ext}"
+            files.write_bytes(f"{delivery}/{name}", data)
+            parts.append({"name": name, "rows": len(chunk), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        manifest = {**meta, "delivery_id": delivery, "rows": len(items), "files": parts,
+                    "adds": sum(i.action == "add" for i in items), "removes": sum(i.action == "remove" for i in items)}
+        files.write_text(f"{delivery}/_manifest.json", json.dumps(manifest, indent=2, default=str))
+        stats.batches += len(parts)
+    stats.records_sent += len(items)
 
 
 def verify_manifest(folder: str | Path) -> dict[str, Any]:

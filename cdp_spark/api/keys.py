@@ -21,9 +21,11 @@ import os
 import re
 import secrets
 import threading
+import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
+
+from cdp_spark.lake.files import LakeFiles
 
 SCOPES = ("read", "write", "delete", "pii")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -64,30 +66,36 @@ def _digest(salt: str, secret: str) -> str:
 
 
 class KeyStore:
-    """The org's keys in one JSON file (0600)."""
+    """The org's keys in one JSON file (0600 on local disk), local or in the lake on object storage."""
 
-    def __init__(self, path: str | os.PathLike[str], *, org_id: str):
-        self.path = Path(path)
+    # A local stat costs ~1 us, so every request checks it; on object storage the check is an HTTP HEAD, so a
+    # worker checks at most once per this many seconds (a revocation reaches it within that time).
+    REMOTE_CHECK_SECONDS = 1.0
+
+    def __init__(self, path: str | os.PathLike[str], *, org_id: str,
+                 storage_options: Mapping[str, str] | None = None):
+        self.path = os.fspath(path)
+        folder, _, self._name = self.path.rstrip("/").rpartition("/")
+        self._files = LakeFiles(folder or ".", storage_options)
         self.org_id = org_id
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
+        self._checked = 0.0
         self._keys: dict[str, ApiKey] = {}
 
     # ---- reading (cached, reloaded when the file changes) ----
     def _load(self) -> dict[str, ApiKey]:
-        # One stat per request (~1 us) rather than a cache with a TTL: a revocation takes effect at the next
-        # request of every worker. Every save replaces the file, so its inode changes even within one mtime tick.
-        try:
-            st = self.path.stat()
-            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
+        # Every save replaces the file, so its inode changes even within one mtime tick.
+        if self._files.remote and self._stamp is not None and time.monotonic() - self._checked < self.REMOTE_CHECK_SECONDS:
+            return self._keys
+        stamp = self._files.stamp(self._name)
+        self._checked = time.monotonic()
         if stamp == self._stamp:
             return self._keys
         with self._lock:
             keys: dict[str, ApiKey] = {}
             if stamp is not None:
-                doc = json.loads(self.path.read_text(encoding="utf-8"))
+                doc = json.loads(self._files.read_text(self._name))
                 for k in doc.get("keys", []):
                     keys[k["key_id"]] = ApiKey(**{**k, "scopes": tuple(k["scopes"])})
             self._keys, self._stamp = keys, stamp
@@ -115,14 +123,8 @@ class KeyStore:
 
     # ---- changes (CLI) ----
     def _save(self, keys: Iterable[ApiKey]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"keys": [{**asdict(k), "scopes": list(k.scopes)} for k in keys]}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        doc = {"keys": [{**asdict(k), "scopes": list(k.scopes)} for k in keys]}
+        self._files.write_text(self._name, json.dumps(doc, indent=1), private=True)
         self._stamp = None
 
     def create(self, name: str, scopes: Iterable[str]) -> tuple[str, ApiKey]:
@@ -159,4 +161,5 @@ def _now() -> str:
 
 def store_for(config: Any) -> KeyStore:
     """The key store of the config's org (under its lake root)."""
-    return KeyStore(config.api.keys_file(config.lake.root), org_id=config.org.id)
+    return KeyStore(config.api.keys_file(config.lake.root), org_id=config.org.id,
+                    storage_options=config.lake.storage_options)

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from cdp_spark.locations import is_remote, join, local_path
+
 
 class SandboxError(ValueError):
     """The sandbox cannot be created (target not empty, same lake as production, ...)."""
@@ -31,7 +33,8 @@ def create_sandbox(conf: str | os.PathLike[str], to: str | os.PathLike[str], *, 
     target = Path(to).resolve()
     if target.exists() and any(target.iterdir()):
         raise SandboxError(f"{target} is not empty")
-    root = str(Path(lake_root).resolve()) if lake_root else str(target / "lake")
+    root = (lake_root if is_remote(lake_root) else str(Path(local_path(lake_root, "--lake-root")).resolve())) if lake_root \
+        else str(target / "lake")
     if os.path.abspath(production.lake.root) == os.path.abspath(root):
         raise SandboxError("the sandbox lake root must differ from production's")
     shutil.copytree(src.parent, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.pyc", "__pycache__"))
@@ -43,7 +46,7 @@ def create_sandbox(conf: str | os.PathLike[str], to: str | os.PathLike[str], *, 
     raw["lake"]["root"] = root
     demo = raw.get("demo") or {}
     if demo.get("out_dir"):
-        demo["out_dir"] = str(Path(root) / "demo")
+        demo["out_dir"] = join(root, "demo")
     if demo.get("truth_dir"):  # beside the sandbox's own lake root, like the default
         demo["truth_dir"] = root.rstrip("/") + "-demo-truth"
     header = "# Sandbox copy of " + str(src) + " (cdp sandbox create): own lake root, org.sandbox true.\n"

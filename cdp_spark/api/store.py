@@ -37,6 +37,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from cdp_spark.locations import local_path
+
 from cdp_spark.lake.files import fsync_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -310,7 +312,8 @@ def _iso(t: dt.datetime) -> str:
 def store_for(config: "CdpConfig") -> ServingStore:
     """The serving store of this config's org."""
     s = config.api.serving  # type: ignore[attr-defined]
-    return ServingStore(s.folder(config.lake.root), keep_files=s.keep_files)
+    # SQLite needs a local disk: on an object-store lake, api.serving.path names a local folder.
+    return ServingStore(local_path(s.folder(config.lake.root), "api.serving.path"), keep_files=s.keep_files)
 
 
 def serving_rows(spark: "SparkSession", config: "CdpConfig", lake: "Lake", view: "DataFrame | None" = None) -> "DataFrame":

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cdp_spark.lake.files import fsync_path
+from cdp_spark.locations import local_path
 from cdp_spark.ops.ledger import process_alive
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ class Spool:
 
     def __init__(self, root: str | os.PathLike[str], *, rotate_bytes: int = 8 << 20, rotate_seconds: float = 2.0,
                  fsync: bool = True, background: bool = False):
-        self.root = Path(root)
+        # appends are fsync'd line by line, which object storage cannot do: the spool is on local disk
+        self.root = Path(local_path(os.fspath(root), "collector.spool.path"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
@@ -151,7 +153,7 @@ class Spool:
 def recover(root: str | os.PathLike[str], *, stale_seconds: float = 3600.0, fsync: bool = True) -> list[Path]:
     """Rename in-progress files of dead writers into view (same host: pid gone; other hosts: untouched for
     `stale_seconds`). Safe to run while other writers are alive: their files are left alone."""
-    base = Path(root)
+    base = Path(local_path(os.fspath(root), "collector.spool.path"))
     if not base.exists():
         return []
     host = socket.gethostname()

@@ -183,7 +183,8 @@ class BatchWriter:
         """The key stats of this query's micro-batches not yet folded into bronze.raw_keys."""
         if self._pending is None:
             self._pending = keystats.PendingKeyStats(self.spark, self.source.name, f"{self.checkpoint}/key_stats",
-                                                     f"collect-keys.{self.source.name}.{self.query_id()}")
+                                                     f"collect-keys.{self.source.name}.{self.query_id()}",
+                                                     storage_options=self.config.lake.storage_options)
         return self._pending
 
     def flush_key_stats(self) -> int:
@@ -358,7 +359,8 @@ class BatchWriter:
         before it was read cannot be recorded: an error, as before."""
         now = utc_now()
         folder = f"{self.collector.landing(self.config.lake.root)}/{self.source.name}"
-        hashes = stage.content_hashes([st.getPath().toString() for st in landed.values() if st is not None])
+        hashes = stage.content_hashes([st.getPath().toString() for st in landed.values() if st is not None],
+                                      storage_options=self.config.lake.storage_options)
         rows = []
         for f, st in landed.items():
             if st is None:

@@ -66,6 +66,15 @@ class LakeConfig(Strict):
                              f"{-(-self.vacuum_retention_hours // 24)} days")
         return self
 
+    @model_validator(mode="after")
+    def _storage_options_complete(self) -> "LakeConfig":
+        from cdp_spark.lake.files import storage_option_problems
+
+        problems = storage_option_problems(self.root, self.storage_options)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def model_post_init(self, _context: object) -> None:
         if self.checkpoint_dir is None:
             object.__setattr__(self, "checkpoint_dir", self.root.rstrip("/") + "/_system/checkpoints")

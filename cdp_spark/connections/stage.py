@@ -201,7 +201,7 @@ class Outputs:
                 meta = {"connection": connection.name, "output": output.name, "source": source, "format": "ndjson",
                         "columns": cols}
                 file_drop(t, f"{export_root(self.config)}/connections/{label}", label, items, did, cols, "ndjson",
-                          meta, on_sent, stats, lead=())
+                          meta, on_sent, stats, lead=(), storage_options=self.config.lake.storage_options)
             elif isinstance(t, DeltaOutput):
                 self._delta(connection, output, items, did)
                 stats.batches, stats.location = 1, FORWARDED_EVENTS.name

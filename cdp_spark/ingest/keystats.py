@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -175,9 +174,12 @@ class PendingKeyStats:
         1
     """
 
-    def __init__(self, spark: SparkSession, source: str, folder: str, app_id: str):
+    def __init__(self, spark: SparkSession, source: str, folder: str, app_id: str,
+                 storage_options: dict[str, str] | None = None):
+        from cdp_spark.lake.files import filesystem
+
         self.spark, self.source, self.app_id = spark, source, app_id
-        self.fs, self.folder = pafs.FileSystem.from_uri(folder if "://" in folder else os.path.abspath(folder))
+        self.fs, self.folder = filesystem(folder, storage_options)
 
     def put(self, batch_id: int, stats: DataFrame, seen_at: dt.datetime | None = None) -> int:
         """Keep the key stats of micro-batch `batch_id` (replacing what an earlier attempt of it kept); `seen_at`,

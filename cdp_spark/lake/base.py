@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 from deltalake import DeltaTable
 
 from cdp_spark.lake.errors import SchemaMismatchError, TableMissingError
+from cdp_spark.lake.files import LakeFiles, delta_storage_options
 from cdp_spark.lake.registry import TableRegistry, TableSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,8 +93,13 @@ class Lake(ABC):
         # Local roots become absolute so Spark, delta-rs and pyarrow agree on every path.
         self.root = (root if "://" in root else os.path.abspath(root)).rstrip("/")
         self.registry = registry
-        self.storage_options = storage_options or None
+        self.storage_options = delta_storage_options(self.root, storage_options) or None
         self.vacuum_retention_hours = vacuum_retention_hours
+
+    @property
+    def files(self) -> LakeFiles:
+        """The lake's non-table files (API keys, erasure requests, the tombstone salt), on the tables' store."""
+        return LakeFiles(self.root, self.storage_options)
 
     # ---- naming and metadata (shared: delta-rs reads the log for both backends) ----
     def spec(self, name: str) -> TableSpec:

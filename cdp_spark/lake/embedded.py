@@ -34,6 +34,7 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Tra
 
 from cdp_spark.lake import deltaio
 from cdp_spark.lake.base import Lake, Txn, WriteResult
+from cdp_spark.lake.files import filesystem
 from cdp_spark.lake.errors import ConcurrentWriteError, LakeError, UnsupportedTableError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -246,7 +247,7 @@ class EmbeddedLake(Lake):
         return f"{base}/{relative}" if relative else base
 
     def _filesystem(self, name: str) -> tuple[pafs.FileSystem, str]:
-        return pafs.FileSystem.from_uri(self.path(name))
+        return filesystem(self.path(name), self.storage_options)
 
     def _write_files(self, name: str, df: "DataFrame") -> list[AddAction]:
         """Spark writes the Parquet files; return their add actions (files already in final place)."""

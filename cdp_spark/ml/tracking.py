@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import pandas as pd
 
+from cdp_spark.locations import local_path
+
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
 
@@ -56,7 +58,7 @@ def store_dir(lake_root: str) -> Path:
     if "://" in lake_root and not lake_root.startswith("file://"):
         raise ValueError(f"the lake root {lake_root!r} is remote: set scores.mlflow.tracking_uri or "
                          "MLFLOW_TRACKING_URI to a tracking server (the default sqlite store must be local)")
-    return Path(lake_root.removeprefix("file://")).absolute() / "_system" / "mlflow"
+    return Path(local_path(lake_root, "lake.root")).absolute() / "_system" / "mlflow"
 
 
 def tracking_uri(config: "CdpConfig") -> str:

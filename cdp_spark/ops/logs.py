@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
+from cdp_spark.locations import local_path
+
 _RUN_ID: contextvars.ContextVar[str] = contextvars.ContextVar("cdp_run_id", default="-")
 _STAGE: contextvars.ContextVar[str] = contextvars.ContextVar("cdp_stage", default="-")
 
@@ -219,7 +221,7 @@ def log_folder(lake_root: str) -> Path:
     """
     if "://" in lake_root and not lake_root.startswith("file://"):
         return Path(tempfile.gettempdir()) / "cdp-spark-logs"
-    return Path(lake_root.removeprefix("file://")).absolute() / LOG_DIR
+    return Path(local_path(lake_root, "lake.root")).absolute() / LOG_DIR
 
 
 def _prune(folder: Path, *, keep: int, current: Path) -> None:

@@ -14,11 +14,12 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable
+
+from cdp_spark.lake.files import LakeFiles
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -153,20 +154,18 @@ def maintain(
     return result
 
 
+def _delta_log(lake: "Lake", name: str) -> LakeFiles:
+    return LakeFiles(f"{lake.path(name)}/_delta_log", lake.storage_options)
+
+
 def _log_files(lake: "Lake", name: str) -> set[str]:
-    """The commit files in a (local) table's Delta log (empty for object stores: not counted there)."""
-    log_dir = os.path.join(lake.path(name), "_delta_log")
-    if "://" in log_dir or not os.path.isdir(log_dir):
-        return set()
-    return {f for f in os.listdir(log_dir) if f.endswith(".json")}
+    """The commit files in a table's Delta log (local or on object storage)."""
+    return set(_delta_log(lake, name).list(suffix=".json"))
 
 
 def checkpoints(lake: "Lake", name: str) -> list[str]:
-    """The checkpoint files in a (local) table's Delta log, for checks and `cdp status`."""
-    log_dir = os.path.join(lake.path(name), "_delta_log")
-    if "://" in log_dir or not os.path.isdir(log_dir):
-        return []
-    return sorted(f for f in os.listdir(log_dir) if ".checkpoint." in f)
+    """The checkpoint files in a table's Delta log, for checks and `cdp status`."""
+    return [f for f in _delta_log(lake, name).list() if ".checkpoint." in f]
 
 
 def _plain(metrics: Any) -> dict[str, Any]:

@@ -36,15 +36,15 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from cdp_spark.lake.files import LakeFiles
 from cdp_spark.pipeline import StageResult
 from cdp_spark.privacy import requests as R
 from cdp_spark.privacy.files import clean_folders
 from cdp_spark.privacy.matching import Identifier, combined_pattern, sql_string
 from cdp_spark.privacy.tombstones import salt_for, token
-from cdp_spark.privacy.verify import Occurrence, scan
+from cdp_spark.privacy.verify import Occurrence, UnreadableRoot, scan
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
@@ -194,18 +194,16 @@ def vacuum(lake: "Lake", tables: Iterable[str], *, now: bool) -> dict[str, int]:
 
 def _drop_old_logs(lake: "Lake", name: str) -> None:
     """Checkpoint and delete the log files before it (their add-action statistics can hold min/max values)."""
-    import os
-
     dt_ = lake.delta_table(name)
     dt_.create_checkpoint()
     version = dt_.version()
-    log_dir = Path(lake.path(name)) / "_delta_log"
-    for p in log_dir.iterdir():
-        stem = p.name.split(".")[0]
-        if stem.isdigit() and int(stem) < version and (p.name.endswith(".json") or ".checkpoint" in p.name):
-            os.unlink(p)
-        elif p.name.endswith(".crc") and stem.isdigit() and int(stem) < version:
-            os.unlink(p)
+    log_dir = LakeFiles(f"{lake.path(name)}/_delta_log", lake.storage_options)
+    for file_name in log_dir.list():
+        stem = file_name.split(".")[0]
+        if not stem.isdigit() or int(stem) >= version:
+            continue
+        if file_name.endswith((".json", ".crc")) or ".checkpoint" in file_name:
+            log_dir.delete(file_name)
 
 
 # ---- the whole request ----
@@ -218,13 +216,19 @@ def verify_request(config: "CdpConfig", lake: "Lake", request_id: str,
     """Scan for the request's identifiers (from its sealed file, or given) and its profiles in model artifacts,
     and record the count. The request becomes ``verified`` only when nothing is found and every destination has
     acknowledged its removes; its clear identifiers are then purged."""
-    sealed = R.read_sealed(lake.root, request_id)
+    sealed = R.read_sealed(lake.files, request_id)
     if identifiers is None:
         if sealed is None:
             raise R.UnknownRequest("the request's identifiers are no longer kept (verified and purged); "
                                    "pass them again with --id")
         identifiers = R.identifiers_of(sealed)
-    found = scan(scan_roots(config, lake), identifiers, exclude=[R.sealed_dir(lake.root)])
+    try:
+        found = scan(scan_roots(config, lake), identifiers, exclude=[lake.files.uri(R.SEALED_DIR)],
+                     required=[lake.root], storage_options=lake.storage_options)
+    except UnreadableRoot:  # "could not look" is never "found nothing": the request stays open, identifiers kept
+        if R.latest(lake, request_id) is not None:
+            R.record(lake, request_id, step="verify", error="UnreadableRoot")
+        raise
     state = R.latest(lake, request_id)
     profile_ids = (sealed or {}).get("profile_ids") or (state or {}).get("profile_ids") or []
     found += model_occurrences(config, profile_ids)
@@ -236,7 +240,7 @@ def verify_request(config: "CdpConfig", lake: "Lake", request_id: str,
             changes["status"] = "verified"
         R.record(lake, request_id, **changes)
         if total == 0 and not owed:
-            R.purge_sealed(lake.root, request_id)
+            R.purge_sealed(lake.files, request_id)
     return found
 
 
@@ -270,7 +274,7 @@ def notify_destinations(spark: "SparkSession", config: "CdpConfig", lake: "Lake"
 def run_request(spark: "SparkSession", config: "CdpConfig", lake: "Lake", request_id: str, *,
                 now: bool = False, verify: bool = True) -> dict[str, Any]:
     """Execute one erasure request end to end; returns its final state (no values)."""
-    sealed = R.read_sealed(lake.root, request_id)
+    sealed = R.read_sealed(lake.files, request_id)
     if sealed is None:
         raise R.UnknownRequest(f"erasure request {request_id} has no identifiers left to erase")
     R.record(lake, request_id, status="running", error=None)
@@ -286,7 +290,7 @@ def run_request(spark: "SparkSession", config: "CdpConfig", lake: "Lake", reques
             owed[name] = owed.get(name, []) + [h for h in held if (h["audience"], h["profile_id"]) not in known]
         sealed = {**sealed, "identifiers": [[i.id_type, i.value] for i in identifiers], "profile_ids": sorted(pids),
                   "removes": owed}
-        R.write_sealed(lake.root, request_id, sealed)
+        R.write_sealed(lake.files, request_id, sealed)
         R.record(lake, request_id, step="resolved", profile_ids=sorted(pids))
 
         deleted = delete_rows(lake, plan_tables(lake, pids, identifiers))
@@ -299,7 +303,8 @@ def run_request(spark: "SparkSession", config: "CdpConfig", lake: "Lake", reques
         R.record(lake, request_id, step="serving", rows_deleted=deleted)
 
         text = re.compile(combined_pattern(identifiers).encode("utf-8"), re.I)
-        files = clean_folders([*landing_folders(config), export_folder(config)], text, combined_pattern(identifiers))
+        files = clean_folders([*landing_folders(config), export_folder(config)], text, combined_pattern(identifiers),
+                              storage_options=lake.storage_options)
         from cdp_spark.ingest.stage import refresh_ledger
 
         ledger_rows = refresh_ledger(spark, config, lake, files.rewritten)
@@ -311,7 +316,7 @@ def run_request(spark: "SparkSession", config: "CdpConfig", lake: "Lake", reques
         sent, failed = notify_destinations(spark, config, lake, request_id, owed)
         deleted.update({f"destination {name} (removes sent)": n for name, n in sent.items()})
         sealed["removes"] = {name: held for name, held in owed.items() if name in failed}
-        R.write_sealed(lake.root, request_id, sealed)
+        R.write_sealed(lake.files, request_id, sealed)
         R.record(lake, request_id, step="destinations", rows_deleted=deleted,
                  error="; ".join(f"destination {n}: {e}" for n, e in sorted(failed.items())) or None)
 
@@ -359,7 +364,7 @@ def run_pending(spark: "SparkSession", config: "CdpConfig", lake: "Lake", *, now
     does not stop the others; ErasureError names the failed ones afterwards."""
     results, failed = [], []
     for rid in R.pending(lake):
-        if R.read_sealed(lake.root, rid) is None:
+        if R.read_sealed(lake.files, rid) is None:
             continue
         try:
             results.append(run_request(spark, config, lake, rid, now=now))
@@ -403,13 +408,11 @@ def purge_expired(config: "CdpConfig", lake: "Lake") -> list[str]:
 
     hours = config.privacy.keep_request_identifiers_hours  # type: ignore[attr-defined]
     purged = []
-    folder = R.sealed_dir(lake.root)
-    for p in sorted(folder.glob("er_*.json")) if folder.exists() else []:
-        rid = p.stem
+    for rid in R.sealed_ids(lake.files):
         state = R.latest(lake, rid) or {}
-        owed = (R.read_sealed(lake.root, rid) or {}).get("removes")
+        owed = (R.read_sealed(lake.files, rid) or {}).get("removes")
         if (state.get("status") in ("deleted", "verified") and not owed
-                and time.time() - p.stat().st_mtime > hours * 3600):
-            R.purge_sealed(lake.root, rid)
+                and time.time() - lake.files.modified(f"{R.SEALED_DIR}/{rid}.json") > hours * 3600):
+            R.purge_sealed(lake.files, rid)
             purged.append(rid)
     return purged

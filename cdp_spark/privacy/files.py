@@ -18,7 +18,12 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+from cdp_spark.lake.files import LakeFiles, is_remote
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
 
 TEXT_SUFFIXES = (".json", ".ndjson", ".jsonl", ".csv", ".tsv", ".txt")
 SKIP_SUFFIXES = (".inprogress",)
@@ -69,15 +74,15 @@ def _replace(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def rewrite_text(path: Path, pattern: "re.Pattern[bytes]") -> int:
-    """Drop the lines of ``path`` matching ``pattern`` (bytes regex); returns the lines dropped."""
-    raw = path.read_bytes()
-    zipped = path.name.lower().endswith(".gz")
+def drop_lines(name: str, raw: bytes, pattern: "re.Pattern[bytes]") -> tuple[bytes | None, int]:
+    """The content of text file ``name`` without its lines matching ``pattern`` (gzip kept, a CSV header kept),
+    and the lines dropped; None when nothing matched."""
+    zipped = name.lower().endswith(".gz")
     text = gzip.decompress(raw) if zipped else raw
     if not pattern.search(text):
-        return 0
+        return None, 0
     lines = text.splitlines(keepends=True)
-    is_csv = path.name.lower().removesuffix(".gz").endswith((".csv", ".tsv"))
+    is_csv = name.lower().removesuffix(".gz").endswith((".csv", ".tsv"))
     kept, dropped = [], 0
     for i, line in enumerate(lines):
         if pattern.search(line) and not (is_csv and i == 0):
@@ -85,23 +90,59 @@ def rewrite_text(path: Path, pattern: "re.Pattern[bytes]") -> int:
         else:
             kept.append(line)
     body = b"".join(kept)
-    _replace(path, gzip.compress(body, mtime=0) if zipped else body)
+    return (gzip.compress(body, mtime=0) if zipped else body), dropped
+
+
+def rewrite_text(path: Path, pattern: "re.Pattern[bytes]") -> int:
+    """Drop the lines of ``path`` matching ``pattern`` (bytes regex); returns the lines dropped."""
+    data, dropped = drop_lines(path.name, path.read_bytes(), pattern)
+    if data is not None:
+        _replace(path, data)
     return dropped
+
+
+def _without_rows(table: "pa.Table", pattern: str) -> tuple["pa.Table", int]:
+    import pyarrow as pa
+
+    from cdp_spark.privacy.verify import row_matches
+
+    hit = row_matches(table, pattern)
+    return table.filter(pa.array([not h for h in hit])), int(sum(hit))
+
+
+def _clean_remote(files: LakeFiles, text_pattern: "re.Pattern[bytes]", re2_pattern: str, result: FileResult) -> None:
+    """Object storage: each matching object is replaced whole by its cleaned content (an object's upload is
+    atomic; its modification time changes, and the ingest ledger records the rewritten files)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for relative, _ in files.walk():
+        name = relative.rsplit("/", 1)[-1]
+        if name.lower().endswith(SKIP_SUFFIXES):
+            result.skipped_live.append(files.uri(relative))
+            continue
+        kind = _kind(Path(name))
+        if kind == "text":
+            data, n = drop_lines(name, files.read_bytes(relative), text_pattern)
+        elif kind == "parquet" and "_delta_log" not in relative.split("/"):
+            kept, n = _without_rows(pq.read_table(files.open_input(relative)), re2_pattern)
+            sink = pa.BufferOutputStream()
+            pq.write_table(kept, sink)
+            data = sink.getvalue().to_pybytes() if n else None
+        else:
+            continue
+        if data is not None:
+            files.write_bytes(relative, data)
+            result.rewritten.append(files.uri(relative))
+            result.records_dropped += n
 
 
 def rewrite_parquet(path: Path, pattern: str) -> int:
     """Drop the rows of a plain Parquet file having any string value matching ``pattern`` (RE2, ignore case)."""
     import pyarrow.parquet as pq
 
-    from cdp_spark.privacy.verify import row_matches
-
-    table = pq.read_table(path)
-    hit = row_matches(table, pattern)
-    dropped = int(sum(hit))
+    keep, dropped = _without_rows(pq.read_table(path), pattern)
     if dropped:
-        import pyarrow as pa
-
-        keep = table.filter(pa.array([not h for h in hit]))
         tmp = path.with_name(f".{path.name}.erase-{uuid.uuid4().hex[:8]}")
         pq.write_table(keep, tmp)
         st = path.stat()
@@ -111,10 +152,16 @@ def rewrite_parquet(path: Path, pattern: str) -> int:
 
 
 def clean_folders(folders: Iterable[str | os.PathLike[str]], text_pattern: "re.Pattern[bytes]",
-                  re2_pattern: str) -> FileResult:
-    """Rewrite every landing/export file under ``folders`` that holds a matching record."""
+                  re2_pattern: str, *, storage_options: Mapping[str, str] | None = None) -> FileResult:
+    """Rewrite every landing/export file under ``folders`` (local or object storage) that holds a matching record."""
     result = FileResult()
-    for path in walk(folders):
+    local = []
+    for folder in folders:
+        if is_remote(os.fspath(folder)):
+            _clean_remote(LakeFiles(os.fspath(folder), storage_options), text_pattern, re2_pattern, result)
+        else:
+            local.append(folder)
+    for path in walk(local):
         if path.name.lower().endswith(SKIP_SUFFIXES):
             result.skipped_live.append(str(path))
             continue

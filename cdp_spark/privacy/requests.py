@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from cdp_spark.lake.deltaio import append_rows, read_rows
+from cdp_spark.lake.files import LakeFiles
 from cdp_spark.privacy.matching import Identifier
 from cdp_spark.privacy.tombstones import salt_for, token
 
@@ -41,45 +40,33 @@ def valid_request_id(request_id: str) -> bool:
     return bool(_ID.match(request_id or ""))
 
 
-def sealed_dir(lake_root: str) -> Path:
-    return Path(lake_root) / "_system" / "erasure"
+SEALED_DIR = "_system/erasure"
 
 
-def _sealed_path(lake_root: str, request_id: str) -> Path:
+def _sealed_name(request_id: str) -> str:
     if not valid_request_id(request_id):
         raise UnknownRequest("malformed erasure request id")
-    return sealed_dir(lake_root) / f"{request_id}.json"
+    return f"{SEALED_DIR}/{request_id}.json"
 
 
-def read_sealed(lake_root: str, request_id: str) -> dict[str, Any] | None:
-    path = _sealed_path(lake_root, request_id)
-    if not path.exists():
+def sealed_ids(files: "LakeFiles") -> list[str]:
+    """Ids of the requests whose identifiers are sealed (kept) in the lake."""
+    return [n.removesuffix(".json") for n in files.list(SEALED_DIR, suffix=".json") if valid_request_id(n[:-5])]
+
+
+def read_sealed(files: "LakeFiles", request_id: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(files.read_text(_sealed_name(request_id)))
+    except FileNotFoundError:
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
-def write_sealed(lake_root: str, request_id: str, doc: dict[str, Any]) -> None:
-    path = _sealed_path(lake_root, request_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def write_sealed(files: "LakeFiles", request_id: str, doc: dict[str, Any]) -> None:
+    files.write_text(_sealed_name(request_id), json.dumps(doc), private=True)
 
 
-def purge_sealed(lake_root: str, request_id: str) -> None:
-    path = _sealed_path(lake_root, request_id)
-    if path.exists():
-        size = path.stat().st_size
-        with open(path, "r+b") as f:  # overwrite before unlinking: the clear values must not linger on disk
-            f.write(b"\0" * size)
-            f.flush()
-            os.fsync(f.fileno())
-        path.unlink()
+def purge_sealed(files: "LakeFiles", request_id: str) -> None:
+    files.delete(_sealed_name(request_id), scrub=True)  # the clear values must not linger on disk
 
 
 def identifiers_of(doc: dict[str, Any]) -> list[Identifier]:
@@ -99,7 +86,7 @@ def file_request(config: "CdpConfig", lake: "Lake", identifiers: Iterable[Identi
         raise ValueError("an erasure request needs at least one identifier or profile id")
     request_id = "er_" + uuid.uuid4().hex[:24]
     now = _now()
-    write_sealed(lake.root, request_id, {"request_id": request_id, "identifiers": [list(p) for p in ids],
+    write_sealed(lake.files, request_id, {"request_id": request_id, "identifiers": [list(p) for p in ids],
                                          "profile_ids": pids, "created_at": now.isoformat()})
     salt = salt_for(config, lake.root)
     append_rows(lake, TABLE, [{
@@ -147,12 +134,11 @@ def pending(lake: "Lake") -> list[str]:
 
 def open_profile_ids(config: "CdpConfig") -> set[str]:
     """Profile ids of requests whose identifiers are still sealed (not yet verified): never served meanwhile."""
-    folder = sealed_dir(config.lake.root)
+    files = LakeFiles.of(config)
     out: set[str] = set()
-    if folder.exists():
-        for p in folder.glob("er_*.json"):
-            try:
-                out.update(json.loads(p.read_text(encoding="utf-8")).get("profile_ids", []))
-            except (OSError, ValueError):
-                continue
+    for rid in sealed_ids(files):
+        try:
+            out.update((read_sealed(files, rid) or {}).get("profile_ids", []))
+        except ValueError:
+            continue
     return out

@@ -15,10 +15,10 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from cdp_spark.lake.files import LakeFiles
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -32,25 +32,27 @@ def token(id_type: str, value: str, salt: str) -> str:
     return hashlib.sha256(f"{salt}{id_type}:{value}".encode("utf-8")).hexdigest()
 
 
+SALT_FILE = "_system/privacy/salt"
+
+
 def salt_for(config: "CdpConfig", lake_root: str) -> str:
-    """The org's tombstone salt: from config, else the one stored in the lake (created on first use, 0600)."""
+    """The org's tombstone salt: from config, else the one stored in the lake (created once on first use, 0600
+    on local disk), read through `LakeFiles` so a lake on object storage keeps it across ephemeral clusters.
+
+    Example:
+        >>> salt_for(config, lake.root) == salt_for(config, lake.root)   # doctest: +SKIP
+        True
+    """
     privacy = getattr(config, "privacy", None)
     if privacy is not None and privacy.tombstone_salt is not None:
         return privacy.tombstone_salt.get_secret_value()
-    path = Path(lake_root) / "_system" / "privacy" / "salt"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".salt.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-        try:
-            os.link(tmp, path)  # atomic create-if-absent: a racing process keeps the first salt
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_text().strip()
+    files = LakeFiles(lake_root, getattr(getattr(config, "lake", None), "storage_options", None))
+    files.create(SALT_FILE, secrets.token_hex(32).encode("ascii"), private=True)  # a racing process keeps the first
+    salt = files.read_text(SALT_FILE).strip()
+    if not salt:
+        raise ValueError(f"{files.uri(SALT_FILE)} is empty: restore the org's tombstone salt (or set "
+                         f"privacy.tombstone_salt); a new salt would stop suppressing every erased person")
+    return salt
 
 
 def _hashes_by_type(tombstones: "DataFrame") -> dict[str, list[str]]:

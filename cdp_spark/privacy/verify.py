@@ -18,12 +18,12 @@ import re
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cdp_spark.lake.files import LakeFiles, LakeFilesError
 from cdp_spark.privacy.matching import Identifier
 
 
@@ -74,20 +74,21 @@ def _needles(identifiers: list[Identifier]) -> list[tuple[str, str, "re.Pattern[
     return out
 
 
-def _is_parquet(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-            f.seek(-4, os.SEEK_END)
-            return head == b"PAR1" and f.read(4) == b"PAR1"
-    except OSError:
-        return False
+def _is_parquet(files: LakeFiles, relative: str) -> bool:
+    with files.open_input(relative) as f:
+        size = f.size()
+        if size < 8:
+            return False
+        head = f.read(4)
+        f.seek(size - 4)
+        return head == b"PAR1" and f.read(4) == b"PAR1"
 
 
-def _scan_parquet(path: Path, needles: list[tuple[str, str, "re.Pattern[bytes]"]]) -> list[Occurrence]:
+def _scan_parquet(files: LakeFiles, relative: str,
+                  needles: list[tuple[str, str, "re.Pattern[bytes]"]]) -> list[Occurrence]:
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(files.open_input(relative))
     hits: Counter[tuple[str, str]] = Counter()
     for rg in range(pf.num_row_groups):
         table = pf.read_row_group(rg)
@@ -105,11 +106,10 @@ def _scan_parquet(path: Path, needles: list[tuple[str, str, "re.Pattern[bytes]"]
                 for id_type, _, compiled in needles:
                     if raw is not None and compiled.search(raw):
                         hits[(f"{meta.column(c).path_in_schema} (statistics)", id_type)] += 1
-    return [Occurrence(str(path), place, t, n) for (place, t), n in sorted(hits.items()) if n]
+    return [Occurrence(files.uri(relative), place, t, n) for (place, t), n in sorted(hits.items()) if n]
 
 
-def _scan_bytes(path: Path, needles: list[tuple[str, str, "re.Pattern[bytes]"]]) -> list[Occurrence]:
-    data = path.read_bytes()
+def _scan_bytes(where: str, data: bytes, needles: list[tuple[str, str, "re.Pattern[bytes]"]]) -> list[Occurrence]:
     place = "bytes"
     if data[:2] == b"\x1f\x8b":
         try:
@@ -121,39 +121,62 @@ def _scan_bytes(path: Path, needles: list[tuple[str, str, "re.Pattern[bytes]"]])
     for id_type, _, compiled in needles:
         n = sum(1 for _ in compiled.finditer(data))
         if n:
-            out.append(Occurrence(str(path), place, id_type, n))
+            out.append(Occurrence(where, place, id_type, n))
     return out
 
 
-def scan(roots: Iterable[str | os.PathLike[str]], identifiers: list[Identifier], *,
-         exclude: Iterable[str | os.PathLike[str]] = ()) -> list[Occurrence]:
-    """Every occurrence of the identifiers (clear in any usual written form, or SHA-256) under ``roots``."""
+class UnreadableRoot(LakeFilesError):
+    """A folder the scan had to read could not be listed or read: the scan proves nothing, so it fails."""
+
+
+def scan(roots: Iterable[str], identifiers: list[Identifier], *, exclude: Iterable[str] = (),
+         required: Iterable[str] = (), storage_options: Mapping[str, str] | None = None) -> list[Occurrence]:
+    """Every occurrence of the identifiers (clear in any usual written form, or SHA-256) under ``roots``, which
+    may be local folders or object-store URIs (listed and read through `LakeFiles`).
+
+    A root that cannot be listed (missing bucket, wrong credentials) raises `UnreadableRoot`, and so does a
+    ``required`` root (the lake root) that holds no file: "could not look" is never reported as "found nothing".
+    Other local roots that do not exist yet (a landing folder never written) hold nothing and are skipped.
+
+    Example:
+        >>> scan(["s3://bucket/lake"], [Identifier("email", "a@x.com")], required=["s3://bucket/lake"])  # doctest: +SKIP
+        []
+    """
     needles = _needles(identifiers)
     if not needles:
         return []
-    skip = [Path(p).resolve() for p in exclude]
+    must = {LakeFiles(r, storage_options).uri() for r in required}
+    skip = [LakeFiles(e, storage_options).uri() for e in exclude]
     out: list[Occurrence] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for root in roots:
-        base = Path(root)
-        if not base.exists():
+        files = LakeFiles(root, storage_options)
+        if not files.remote and not os.path.isdir(files.uri()) and files.uri() not in must:
             continue
-        for dirpath, _, names in os.walk(base):
-            d = Path(dirpath).resolve()
-            if any(d == s or s in d.parents for s in skip):
+        try:
+            listing = list(files.walk())
+        except LakeFilesError as exc:
+            raise UnreadableRoot(f"erasure verification cannot read {files.uri()}: {exc}") from None
+        if not listing and files.uri() in must:
+            raise UnreadableRoot(f"erasure verification found no file at all under {files.uri()}; expected the "
+                                 f"lake's tables there (check lake.root and lake.storage_options)")
+        for relative, _size in listing:
+            where = files.uri(relative)
+            if where in seen or any(where.startswith(s + "/") for s in skip):
                 continue
-            for n in names:
-                p = d / n
-                if p in seen or not p.is_file():
-                    continue
-                seen.add(p)
-                if _is_parquet(p):
+            seen.add(where)
+            try:
+                if _is_parquet(files, relative):
                     try:
-                        out.extend(_scan_parquet(p, needles))
+                        out.extend(_scan_parquet(files, relative, needles))
                         continue
                     except Exception:  # noqa: BLE001 - unreadable Parquet is still scanned as bytes
                         pass
-                out.extend(_scan_bytes(p, needles))
+                out.extend(_scan_bytes(where, files.read_bytes(relative), needles))
+            except FileNotFoundError:  # removed while scanning (a vacuum, a rotated spool file)
+                continue
+            except LakeFilesError as exc:
+                raise UnreadableRoot(f"erasure verification cannot read {where}: {exc}") from None
     return out
 
 
