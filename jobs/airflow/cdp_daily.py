@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 
 DAG_ID = "cdp_daily"
 SCHEDULE = "30 2 * * *"  # 02:30 UTC: after the day's files have landed
-DEFAULT_STAGES = ("erasure", "ingest", "identity", "profiles", "scores", "content", "audiences", "activation",
-                  "serve")
+DEFAULT_STAGES = ("erasure", "ingest", "identity", "profiles", "connections", "scores", "content", "audiences",
+                  "activation", "serve")
 
 
 def settings(env: dict[str, str] | None = None) -> dict[str, object]:
