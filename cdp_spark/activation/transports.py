@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from cdp_spark.activation.config import FileTransport, WebhookTransport
 from cdp_spark.activation.records import Item, batches, idempotency_key
-from cdp_spark.lake.files import LakeFiles, is_remote, local_path
+from cdp_spark.lake.files import LakeFiles
+from cdp_spark.locations import is_remote, local_path
 
 OnSent = Callable[[list[Item]], None]
 LEAD = ("action", "audience")   # the leading columns of an audience record

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 from cdp_spark.lake.errors import LakeError
-from cdp_spark.locations import is_remote, join, local_path, storage_option
+from cdp_spark.locations import is_remote, join, storage_option
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from cdp_spark.lake.files import LakeFiles, is_remote
+from cdp_spark.lake.files import LakeFiles
+from cdp_spark.locations import is_remote
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
