@@ -48,6 +48,18 @@ def pytest_sessionstart(session):
         print(f"could not fetch them: {err}", flush=True)
 
 
+# The longest test files, longest first. Under xdist's loadfile each file runs whole on one worker, so these start
+# at once and the short files fill the gaps around them (xdist's own reorder, by tests per file, put the 2-test
+# cluster file last and made it the run's tail).
+LONGEST_FIRST = ("test_cluster.py", "test_init.py", "test_privacy_erasure.py", "test_collect_kafka.py",
+                 "test_collect_stream.py", "test_collect_stream_kill.py", "test_ingest_json_and_snapshot.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 def unavailable(reason: str) -> None:
     """Skip a test whose jar or server is missing here, with the reason; in CI (CI=true) fail instead, so the
     production path can never silently stop being tested."""
