@@ -1,5 +1,6 @@
 """Per output: which events pass (data filter), which users are sampled, whose consent allows it, and what each
-forwarded event carries. DataFrame transforms decide; `payload` shapes one event (pure Python over a row).
+forwarded event carries. DataFrame transforms decide; `rendered` shapes each sent event into its JSON text in Spark
+(the delivery path), and `payload` states the same rules in plain Python over one row (the tests hold them equal).
 
 A forwarded event::
 
@@ -13,7 +14,7 @@ the output, every catalogue field marked pii or sensitive is left out (identifie
 Example:
     >>> base = with_profiles(events, lake.read("gold.id_graph"), profiles, config.identity)      # doctest: +SKIP
     >>> flagged = decide(base, connection, output, config)                                      # doctest: +SKIP
-    >>> [payload(r, output, pii_fields(config.catalogue)) for r in flagged.where("_send").collect()]  # doctest: +SKIP
+    >>> flagged.where("_send").select(rendered(output, pii_fields(config.catalogue)))           # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -194,7 +195,7 @@ def _value(c: Column, kind: str) -> Column:
     return c
 
 
-def _as_variant(c: Column) -> Column:
+def _variant(c: Column) -> Column:
     return c.cast("variant")
 
 
@@ -224,7 +225,7 @@ def rendered(output: Output, pii: Iterable[str]) -> Column:
     hide = set(pii) if not output.pii else set()
     flt = output.filter
     empty = F.create_map().cast(_VARIANT_MAP)
-    catalogue = F.map_filter(F.create_map(*[x for f in EVENT_FIELDS for x in (F.lit(f), _as_variant(F.col(f)))]),
+    catalogue = F.map_filter(F.create_map(*[x for f in EVENT_FIELDS for x in (F.lit(f), _variant(F.col(f)))]),
                              lambda k, v: v.isNotNull())
     extra = F.coalesce(F.from_json("properties", _VARIANT_MAP), empty)
     properties = F.map_concat(catalogue, F.map_filter(extra, lambda k, v: ~F.map_contains_key(catalogue, k)))
@@ -237,7 +238,7 @@ def rendered(output: Output, pii: Iterable[str]) -> Column:
         ["event_id", F.col("event_id"), False], ["event", F.col("event_name"), False], ["stream", F.col("stream"), False],
         ["source", F.col("source"), False], ["timestamp", _value(F.col("event_time"), "timestamp"), False],
         ["profile_id", F.col("profile_id"), False],
-        ["identifiers", F.transform_values(_without(ids, hide), lambda k, v: _as_variant(v)), True],
+        ["identifiers", F.transform_values(_without(ids, hide), lambda k, v: _variant(v)), True],
         ["properties", _without(properties, hide | set(flt.drop_properties)), True],
         ["traits", _without(traits, hide | set(flt.drop_traits)), True]]
 
@@ -250,9 +251,9 @@ def rendered(output: Output, pii: Iterable[str]) -> Column:
         if not key:
             new = [head, _value(value, kind), False]
         elif field is not None and field[2]:
-            new = [head, _put_key(field[1], key, _as_variant(_value(value, kind))), True]
+            new = [head, _put_key(field[1], key, _variant(_value(value, kind))), True]
         else:
-            new = [head, F.create_map(F.lit(key), _as_variant(_value(value, kind))), True]
+            new = [head, F.create_map(F.lit(key), _variant(_value(value, kind))), True]
         if field is None:
             fields.append(new)
         else:
@@ -314,7 +315,7 @@ def _json_value(v: Any) -> Any:
 
 def payload(row: Mapping[str, Any], output: Output, pii: Iterable[str], drop_pii: bool | None = None) -> dict[str, Any]:
     """One forwarded event from a `decide` row: built, PII and filtered keys left out, then the transform steps in
-    order. Pure Python, so every rule is tested without Spark.
+    order. Pure Python, so every rule is tested without Spark; deliveries use `rendered`, its Spark twin.
 
     Example:
         >>> from cdp_spark.connections.config import Output
