@@ -92,13 +92,14 @@ def test_failed_delivery_resumes_next_run_without_double_sending():
     assert deliver(d, members(25), state, as_of=AS_OF, export_root="/unused").status == "empty"
 
 
-def test_resent_batch_after_a_crash_is_recognised_by_its_key():
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_resent_batch_after_a_crash_is_recognised_by_its_key(concurrency):
     with WebhookReceiver() as r:
-        d = webhook(r.url)
-        deliver(d, members(12), {}, as_of=AS_OF, export_root="/unused", sender=WebhookSender(d.transport, d.name))
+        d = webhook(r.url, concurrency=concurrency)
+        deliver(d, members(32), {}, as_of=AS_OF, export_root="/unused", sender=WebhookSender(d.transport, d.name))
         # the state was lost (crash before saving): the same batches go out again with the same keys
-        deliver(d, members(12), {}, as_of=AS_OF, export_root="/unused", sender=WebhookSender(d.transport, d.name))
-    assert r.duplicates == 2 and len(r.records()) == 12
+        deliver(d, members(32), {}, as_of=AS_OF, export_root="/unused", sender=WebhookSender(d.transport, d.name))
+    assert r.duplicates == 4 and len(r.records()) == 32
 
 
 def test_concurrent_batches_each_arrive_once_with_their_keys_and_a_failure_keeps_what_was_acknowledged():
