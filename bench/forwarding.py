@@ -2,10 +2,11 @@
 
 The path users deploy, on loopback: a loader process posts Segment ``/v1/batch`` requests (100 events each) at
 `--rate` events/s for `--seconds` to the collector (its own process: uvicorn, fsync on); the collector's stream
-(the query and `BatchWriter` of `cdp collect stream`, trigger `--trigger` s) writes each micro-batch to bronze and
+(the query and `BatchWriter` of `cdp collect stream`, trigger `--trigger` s, at most `--max-files-per-trigger`
+spool files per micro-batch, so a backlog is taken in bounded steps) writes each micro-batch to bronze and
 forwards it through a connection (input: the collector; one webhook output with a data filter that drops one event
-name and one property) to the project's webhook receiver (`cdp_spark.activation.receiver.WebhookReceiver`), which
-notes when each batch arrives.
+name and one property, posting `--webhook-concurrency` batches at once) to the project's webhook receiver
+(`cdp_spark.activation.receiver.WebhookReceiver`), which notes when each batch arrives.
 
 Each event's ``messageId`` (the forwarded ``event_id``) carries its send time, so the event-to-delivery latency
 is measured per event: the receiver's arrival time minus the send time. Every filter-passing event must arrive
@@ -173,19 +174,21 @@ def drain(receiver: Any, first: int, expected: int, seconds: float) -> None:
             return
 
 
-def make_config(root: Path, landing: Path, url: str, trigger: float, webhook_batch: int):  # type: ignore[no-untyped-def]
+def make_config(root: Path, landing: Path, url: str, trigger: float, webhook_batch: int,  # type: ignore[no-untyped-def]
+                max_files: int = 4, concurrency: int = 4):
     from cdp_spark.config import CdpConfig
     from cdp_spark.ingest.sources import CatalogueScope
 
     catalogue = yaml.safe_load((REPO / "conf" / "catalogue.yaml").read_text())
     web = yaml.safe_load((REPO / "conf" / "sources" / "web.yaml").read_text())
     web["path"] = str(landing / "web")
-    hook = {"name": OUTPUT, "transport": {"type": "webhook", "url": url, "batch_size": webhook_batch},
+    hook = {"name": OUTPUT, "transport": {"type": "webhook", "url": url, "batch_size": webhook_batch,
+                                          "concurrency": concurrency},
             "filter": {"exclude_events": [FILTERED], "drop_properties": ["coupon"]}}
     raw = {"lake": {"root": str(root / "lake")}, "catalogue": catalogue, "sources": [web],
            "routes": yaml.safe_load((REPO / "conf" / "routes.yaml").read_text()),
            "collector": {"sources": {"web": {"keys": [{"key": KEY}]}}, "spool": {"path": str(landing)},
-                         "stream": {"trigger_seconds": trigger, "max_files_per_trigger": 1000}},
+                         "stream": {"trigger_seconds": trigger, "max_files_per_trigger": max_files}},
            "connections": [{"name": CONNECTION, "input": {"collector": True}, "outputs": [hook]}]}
     with CatalogueScope(catalogue):
         return CdpConfig.model_validate(raw)
@@ -199,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--trigger", type=float, default=2.0, help="the stream's trigger interval (s)")
     ap.add_argument("--rotate", type=float, default=1.0, help="the collector's spool rotation (s)")
     ap.add_argument("--webhook-batch", type=int, default=500, help="events per webhook request")
+    ap.add_argument("--webhook-concurrency", type=int, default=4, help="webhook batches posted at once")
+    ap.add_argument("--max-files-per-trigger", type=int, default=4,
+                    help="spool files per micro-batch (one per --rotate seconds): bounds a micro-batch under load")
     ap.add_argument("--threads", type=int, default=8, help="loader threads")
     ap.add_argument("--warmup-seconds", type=float, default=15,
                     help="a warm-up load (at most 1,000 events/s), delivered before the measured one starts")
@@ -230,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             spark = SparkSession.getActiveSession() or build_session("bench-forwarding", embedded_conf(extra=memory),
                                                                       str(work / "checkpoints"))
             landing = work / "landing"
-            config = make_config(work, landing, receiver.url, args.trigger, args.webhook_batch)
+            config = make_config(work, landing, receiver.url, args.trigger, args.webhook_batch,
+                                 args.max_files_per_trigger, args.webhook_concurrency)
             lake = EmbeddedLake(spark, config.lake.root, default_registry())
             (landing / "web").mkdir(parents=True, exist_ok=True)
             proc, url = start_collector(landing, rotate_seconds=args.rotate)
@@ -277,7 +284,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result = {
             "scale": {"driver_memory": args.driver_memory, "rate": args.rate, "seconds": args.seconds, "baseline_seconds": args.baseline_seconds,
                       "warmup_seconds": args.warmup_seconds, "trigger_seconds": args.trigger, "spool_rotate_seconds": args.rotate,
-                      "collector_batch": 100, "webhook_batch": args.webhook_batch, "loader_threads": args.threads},
+                      "collector_batch": 100, "webhook_batch": args.webhook_batch,
+                      "webhook_concurrency": args.webhook_concurrency,
+                      "max_files_per_trigger": args.max_files_per_trigger, "loader_threads": args.threads},
             "forwarding": cdp, "stream": stream, "baseline_direct_post": baseline,
             "warmup": {k: warmup[k] for k in ("events_sent", "offered_rate", "expected", "delivered", "lost",
                                                "duplicates", "latency_p95_s")},

@@ -92,13 +92,37 @@ def test_failed_delivery_resumes_next_run_without_double_sending():
     assert deliver(d, members(25), state, as_of=AS_OF, export_root="/unused").status == "empty"
 
 
-def test_resent_batch_after_a_crash_is_recognised_by_its_key():
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_resent_batch_after_a_crash_is_recognised_by_its_key(concurrency):
     with WebhookReceiver() as r:
-        d = webhook(r.url)
-        deliver(d, members(12), {}, as_of=AS_OF, export_root="/unused", sender=WebhookSender(d.transport, d.name))
+        d = webhook(r.url, concurrency=concurrency)
+        deliver(d, members(32), {}, as_of=AS_OF, export_root="/unused", sender=WebhookSender(d.transport, d.name))
         # the state was lost (crash before saving): the same batches go out again with the same keys
-        deliver(d, members(12), {}, as_of=AS_OF, export_root="/unused", sender=WebhookSender(d.transport, d.name))
-    assert r.duplicates == 2 and len(r.records()) == 12
+        deliver(d, members(32), {}, as_of=AS_OF, export_root="/unused", sender=WebhookSender(d.transport, d.name))
+    assert r.duplicates == 4 and len(r.records()) == 32
+
+
+def test_concurrent_batches_each_arrive_once_with_their_keys_and_a_failure_keeps_what_was_acknowledged():
+    with WebhookReceiver() as r:
+        d = webhook(r.url, concurrency=4)
+        report = deliver(d, members(95), {}, as_of=AS_OF, export_root="/unused", sender=WebhookSender(d.transport, d.name))
+        assert (report.status, report.records_sent, report.batches) == ("succeeded", 95, 10)
+        assert len(r.records()) == 95 and r.duplicates == 0 and len({q["key"] for q in r.requests}) == 10
+    # Batches fail for good once two were acknowledged: those are kept in the state, the batches not yet started
+    # are not sent, and the next run sends only what is missing.
+    state: dict = {}
+    with WebhookReceiver(script=[200, 200] + [500] * 40) as r1:
+        d = webhook(r1.url, concurrency=2)
+        first = deliver(d, members(60), state, as_of=AS_OF, export_root="/unused",
+                        sender=WebhookSender(d.transport, d.name))
+    assert first.status == "failed" and first.records_sent == len(state) == 20 and len(r1.records()) == 20
+    with WebhookReceiver() as r2:
+        d = webhook(r2.url, concurrency=2)
+        again = deliver(d, members(60), state, as_of=AS_OF, export_root="/unused",
+                        sender=WebhookSender(d.transport, d.name))
+    assert again.status == "succeeded" and again.records_sent == 40
+    got = [x["profile_id"] for x in r1.records() + r2.records()]
+    assert sorted(got) == [f"p{i:03d}" for i in range(60)]
 
 
 def test_rate_limiter_spaces_requests():

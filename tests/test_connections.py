@@ -6,6 +6,7 @@ within tolerance."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cdp_spark.config import CdpConfig
 from cdp_spark.config.loader import ConfigError, load_config
 from cdp_spark.connections import stage
 from cdp_spark.connections.config import Connection, Output, Sampling
-from cdp_spark.connections.forwarding import bucket_of, payload, pii_fields, sampled
+from cdp_spark.connections.forwarding import bucket_of, payload, pii_fields, rendered, sampled
 from cdp_spark.identity.tables import ID_GRAPH
 from cdp_spark.ingest.sources import CatalogueScope
 from cdp_spark.lake import Txn, default_registry
@@ -38,11 +39,11 @@ DEFAULT_DENIAL = {"u6"}                  # a source's default said denied; the e
 SALT = "web_events.tool"
 
 
-def _config(root, url, **connection):
+def _config(root, url, concurrency=4, **connection):
     web = yaml.safe_load((REPO / "conf" / "sources" / "web.yaml").read_text())
     crm = yaml.safe_load((REPO / "conf" / "sources" / "crm.yaml").read_text())
     tool = {"name": "tool", "transport": {"type": "webhook", "url": url, "batch_size": 4, "max_retries": 1,
-                                          "backoff_seconds": 0.01},
+                                          "backoff_seconds": 0.01, "concurrency": concurrency},
             "filter": {"events": ["Product Viewed", "Order Completed"], "drop_properties": ["coupon"]},
             "sampling": {"percent": 50, "by": ["customer_id"]},
             "consent": ["analytics"],
@@ -160,7 +161,11 @@ def test_ledger_and_counts(forwarded):
     consent = sum(1 for m in forwarded["first"] if m["event"] != "Newsletter Signed Up"
                   and bucket_of(SALT, m["userId"]) < 5000 and m["userId"] in EXPLICIT_DENIAL)
     assert tool.skipped_consent == consent > 0
-    assert tool.skipped_no_identifier == 120 - names_pass + (names_pass - consent - tool.records_sent)
+    # each event counted once, under its own reason: the filter's and the sample's are not "no identifier"
+    assert (tool.skipped_filtered, tool.skipped_no_identifier) == (120 - names_pass, 0)
+    assert tool.skipped_sampled == names_pass - consent - tool.records_sent > 0
+    assert tool.profiles_considered == (tool.skipped_filtered + tool.skipped_sampled + tool.skipped_consent
+                                        + tool.adds) and tool.adds == tool.records_sent
     assert (delta.status, delta.records_sent) == ("succeeded", 120)
     summary = forwarded["metrics"]
     assert summary["accepted"] == 120
@@ -204,7 +209,7 @@ def _txn_apps(lake):
 def test_a_failed_delivery_is_retried_by_the_stage_and_the_resent_batch_is_recognised_by_its_key(spark, tmp_path):
     # The webhook accepts the first batch, then fails for good: the stream logs a failed delivery and goes on.
     with WebhookReceiver(script=[200, 500, 500], path="/events") as receiver:
-        config = _config(tmp_path / "lake", receiver.url)
+        config = _config(tmp_path / "lake", receiver.url, concurrency=1)   # the script answers batches in order
         lake = EmbeddedLake(spark, config.lake.root, default_registry())
         _seed_profiles(spark, lake)
         messages = _messages(1000, 60)
@@ -271,29 +276,71 @@ def test_sampling_is_stable_and_its_share_lies_within_tolerance(spark):
     assert nokey.where(sampled(Sampling(percent=100), SALT, ["profile_id"])).count() == n
 
 
-def test_a_micro_batch_read_through_arrow_gives_the_same_rows_as_the_streamed_read(spark):
+def test_a_micro_batch_read_through_arrow_gives_the_same_parts_as_the_streamed_read(spark):
     """The stream fetches a small batch as one Arrow table, the stage streams Rows: a delivery retried by the stage
     must be built from the same values (its idempotency keys follow the content)."""
-    from decimal import Decimal
-
-    cols = ["event_id", "event_name", "stream", "source", "event_time", "profile_id", "identifiers", "properties",
-            "p_traits", *stage.EVENT_FIELDS, "_passes", "_sampled", "_consented", "_send", "_set_0", "_set_1"]
-    rows = [("e2", "Order Completed", "web", "web", dt.datetime(2026, 11, 1, 9, 0, 0, 123456), "p1",
-             {"email": "a@b.c", "cookie_id": "c1"}, '{"colour": "red"}', '{"country": "GB"}', "https://x/1", "P1",
-             "shoes", "o1", 12.5, 2, "GBP", Decimal("25.00"), 25.0, True, True, True, True,
-             dt.date(2026, 11, 1), dt.datetime(2026, 11, 1, 23, 59, 59)),
-            ("e1", "Product Viewed", "web", "web", dt.datetime(2026, 11, 1, 8, 0), None, None, None, None, None, None,
-             None, None, None, None, None, None, None, True, False, False, False, None, None)]
+    rows = [(f"e{i}", "Order Completed", "web", "web", dt.datetime(2026, 11, 1, 9, 0, i, 123456),
+             "p1" if i % 2 else None, {"email": "a@b.c", "cookie_id": f"c{i}"}, '{"colour": "red"}',
+             '{"country": "GB"}', "https://x/1", "P1", "shoes", "o1", 12.5, 2, "GBP", 25.0, 25.0,
+             i % 3 != 0, i % 4 != 0, True) for i in range(9)]
     schema = ("event_id string, event_name string, stream string, source string, event_time timestamp, "
               "profile_id string, identifiers map<string,string>, properties string, p_traits string, "
               "page_url string, product_id string, category string, order_id string, price double, quantity int, "
-              "currency string, revenue decimal(18,2), revenue_reporting double, _passes boolean, _sampled boolean, "
-              "_consented boolean, _send boolean, _set_0 date, _set_1 timestamp")
-    df = spark.createDataFrame(rows, schema).repartition(2)
-    streamed = list(stage._rows(df))
-    assert [r["event_id"] for r in streamed] == ["e1", "e2"]
-    assert list(stage._rows(df, small=True)) == streamed
-    assert set(streamed[0]) == set(cols)
+              "currency string, revenue double, revenue_reporting double, _passes boolean, _sampled boolean, "
+              "_consented boolean")
+    df = spark.createDataFrame(rows, schema).withColumn("_send", F.col("_passes") & F.col("_sampled")).repartition(2)
+    out = Output.model_validate({"name": "o", "transport": {"type": "file"}})
+    streamed = list(stage.parts(df, out, frozenset({"email"}), 4))
+    arrow = list(stage.parts(df, out, frozenset({"email"}), 4, small=True))
+    assert [len(p) for p in streamed] == [4, 4, 1]
+    assert [p.columns["event_id"] for p in streamed] == [[f"e{i}" for i in range(k, min(k + 4, 9))] for k in (0, 4, 8)]
+    as_rows = [[(i.event_id, i.profile_id, i.record_hash, i.text, stage._naive_utc(i.event_time)) for i in p.items("l")]
+               for p in (*streamed, *arrow)]
+    assert as_rows[:3] == as_rows[3:]
+    sent = [i for p in streamed for i in p.items("l")]
+    assert [i.event_id for i in sent] == [f"e{i}" for i in range(9) if i % 3 and i % 4]
+    assert all(i.record_hash == hashlib.sha256(i.text.encode()).hexdigest() for i in sent)
+    assert json.loads(sent[0].text)["identifiers"] == {"cookie_id": "c1"}
+
+
+def test_spark_renders_each_event_as_the_plain_python_rules_do(spark):
+    """`rendered` (Spark, used for delivery) against `payload` (the rules in plain Python), through every kind of
+    step: renames within and across maps, drops, typed sets at both levels, PII and the data filter's drops."""
+    from cdp_spark.ingest.sources import Catalogue
+
+    pii = pii_fields(Catalogue.model_validate(CATALOGUE))
+    schema = ("event_id string, event_name string, stream string, source string, event_time timestamp, "
+              "profile_id string, identifiers map<string,string>, properties string, p_traits string, "
+              "page_url string, product_id string, category string, order_id string, price double, quantity bigint, "
+              "currency string, revenue double, revenue_reporting double, _set_0 long, _set_1 timestamp, "
+              "_set_2 string")
+    rows = [("e1", "Order Completed", "web", "web", dt.datetime(2026, 11, 1, 9, 0, 0, 123456), "p1",
+             {"email": "a@b.c", "cookie_id": "c1"},
+             '{"colour": "red", "n": 3, "x": null, "nest": {"a": [1, "b"]}, "price": 99, "coupon": "S"}',
+             '{"country": "GB", "city": null, "age": 3.5, "first_name": "Ann"}', "https://x/1", "P1", "shoes", "o1",
+             12.5, 2, "GBP", 25.0, 25.0, 7, dt.datetime(2026, 1, 2, 3, 4, 5), "s"),
+            ("e2", "Product Viewed", "web", "web", dt.datetime(2026, 11, 1, 8, 0), None, None, None, None, None,
+             None, None, None, None, None, None, None, None, None, None, None)]
+    df = spark.createDataFrame(rows, schema)
+    outputs = [
+        {},
+        {"pii": True, "filter": {"drop_traits": ["city"], "drop_properties": ["coupon"]},
+         "transform": [{"drop": ["properties.coupon", "traits"]}, {"rename": {"identifiers": "ids", "event": "name"}}]},
+        {"transform": [{"rename": {"properties.product_id": "properties.sku"}},
+                       {"set": "properties.price_cents", "expr": "1", "type": "long"},
+                       {"set": "properties.when", "expr": "1", "type": "timestamp"}, {"drop": ["stream"]},
+                       {"rename": {"properties.colour": "traits.colour", "properties.n": "properties.colour"}},
+                       {"set": "traits", "expr": "1", "type": "string"}]},
+        {"transform": [{"rename": {"properties.colour": "properties.nest", "profile_id": "event"}},
+                       {"drop": ["traits"]}, {"set": "traits.k", "expr": "1", "type": "long"}]},
+    ]
+    for spec in outputs:
+        out = Output.model_validate({"name": "o", "transport": {"type": "file"}, **spec})
+        got = [r[0] for r in df.select(rendered(out, pii)).collect()]
+        for row, text in zip(df.collect(), got):
+            want = payload(row.asDict(), out, pii)
+            assert json.loads(text) == json.loads(json.dumps(want)), spec
+            assert list(json.loads(text)) == list(want)          # the same fields in the same order
 
 
 def test_payload_rules_without_spark():

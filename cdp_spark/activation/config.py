@@ -46,6 +46,8 @@ class WebhookTransport(Strict):
     backoff_seconds: float = Field(0.5, ge=0, description="first retry delay; doubles per retry")
     max_backoff_seconds: float = Field(30.0, ge=0)
     rate_limit_per_second: Optional[PositiveFloat] = Field(None, description="max requests per second")
+    concurrency: int = Field(1, ge=1, le=64, description="batches posted at once (each with its own Idempotency-Key); "
+                                                        "1 posts them one after another, in order")
 
 
 class DeltaTransport(Strict):

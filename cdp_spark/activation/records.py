@@ -72,6 +72,10 @@ class Item:
     def body(self) -> dict[str, Any]:
         return {"action": self.action, "audience": self.audience, **self.payload}
 
+    def body_json(self) -> str:
+        """`body` as JSON text: what a webhook batch carries for this record."""
+        return json.dumps(self.body(), default=str)
+
 
 def _first(ids: dict[str, list[str]], *types: str) -> Optional[str]:
     for t in types:

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from cdp_spark.activation.config import AudienceLink, Destination
 from cdp_spark.activation.records import (Item, Member, StateRow, apply_sent, columns, delivery_id, erasure_payload,
                                           plan_items, prepare)
-from cdp_spark.activation.tables import ACTIVATION_RECORDS, ACTIVATION_STATE, DELIVERIES
+from cdp_spark.activation.tables import ACTIVATION_RECORDS, ACTIVATION_STATE, log_deliveries
 from cdp_spark.activation.transports import DeliveryError, Stats, WebhookSender, file_drop
 from cdp_spark.lake import Txn, utc_now
 from cdp_spark.pipeline import StageResult
@@ -295,9 +295,9 @@ def _log_delivery(spark: SparkSession, lake: "Lake", d: Destination, r: Delivery
                   started: dt.datetime) -> None:
     ended = utc_now()
     row = (d.name, r.delivery_id, run_id, as_of, d.transport.type, d.format, d.mode, r.status, r.profiles_considered,
-           r.skipped_consent, r.skipped_no_identifier, r.adds, r.removes, r.records_sent, r.batches, r.retries,
+           r.skipped_consent, r.skipped_no_identifier, 0, 0, r.adds, r.removes, r.records_sent, r.batches, r.retries,
            r.failures, r.location, r.error, started, ended)
-    lake.append(DELIVERIES.name, spark.createDataFrame([row], DELIVERIES.schema))
+    log_deliveries(spark, lake, [row])
 
 
 def selected(config: "CdpConfig", only: Optional[str] = None) -> list[Destination]:

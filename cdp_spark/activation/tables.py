@@ -1,9 +1,16 @@
 """Tables written by the activation stage: what each destination holds, the delivery log, Delta exports."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pyspark.sql import types as T
 
 from cdp_spark.lake.registry import Column, TableSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import SparkSession
+
+    from cdp_spark.lake import Lake, Txn
 
 _S, _L, _TS, _D = T.StringType(), T.LongType(), T.TimestampType(), T.DateType()
 
@@ -39,6 +46,8 @@ DELIVERIES = TableSpec(
         Column("profiles_considered", _L, "audience members linked to the destination"),
         Column("skipped_consent", _L, "members lacking a required consent (or Google DMA consent in the EEA)"),
         Column("skipped_no_identifier", _L, "members without a usable identifier"),
+        Column("skipped_filtered", _L, "events a connection output's data filter left out (0 for audiences)"),
+        Column("skipped_sampled", _L, "events whose user is not in a connection output's sample (0 for audiences)"),
         Column("adds", _L, "add records planned"),
         Column("removes", _L, "remove records planned"),
         Column("records_sent", _L, "records acknowledged by the destination"),
@@ -68,3 +77,14 @@ ACTIVATION_RECORDS = TableSpec(
 )
 
 TABLES = [ACTIVATION_STATE, DELIVERIES, ACTIVATION_RECORDS]
+
+
+def log_deliveries(spark: "SparkSession", lake: "Lake", rows: list[tuple[Any, ...]], *, txn: "Txn | None" = None) -> None:
+    """Append rows (tuples in DELIVERIES' column order) to ops.deliveries. A ledger written before a column was
+    declared gains it (nullable: its old rows have no value).
+
+    Example:
+        >>> log_deliveries(spark, lake, [row], txn=Txn("forward.web_events.tool.collect.web.1a2b", 7))  # doctest: +SKIP
+    """
+    if rows:
+        lake.append(DELIVERIES.name, spark.createDataFrame(rows, DELIVERIES.schema), txn=txn, evolve=True)

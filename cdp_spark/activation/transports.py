@@ -16,7 +16,9 @@ import io
 import json
 import os
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -144,18 +146,26 @@ class RateLimiter:
                  sleep: Callable[[float], None] = time.sleep):
         self.interval = 1.0 / per_second if per_second else 0.0
         self.clock, self.sleep, self._next = clock, sleep, 0.0
+        self._lock = threading.Lock()   # concurrent posts take their slots one at a time
 
     def wait(self) -> None:
         if not self.interval:
             return
-        now = self.clock()
-        if now < self._next:
-            self.sleep(self._next - now)
-            now = self._next
-        self._next = now + self.interval
+        with self._lock:
+            now = self.clock()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            self.sleep(slot - now)
 
 
 RETRYABLE = {408, 425, 429}
+
+
+def _acknowledged(batch: list[Item], stats: Stats, on_sent: OnSent) -> None:
+    stats.batches += 1
+    stats.records_sent += len(batch)
+    on_sent(batch)
 
 
 class WebhookSender:
@@ -179,12 +189,13 @@ class WebhookSender:
                 pass
         return delay
 
-    def post(self, body: dict[str, Any], key: str, stats: Stats) -> None:
+    def post(self, body: dict[str, Any] | bytes, key: str, stats: Stats) -> None:
+        """POST one batch (a body, or its JSON bytes) with its key; retried as configured, DeliveryError at the end."""
         import httpx
 
         headers = {k: v.get_secret_value() for k, v in self.cfg.headers.items()}
         headers.update({"Idempotency-Key": key, "Content-Type": "application/json"})
-        data = json.dumps(body, default=str).encode()
+        data = body if isinstance(body, bytes) else json.dumps(body, default=str).encode()
         attempt = 0
         while True:
             self.limiter.wait()
@@ -208,15 +219,49 @@ class WebhookSender:
             self.sleep(self._delay(attempt, response))
             attempt += 1
 
+    def body(self, delivery: str, n: int, batch: list[Item]) -> bytes:
+        """Batch ``n`` of a delivery as JSON bytes: ``{"destination", "delivery_id", "batch", "records": [...]}``,
+        each record as its item renders it (`Item.body_json`)."""
+        head = json.dumps({"destination": self.destination, "delivery_id": delivery, "batch": n})
+        return f'{head[:-1]}, "records": [{", ".join(i.body_json() for i in batch)}]}}'.encode()
+
     def send(self, items: list[Item], delivery: str, on_sent: OnSent, stats: Stats) -> None:
-        for n, batch in enumerate(batches(items, self.cfg.batch_size)):
-            key = idempotency_key(self.destination, batch)
-            body = {"destination": self.destination, "delivery_id": delivery, "batch": n,
-                    "records": [i.body() for i in batch]}
-            self.post(body, key, stats)
-            stats.batches += 1
-            stats.records_sent += len(batch)
-            on_sent(batch)
+        """Post ``items`` in batches, up to ``concurrency`` at once; ``on_sent`` gets each acknowledged batch (in the
+        caller's thread). When a batch fails for good, batches not yet started are not sent and DeliveryError is
+        raised once those in flight are done: what was acknowledged stays reported."""
+        work = batches(items, self.cfg.batch_size)
+        if self.cfg.concurrency == 1 or len(work) < 2:
+            for n, batch in enumerate(work):
+                self.post(self.body(delivery, n, batch), idempotency_key(self.destination, batch), stats)
+                _acknowledged(batch, stats, on_sent)
+            return
+
+        def post(n: int, batch: list[Item]) -> tuple[Stats, Optional[DeliveryError]]:
+            own = Stats()   # merged by the caller: threads never share counters
+            try:
+                self.post(self.body(delivery, n, batch), idempotency_key(self.destination, batch), own)
+            except DeliveryError as exc:
+                return own, exc
+            return own, None
+
+        failed: Optional[DeliveryError] = None
+        with ThreadPoolExecutor(max_workers=min(self.cfg.concurrency, len(work)),
+                                thread_name_prefix=f"webhook-{self.destination}") as pool:
+            running = {pool.submit(post, n, batch): batch for n, batch in enumerate(work)}
+            for done in as_completed(running):
+                if done.cancelled():
+                    continue
+                own, error = done.result()
+                stats.retries += own.retries
+                stats.failures += own.failures
+                if error is None:
+                    _acknowledged(running[done], stats, on_sent)
+                elif failed is None:
+                    failed = error
+                    for f in running:
+                        f.cancel()
+        if failed is not None:
+            raise failed
 
     def close(self) -> None:
         self.client.close()

@@ -48,7 +48,7 @@ from pyspark.sql import types as T
 
 from cdp_spark.collect.config import CollectorConfig
 from cdp_spark.collect.spool import recover
-from cdp_spark.connections.stage import forward_micro_batch
+from cdp_spark.connections.stage import connections_for, forward_micro_batch
 from cdp_spark.ingest import keystats, readers, stage
 from cdp_spark.ingest.sources import Source
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES
@@ -222,11 +222,18 @@ class BatchWriter:
             raw = segment_columns(readers.read_files(self.spark, self.source, files, schema=SEGMENT_SCHEMA))
         txn = Txn(f"collect.{self.source.name}.{self.query_id()}", int(batch_id))
         run_id = f"stream-{self.source.name}-{self.query_id()[:8]}-{batch_id}"
-        stats = self.process(raw, txn, run_id, files)
-        forwarding = time.perf_counter()
-        stats["forwarded"] = forward_micro_batch(self.spark, self.config, self.lake, self.source.name, run_id, txn,
-                                                 single_task=stats["read_lines"] <= SINGLE_TASK_ROWS)
-        stats["forward_s"] = round(time.perf_counter() - forwarding, 3)
+        forwarded: dict[str, Any] = {"forwarded": {}, "forward_s": 0.0}
+
+        def forward(events: DataFrame, single_task: bool) -> None:
+            # The rows just written, from the micro-batch's cache: forwarded without reading bronze back.
+            began = time.perf_counter()
+            forwarded["forwarded"] = forward_micro_batch(self.spark, self.config, self.lake, self.source.name, run_id,
+                                                         txn, single_task=single_task, events=events)
+            forwarded["forward_s"] = round(time.perf_counter() - began, 3)
+
+        stats = self.process(raw, txn, run_id, files,
+                             on_events=forward if connections_for(self.config, self.source.name) else None)
+        stats.update(forwarded)
         interval = self.collector.stream.key_stats_flush_seconds
         if interval == 0:
             self.periodic_fold(stats)
@@ -247,8 +254,10 @@ class BatchWriter:
                  self.source.name, batch_id, stats["read_lines"], stats["accepted"], stats["quarantined"],
                  stats["duplicates"], stats["duration_s"])
 
-    def process(self, raw: DataFrame, txn: Txn, run_id: str, files: list[str]) -> dict[str, Any]:
-        """Dead letters to quarantine, dedup, then the ingest stage's own processing and file ledger."""
+    def process(self, raw: DataFrame, txn: Txn, run_id: str, files: list[str],
+                on_events: Callable[[DataFrame, bool], None] | None = None) -> dict[str, Any]:
+        """Dead letters to quarantine, dedup, then the ingest stage's own processing and file ledger.
+        ``on_events(events, single_task)`` gets the bronze.events rows once written (see `stage.process_batch`)."""
         source, lake = self.source, self.lake
         if REJECT in raw.columns:
             reason = F.concat(F.lit("collector:"), F.col(REJECT))
@@ -277,7 +286,9 @@ class BatchWriter:
             written, per_file = stage.process_batch(self.spark, self.config, lake, source, deduped, txn, run_id,
                                                     received_at, stage.template_paths(self.config), stats,
                                                     key_sink=lambda keys: self.pending().put(txn.version, keys, seen_at=received),
-                                                    dedup=False, map_keys=map_keys)
+                                                    dedup=False, map_keys=map_keys,
+                                                    events_sink=None if on_events is None else
+                                                    lambda events: on_events(events, read_lines <= SINGLE_TASK_ROWS))
             kept = stats["read"]
         finally:
             raw.unpersist()

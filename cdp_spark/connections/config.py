@@ -60,7 +60,14 @@ class KafkaOutput(KafkaConfig):
     type: Literal["kafka"]
 
 
-Transport = Annotated[Union[FileTransport, WebhookTransport, DeltaOutput, KafkaOutput], Field(discriminator="type")]
+class WebhookOutput(WebhookTransport):
+    """Activation's webhook (batches with an Idempotency-Key each, retries, rate limit), posting several batches at
+    once by default: a stream's micro-batch holds many."""
+
+    concurrency: int = Field(4, ge=1, le=64, description="batches posted at once; 1 posts them one after another")
+
+
+Transport = Annotated[Union[FileTransport, WebhookOutput, DeltaOutput, KafkaOutput], Field(discriminator="type")]
 
 
 class DataFilter(Strict):

@@ -1,5 +1,6 @@
 """Per output: which events pass (data filter), which users are sampled, whose consent allows it, and what each
-forwarded event carries. DataFrame transforms decide; `payload` shapes one event (pure Python over a row).
+forwarded event carries. DataFrame transforms decide; `rendered` shapes each sent event into its JSON text in Spark
+(the delivery path), and `payload` states the same rules in plain Python over one row (the tests hold them equal).
 
 A forwarded event::
 
@@ -13,13 +14,13 @@ the output, every catalogue field marked pii or sensitive is left out (identifie
 Example:
     >>> base = with_profiles(events, lake.read("gold.id_graph"), profiles, config.identity)      # doctest: +SKIP
     >>> flagged = decide(base, connection, output, config)                                      # doctest: +SKIP
-    >>> [payload(r, output, pii_fields(config.catalogue)) for r in flagged.where("_send").collect()]  # doctest: +SKIP
+    >>> flagged.where("_send").select(rendered(output, pii_fields(config.catalogue)))           # doctest: +SKIP
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -180,6 +181,130 @@ def pii_fields(catalogue: Catalogue) -> frozenset[str]:
     return frozenset(n for n, f in catalogue.fields.items() if f.pii != "none")
 
 
+_VARIANT_MAP = "map<string,variant>"
+# Python's rendering of a datetime in `payload` (and Spark's pattern for the same text).
+TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"
+
+
+def _value(c: Column, kind: str) -> Column:
+    """A value as `payload` writes it: times as text, the rest as JSON of its type."""
+    if kind == "timestamp":
+        return F.date_format(c, TIME_FORMAT)
+    if kind == "date":
+        return F.date_format(c, "yyyy-MM-dd")
+    return c
+
+
+def _variant(c: Column) -> Column:
+    return c.cast("variant")
+
+
+def _without(m: Column, keys: Iterable[str]) -> Column:
+    keys = sorted(set(keys))
+    return F.map_filter(m, lambda k, v: ~k.isin(*keys)) if keys else m
+
+
+def _put_key(m: Column, key: str, value: Column) -> Column:
+    """``m`` with ``key`` set to ``value``: in its place when present, else last (a dict's assignment)."""
+    return F.when(F.map_contains_key(m, F.lit(key)),
+                  F.transform_values(m, lambda k, v: F.when(k == F.lit(key), value).otherwise(v))
+                  ).otherwise(F.map_concat(m, F.create_map(F.lit(key), value)))
+
+
+def rendered(output: Output, pii: Iterable[str]) -> Column:
+    """The forwarded event as JSON text, built by Spark from a `decide` row: the same rules as `payload` (which
+    states them in plain Python), with no Python per event. Nested maps keep each value's JSON type (Spark's
+    variant); the free-form properties and the traits are parsed from their JSON text.
+
+    One difference: a field that only some events have after the steps (a rename into a map an earlier step
+    dropped) is null in the others, where `payload` leaves it out.
+
+    Example:
+        >>> flagged.select(rendered(output, pii_fields(config.catalogue)).alias("payload"))     # doctest: +SKIP
+    """
+    hide = set(pii) if not output.pii else set()
+    flt = output.filter
+    empty = F.create_map().cast(_VARIANT_MAP)
+    catalogue = F.map_filter(F.create_map(*[x for f in EVENT_FIELDS for x in (F.lit(f), _variant(F.col(f)))]),
+                             lambda k, v: v.isNotNull())
+    extra = F.coalesce(F.from_json("properties", _VARIANT_MAP), empty)
+    properties = F.map_concat(catalogue, F.map_filter(extra, lambda k, v: ~F.map_contains_key(catalogue, k)))
+    traits = F.map_filter(F.coalesce(F.from_json("p_traits", _VARIANT_MAP), empty),
+                          lambda k, v: v.isNotNull() & ~F.is_variant_null(v))
+    ids = F.map_from_entries(F.array_sort(F.map_entries(F.coalesce(
+        F.col("identifiers"), F.create_map().cast("map<string,string>")))))
+    # (name, value, is a map): the event's fields in order, changed by the steps as `payload` changes its dict
+    fields: list[list[Any]] = [
+        ["event_id", F.col("event_id"), False], ["event", F.col("event_name"), False], ["stream", F.col("stream"), False],
+        ["source", F.col("source"), False], ["timestamp", _value(F.col("event_time"), "timestamp"), False],
+        ["profile_id", F.col("profile_id"), False],
+        ["identifiers", F.transform_values(_without(ids, hide), lambda k, v: _variant(v)), True],
+        ["properties", _without(properties, hide | set(flt.drop_properties)), True],
+        ["traits", _without(traits, hide | set(flt.drop_traits)), True]]
+
+    def at(name: str) -> Optional[list[Any]]:
+        return next((f for f in fields if f[0] == name), None)
+
+    def put(path: str, value: Column, kind: str) -> None:
+        head, _, key = path.partition(".")
+        field = at(head)
+        if not key:
+            new = [head, _value(value, kind), False]
+        elif field is not None and field[2]:
+            new = [head, _put_key(field[1], key, _variant(_value(value, kind))), True]
+        else:
+            new = [head, F.create_map(F.lit(key), _variant(_value(value, kind))), True]
+        if field is None:
+            fields.append(new)
+        else:
+            field[:] = new
+
+    n_set = 0
+    for step in output.transform:
+        if isinstance(step, Rename):
+            for a, b in step.rename.items():
+                ha, _, ka = a.partition(".")
+                hb, _, kb = b.partition(".")
+                src = at(ha)
+                if not ka:
+                    if src is not None:
+                        fields[:] = [f for f in fields if f[0] != hb or f is src]
+                        src[0] = hb
+                    continue
+                if src is None or not src[2]:
+                    continue
+                m = src[1]
+                present = F.map_contains_key(m, F.lit(ka))
+                if ha == hb:
+                    moved = F.transform_keys(F.map_filter(m, lambda k, v: k != F.lit(kb)),
+                                             lambda k, v: F.when(k == F.lit(ka), F.lit(kb)).otherwise(k))
+                    src[1] = F.when(present, moved).otherwise(m)
+                    continue
+                value = F.element_at(m, F.lit(ka))
+                src[1] = F.when(present, _without(m, [ka])).otherwise(m)
+                dst = at(hb)
+                if dst is not None and dst[2]:
+                    dst[1] = F.when(present, _put_key(dst[1], kb, value)).otherwise(dst[1])
+                elif dst is None:
+                    fields.append([hb, F.when(present, F.create_map(F.lit(kb), value)), True])
+                else:
+                    dst[:] = [hb, F.when(present, F.create_map(F.lit(kb), value)), True]
+        elif isinstance(step, Drop):
+            for path in step.drop:
+                head, _, key = path.partition(".")
+                field = at(head)
+                if field is None:
+                    continue
+                if not key:
+                    fields.remove(field)
+                elif field[2]:
+                    field[1] = _without(field[1], [key])
+        else:
+            put(step.set, F.col(f"_set_{n_set}"), step.type)
+            n_set += 1
+    return F.to_json(F.struct(*[value.alias(name) for name, value, _ in fields]), {"ignoreNullFields": "false"})
+
+
 def _json_value(v: Any) -> Any:
     if isinstance(v, dt.datetime):
         return v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -190,7 +315,7 @@ def _json_value(v: Any) -> Any:
 
 def payload(row: Mapping[str, Any], output: Output, pii: Iterable[str], drop_pii: bool | None = None) -> dict[str, Any]:
     """One forwarded event from a `decide` row: built, PII and filtered keys left out, then the transform steps in
-    order. Pure Python, so every rule is tested without Spark.
+    order. Pure Python, so every rule is tested without Spark; deliveries use `rendered`, its Spark twin.
 
     Example:
         >>> from cdp_spark.connections.config import Output

@@ -29,18 +29,17 @@ import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from cdp_spark.activation.records import Item
 from cdp_spark.activation.stage import export_root
-from cdp_spark.activation.tables import DELIVERIES
+from cdp_spark.activation.tables import DELIVERIES, log_deliveries
 from cdp_spark.activation.transports import DeliveryError, Stats, WebhookSender, file_drop
 from cdp_spark.connections.config import Connection, DeltaOutput, KafkaOutput, Output
-from cdp_spark.connections.forwarding import EVENT_FIELDS, decide, payload, pii_fields, with_profiles
+from cdp_spark.connections.forwarding import decide, pii_fields, rendered, with_profiles
 from cdp_spark.connections.tables import FORWARDED_EVENTS
 from cdp_spark.ingest.tables import EVENTS
 from cdp_spark.lake import Txn, utc_now
@@ -57,14 +56,19 @@ FORMAT = "events"                           # ops.deliveries.format of a forward
 
 @dataclass(frozen=True)
 class EventItem(Item):
-    """A forwarded event for activation's transports: the body is the event itself (no action or audience).
-    ``record_hash`` covers the whole event, so the transports' batch idempotency keys follow the content."""
+    """A forwarded event for activation's transports: its JSON ``text`` as Spark rendered it (`rendered`), which
+    a webhook batch carries as is; ``body()`` parses it (file drops). ``record_hash`` is the text's SHA-256, so the
+    transports' batch idempotency keys follow the content."""
 
     event_id: str = ""
     event_time: Optional[dt.datetime] = None
+    text: str = "{}"
 
     def body(self) -> dict[str, Any]:
-        return self.payload
+        return json.loads(self.text)
+
+    def body_json(self) -> str:
+        return self.text
 
 
 @dataclass
@@ -134,46 +138,59 @@ def _graph(spark: SparkSession, lake: "Lake") -> DataFrame:
     return spark.createDataFrame([], "id_type string, value string, profile_id string")
 
 
-def _rows(df: DataFrame, *, small: bool = False) -> Iterator[dict[str, Any]]:
-    """The decided events as dicts, by event time and id. ``small`` (a micro-batch): fetched as one Arrow table,
-    which is several times faster than building a Row per event; otherwise streamed a partition at a time."""
-    wanted = ["event_id", "event_name", "stream", "source", "event_time", "profile_id", "identifiers", "properties",
-              "p_traits", *EVENT_FIELDS, "_passes", "_sampled", "_consented", "_send",
-              *sorted(c for c in df.columns if c.startswith("_set_"))]
-    ordered = df.select(*wanted).orderBy("event_time", "event_id")
-    if not small:
-        for r in ordered.toLocalIterator():
-            yield r.asDict()
+FLAGS = ("_passes", "_sampled", "_consented", "_send")
+
+
+@dataclass
+class Part:
+    """One delivery's worth of an output's decided events (in event time and id order): the flags of every event,
+    and each sent event's id, profile, time, JSON text and its SHA-256."""
+
+    columns: dict[str, list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.columns["event_id"])
+
+    def count(self, report: "ForwardReport") -> "ForwardReport":
+        c = self.columns
+        report.events = len(self)
+        report.filtered = sum(not p for p in c["_passes"])
+        report.sampled_out = sum(p and not s for p, s in zip(c["_passes"], c["_sampled"]))
+        report.consent_withheld = sum(p and s and not k for p, s, k in zip(c["_passes"], c["_sampled"], c["_consented"]))
+        return report
+
+    def items(self, label: str) -> list[EventItem]:
+        c = self.columns
+        return [EventItem("event", label, c["profile_id"][i] or "", {}, c["_hash"][i], c["event_id"][i],
+                          c["event_time"][i], c["_payload"][i]) for i, send in enumerate(c["_send"]) if send]
+
+
+def parts(flagged: DataFrame, output: Output, pii: frozenset[str], size: int, *, small: bool = False) -> Iterator[Part]:
+    """The `decide` rows of one output cut into parts of ``size`` events, by event time and id, each sent event
+    rendered to JSON by Spark (`rendered`) with its SHA-256. ``small`` (a micro-batch): fetched as one Arrow table;
+    otherwise streamed a partition at a time (a batch run's input may not fit the driver).
+
+    Example:
+        >>> [len(p) for p in parts(decide(base, c, c.outputs[0], config), c.outputs[0], pii, 50_000)]  # doctest: +SKIP
+        [50000, 1234]
+    """
+    text = F.when(F.col("_send"), rendered(output, pii))
+    ordered = (flagged.select("event_id", "profile_id", "event_time", *FLAGS, text.alias("_payload"))
+               .withColumn("_hash", F.sha2("_payload", 256)).orderBy("event_time", "event_id"))
+    names = ordered.columns
+    if small:
+        table = ordered.toArrow()
+        for start in range(0, table.num_rows, size):
+            yield Part(table.slice(start, size).to_pydict())
         return
-    maps = [f.name for f in ordered.schema.fields if isinstance(f.dataType, T.MapType)]
-    for r in ordered.toArrow().to_pylist():
-        for name in maps:   # Arrow lists a map as (key, value) pairs
-            if r[name] is not None:
-                r[name] = dict(r[name])
-        for name, v in r.items():   # Arrow's timestamps carry UTC; a Row's are naive
-            if isinstance(v, dt.datetime) and v.tzinfo is not None:
-                r[name] = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        yield r
-
-
-def _parts(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for r in rows:
+    chunk: list[Any] = []
+    for r in ordered.toLocalIterator():
         chunk.append(r)
         if len(chunk) == size:
-            yield chunk
+            yield Part({n: [row[i] for row in chunk] for i, n in enumerate(names)})
             chunk = []
     if chunk:
-        yield chunk
-
-
-def _items(rows: list[dict[str, Any]], output: Output, label: str, pii: frozenset[str]) -> list[EventItem]:
-    items = []
-    for r in rows:
-        body = payload(r, output, pii)
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-        items.append(EventItem("event", label, r.get("profile_id") or "", body, digest, r["event_id"], r["event_time"]))
-    return items
+        yield Part({n: [row[i] for row in chunk] for i, n in enumerate(names)})
 
 
 class Outputs:
@@ -197,7 +214,7 @@ class Outputs:
                 sender = self._open.get(label) or self._open.setdefault(label, WebhookSender(t, label))
                 sender.send(items, did, on_sent, stats)
             elif t.type == "file":
-                cols = list(dict.fromkeys(k for i in items for k in i.payload))
+                cols = list(dict.fromkeys(k for i in items for k in i.body()))
                 meta = {"connection": connection.name, "output": output.name, "source": source, "format": "ndjson",
                         "columns": cols}
                 file_drop(t, f"{export_root(self.config)}/connections/{label}", label, items, did, cols, "ndjson",
@@ -208,7 +225,7 @@ class Outputs:
                 on_sent(list(items))
             else:
                 assert isinstance(t, KafkaOutput)
-                self._kafka(label, t).append(source, [json.dumps(i.payload, default=str).encode() for i in items])
+                self._kafka(label, t).append(source, [i.text.encode() for i in items])
                 stats.batches, stats.location = 1, t.topic_of(source)
                 on_sent(list(items))
         except (DeliveryError, OSError, RuntimeError) as exc:
@@ -219,8 +236,8 @@ class Outputs:
 
     def _delta(self, connection: Connection, output: Output, items: list[EventItem], did: str) -> None:
         now = utc_now()
-        rows = [(connection.name, output.name, did, i.event_id, i.profile_id or None, i.event_time,
-                 json.dumps(i.payload, sort_keys=True, default=str), now) for i in items]
+        rows = [(connection.name, output.name, did, i.event_id, i.profile_id or None, _naive_utc(i.event_time), i.text,
+                 now) for i in items]
         self.lake.append_rows(FORWARDED_EVENTS.name, rows, txn=Txn(f"connections.{did}", 1))
 
     def _kafka(self, label: str, t: KafkaOutput) -> Any:
@@ -237,13 +254,19 @@ class Outputs:
         self._open.clear()
 
 
+def _naive_utc(t: Optional[dt.datetime]) -> Optional[dt.datetime]:
+    """Arrow's timestamps carry UTC; Spark's rows are naive UTC."""
+    return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t is not None and t.tzinfo is not None else t
+
+
 def _ledger_row(r: ForwardReport, label: str, t: Any, *, run_id: str, as_of: dt.date, mode: str,
                 started: dt.datetime) -> tuple[Any, ...]:
-    """A row of ops.deliveries: the delivery ledger activation keeps (events in the profile columns)."""
+    """A row of ops.deliveries: the delivery ledger activation keeps (events in the profile columns). Every event
+    is counted once: considered = skipped_filtered + skipped_sampled + skipped_consent + adds."""
     row = {"destination": label, "delivery_id": r.delivery_id, "run_id": run_id, "as_of": as_of,
            "transport": t.type, "format": FORMAT, "mode": mode, "status": r.status,
-           "profiles_considered": r.events, "skipped_consent": r.consent_withheld,
-           "skipped_no_identifier": r.filtered + r.sampled_out, "adds": r.planned, "removes": 0,
+           "profiles_considered": r.events, "skipped_consent": r.consent_withheld, "skipped_no_identifier": 0,
+           "skipped_filtered": r.filtered, "skipped_sampled": r.sampled_out, "adds": r.planned, "removes": 0,
            "records_sent": r.sent, "batches": r.batches, "retries": r.retries, "failures": r.failures,
            "location": r.location, "error": r.error, "started_at": started, "ended_at": utc_now()}
     return tuple(row[f] for f in DELIVERIES.schema.fieldNames())
@@ -252,20 +275,23 @@ def _ledger_row(r: ForwardReport, label: str, t: Any, *, run_id: str, as_of: dt.
 def forward_input(spark: SparkSession, config: "CdpConfig", lake: "Lake", connection: Connection, source: str,
                   run_id: str, *, mode: str, as_of: dt.date, forward_run_id: str, outputs: Outputs,
                   delivered: Optional[dict[str, set[str]]] = None,
-                  token: Optional[Callable[[str], Txn]] = None, single_task: bool = False) -> list[ForwardReport]:
+                  token: Optional[Callable[[str], Txn]] = None, single_task: bool = False,
+                  events: Optional[DataFrame] = None) -> list[ForwardReport]:
     """Forward one input batch (``source``'s bronze.events rows of ``run_id``) to every enabled output.
 
     ``delivered`` (label -> delivery ids already done) skips parts delivered before; ``token`` (label -> Txn) makes
     each output's ledger rows one commit under that token, and an output whose token is already committed is
     skipped whole (the stream's replay of a micro-batch it delivered). ``single_task``: the input batch is small
     (a steady stream's micro-batch), so it is read as one partition, as the stream reads it: the deduplication and
-    the ordering then need no shuffle, and its rows come to the driver as one Arrow table.
+    the ordering then need no shuffle, and its rows come to the driver as one Arrow table. ``events``: the input
+    batch's rows when the caller has them (the stream, right after writing them); otherwise read from bronze.events.
     """
     pending = [o for o in connection.outputs if o.enabled
                and not (token is not None and lake.committed(DELIVERIES.name, token(connection.label(o))))]
     if not pending:
         return []
-    events = lake.read(EVENTS.name).where((F.col("source") == source) & (F.col("run_id") == run_id))
+    if events is None:
+        events = lake.read(EVENTS.name).where((F.col("source") == source) & (F.col("run_id") == run_id))
     if single_task:
         events = events.coalesce(1)
     base = with_profiles(events, _graph(spark, lake), _profiles(config, lake), config.identity).persist()
@@ -276,41 +302,33 @@ def forward_input(spark: SparkSession, config: "CdpConfig", lake: "Lake", connec
             label = connection.label(output)
             rows_out: list[tuple[Any, ...]] = []
             flagged = decide(base, connection, output, config)
-            for part, rows in enumerate(_parts(_rows(flagged, small=single_task), connection.delivery_size)):
-                did = delivery_id(label, source, run_id, part)
+            for n, part in enumerate(parts(flagged, output, pii, connection.delivery_size, small=single_task)):
+                did = delivery_id(label, source, run_id, n)
                 if delivered is not None and did in delivered.get(label, set()):
                     continue
                 started = utc_now()
-                report = _count(ForwardReport(connection.name, output.name, did), rows)
-                send = [r for r in rows if r["_send"]]
-                if not send:
+                report = part.count(ForwardReport(connection.name, output.name, did))
+                items = part.items(label)
+                if not items:
                     report.status = "empty"
                 elif output.transport.type == "webhook" and config.org.sandbox:
                     report.status, report.notes = "skipped", ["sandbox org: webhook outputs are not called"]
                 else:
-                    outputs.send(connection, output, _items(send, output, label, pii), did, source, report)
+                    outputs.send(connection, output, items, did, source, report)
                 if report.status == "failed":
                     log.warning("connection output %s: delivery %s failed (%s)", label, did, report.error)
                 row = _ledger_row(report, label, output.transport, run_id=forward_run_id, as_of=as_of, mode=mode,
                                   started=started)
                 if token is None:
-                    lake.append_rows(DELIVERIES.name, [row])   # progress is kept delivery by delivery
+                    log_deliveries(spark, lake, [row])   # progress is kept delivery by delivery
                 else:
                     rows_out.append(row)
                 reports.append(report)
             if token is not None and rows_out:
-                lake.append_rows(DELIVERIES.name, rows_out, txn=token(label))
+                log_deliveries(spark, lake, rows_out, txn=token(label))
     finally:
         base.unpersist()
     return reports
-
-
-def _count(report: ForwardReport, rows: list[dict[str, Any]]) -> ForwardReport:
-    report.events = len(rows)
-    report.filtered = sum(not r["_passes"] for r in rows)
-    report.sampled_out = sum(bool(r["_passes"]) and not r["_sampled"] for r in rows)
-    report.consent_withheld = sum(bool(r["_passes"] and r["_sampled"]) and not r["_consented"] for r in rows)
-    return report
 
 
 def _summary(reports: list[ForwardReport]) -> dict[str, dict[str, Any]]:
@@ -331,11 +349,12 @@ def connections_for(config: "CdpConfig", source: str) -> list[Connection]:
 
 
 def forward_micro_batch(spark: SparkSession, config: "CdpConfig", lake: "Lake", source: str, run_id: str,
-                        txn: Txn, *, single_task: bool = False) -> dict[str, Any]:
+                        txn: Txn, *, single_task: bool = False, events: Optional[DataFrame] = None) -> dict[str, Any]:
     """The stream's call after micro-batch ``txn.version`` of ``source`` is written (``run_id``): forward its events
     to every connection taking ``source``. Returns per-output totals (empty when no connection takes the source).
     Never raises for a failed output: ingestion goes on, the failure is in ops.deliveries and the stage retries it.
-    ``single_task``: a small micro-batch, forwarded as one partition (see `forward_input`).
+    ``single_task``: a small micro-batch, forwarded as one partition; ``events``: its rows as written (see
+    `forward_input`).
 
     Example:
         >>> forward_micro_batch(spark, config, lake, "web", "stream-web-1a2b3c4d-7", Txn("collect.web.1a2b", 7))  # doctest: +SKIP
@@ -354,7 +373,7 @@ def forward_micro_batch(spark: SparkSession, config: "CdpConfig", lake: "Lake", 
                 reports += forward_input(spark, config, lake, c, source, run_id, mode="stream",
                                          as_of=utc_now().date(), forward_run_id=run_id, outputs=outputs,
                                          token=lambda label: Txn(f"forward.{label}.{txn.app_id}", txn.version),
-                                         single_task=single_task)
+                                         single_task=single_task, events=events)
             except Exception as exc:  # noqa: BLE001 - an output must not stop ingestion; the stage catches up
                 failed[c.name] = type(exc).__name__
                 log.warning("connection %s: forwarding micro-batch %d of %s failed (%s); the connections stage "
@@ -396,9 +415,9 @@ def pending_inputs(lake: "Lake", config: "CdpConfig", connection: Connection, no
     for r in sorted(runs, key=lambda r: (r["last"], r["source"], r["run_id"])):
         if str(r["run_id"]).startswith("stream-") and r["last"] > settled:
             continue
-        parts = math.ceil(r["n"] / connection.delivery_size)
+        n_parts = math.ceil(r["n"] / connection.delivery_size)
         if any(delivery_id(label, r["source"], r["run_id"], k) not in delivered.get(label, set())
-               for label in labels for k in range(parts)):
+               for label in labels for k in range(n_parts)):
             out.append((r["source"], r["run_id"]))
     return out
 

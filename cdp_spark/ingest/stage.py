@@ -380,7 +380,7 @@ def lake_version(lake: "Lake", path: str) -> int:
 
 
 def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, paths, stats, *,  # type: ignore[no-untyped-def]
-                  key_sink=None, dedup=True, replay_tag=None, map_keys=None):
+                  key_sink=None, dedup=True, replay_tag=None, map_keys=None, events_sink=None):
     """Run one raw batch through the chain and write bronze: shared by batch files and streaming micro-batches.
 
     Fills ``stats`` (read/accepted/quarantined/duplicates/suppressed/diverted/warned, and quarantine_reasons:
@@ -391,7 +391,8 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
     batch's earlier attempt) is dropped and counted as a duplicate (see `duplicates`); the stream deduplicates by
     messageId itself. The batch's key stats are folded into bronze.raw_keys at once, or handed to
     ``key_sink(stats_frame)`` (the stream keeps them pending, see `keystats.PendingKeyStats`); ``map_keys`` names
-    the keys seen in map columns (see `key_columns`).
+    the keys seen in map columns (see `key_columns`). ``events_sink(events)`` gets the bronze.events rows just
+    written (from the batch's cache, while it lasts): the stream forwards them to connections without reading back.
     """
     from cdp_spark.ingest.routes import diverted_streams
 
@@ -485,6 +486,8 @@ def process_batch(spark, config, lake, source, raw, txn, run_id, received_at, pa
         if events_role:
             events = chain.to_events(accepted, source, config.catalogue, run_id, received_at)
             written[EVENTS.name] = _append(lake, EVENTS.name, events, txn, out_rows[EVENTS.name])
+            if events_sink is not None:
+                events_sink(events)
         if source.role in ("profiles", "both"):
             if source.load_mode == "snapshot":
                 written[PROFILE_RECORDS.name] = _snapshot_changes(spark, lake, source, config, checked.where(live),
