@@ -23,7 +23,6 @@ from cdp_spark.connections import stage
 from cdp_spark.connections.config import Connection, Output, Sampling
 from cdp_spark.connections.forwarding import bucket_of, payload, pii_fields, sampled
 from cdp_spark.identity.tables import ID_GRAPH
-from cdp_spark.ingest.sources import CatalogueScope
 from cdp_spark.lake import Txn, default_registry
 from cdp_spark.lake.embedded import EmbeddedLake
 from cdp_spark.pipeline import STAGES
@@ -55,8 +54,7 @@ def _config(root, url, **connection):
            "connections": [{"name": "web_events", "input": {"collector": True}, "retry_after_minutes": 0,
                             "outputs": [tool, {"name": "lake", "transport": {"type": "delta"}, "pii": True}],
                             **connection}]}
-    with CatalogueScope(CATALOGUE):
-        return CdpConfig.model_validate(raw)
+    return CdpConfig.model_validate(raw)
 
 
 def _messages(start: int, n: int) -> list[dict]:

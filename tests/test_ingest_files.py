@@ -108,14 +108,12 @@ def test_a_moved_or_copied_lake_reingests_nothing(spark, tmp_path):
     and moved: a rerun on either finds every file in the ledger by relative path and content."""
     from cdp_spark.config import CdpConfig
     from cdp_spark.demo import generate
-    from cdp_spark.ingest.sources import CatalogueScope
 
     def config_at(root):
         sources = [yaml.safe_load((REPO / "conf" / "sources" / f"{n}.yaml").read_text()) for n in ("web", "orders", "crm")]
         raw = {"lake": {"root": str(root)}, "catalogue": CATALOGUE, "sources": sources,
                "routes": yaml.safe_load((REPO / "conf" / "routes.yaml").read_text())}
-        with CatalogueScope(CATALOGUE):
-            config = CdpConfig.model_validate(raw)
+        config = CdpConfig.model_validate(raw)
         return config, EmbeddedLake(spark, str(root), default_registry())
 
     root = tmp_path / "lake"

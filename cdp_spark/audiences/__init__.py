@@ -1,4 +1,6 @@
 """Audiences: definitions (conf/audiences), one-scan compilation to Spark, membership, changes and sizes."""
+from cdp_spark.audiences.config import reference_problems
+from cdp_spark.domain_spec import Domain
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
@@ -8,3 +10,4 @@ STAGE = StageSpec(
            "gold.audience_members"),
     writes=("gold.audience_members", "gold.audience_changes", "gold.audience_sizes"),
     rules=("audiences", "identity", "routes"))
+DOMAIN = Domain("audiences", stage=STAGE, checks=(reference_problems,))

@@ -3,6 +3,7 @@
 Public API: :func:`connected_components` and :func:`materialise` (see `cdp_spark.identity.components`).
 """
 from cdp_spark.identity.components import CCStats, connected_components, materialise
+from cdp_spark.domain_spec import Domain
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
@@ -12,5 +13,6 @@ STAGE = StageSpec(
     writes=("silver.identifiers", "silver.id_links", "gold.id_graph", "gold.profile_id_history",
             "silver.identity_runs"),
     rules=("identity", "org", "routes"))
+DOMAIN = Domain("identity", stage=STAGE)
 
 __all__ = ["CCStats", "connected_components", "materialise"]

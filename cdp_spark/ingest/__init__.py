@@ -5,6 +5,8 @@ enrich -> map to catalogue -> normalise -> expectations -> routes. `stage.run` a
 (each file once), and the writes to `bronze.events`, `bronze.profile_records`, `bronze.quarantine`,
 `bronze.raw_keys` and `bronze.ingested_files`.
 """
+from cdp_spark.ingest.sources import catalogue_problems
+from cdp_spark.domain_spec import Domain
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
@@ -12,3 +14,4 @@ STAGE = StageSpec(
     reads=("ops.tombstones", "bronze.ingested_files", "bronze.snapshot_state", "bronze.profile_records"),
     writes=("bronze.events", "bronze.profile_records", "bronze.quarantine", "bronze.raw_keys",
             "bronze.ingested_files", "bronze.snapshot_state"))
+DOMAIN = Domain("ingest", stage=STAGE, checks=(catalogue_problems,))

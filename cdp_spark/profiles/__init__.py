@@ -2,6 +2,8 @@
 
 `view.profile_view` is the read API other stages use; `stage.run` is the daily rebuild.
 """
+from cdp_spark.profiles.config import catalogue_problems
+from cdp_spark.domain_spec import Domain
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
@@ -9,3 +11,4 @@ STAGE = StageSpec(
     reads=("bronze.events", "bronze.profile_records", "gold.id_graph", "gold.profile_id_history", "gold.profiles"),
     writes=("gold.profiles", "gold.profile_attributes"),
     rules=("profiles", "attributes", "catalogue", "identity", "routes"))
+DOMAIN = Domain("profiles", stage=STAGE, checks=(catalogue_problems,))
