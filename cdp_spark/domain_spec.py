@@ -14,6 +14,7 @@ Example:
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -73,3 +74,14 @@ class Domain:
     tables: "tuple[TableSpec, ...]" = ()
     stage: StageSpec | None = None
     cli: tuple[tuple[str, str], ...] = ()
+
+
+def load(target: str) -> Any:
+    """The object a declaration names as ``"module:attribute"`` (a stage function, a CLI app), imported now.
+
+    Example:
+        >>> load("cdp_spark.domain_spec:Domain") is Domain
+        True
+    """
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)

@@ -5,20 +5,10 @@ import datetime as dt
 import os
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, PositiveInt, model_validator
+from pydantic import AfterValidator, Field, PositiveInt, create_model, model_validator
 
-from cdp_spark.activation.config import Destination
-from cdp_spark.api.config import ApiConfig
-from cdp_spark.audiences.config import Audience
-from cdp_spark.collect.config import CollectorConfig
-from cdp_spark.connections.config import Connection
-from cdp_spark.content.config import ContentConfig
-from cdp_spark.ml.config import ScoresConfig
 from cdp_spark.config_base import Strict, repeated
-from cdp_spark.identity.config import IdentityConfig
-from cdp_spark.privacy.config import PrivacyConfig
-from cdp_spark.profiles.config import AttributesConfig, ProfilesConfig
-from cdp_spark.ingest.sources import Catalogue, RouteRule, Source
+from cdp_spark.domains import SECTIONS
 from cdp_spark.jars import BUNDLES
 
 
@@ -140,16 +130,9 @@ class DemoConfig(Strict):
                                                      "(erasure's verification scans everything under the lake root)")
 
 
-# Sections of cdp.yaml itself; every other CdpConfig field is a domain loadable from `files:`.
-CORE_SECTIONS = ("org", "engine", "lake", "pipeline", "demo", "files")
-
-
-class CdpConfig(Strict):
-    """The whole resolved configuration: `conf/cdp.yaml` plus the domain files it references.
-
-    Domain sections (sources, catalogue, identity, ...) are the models their domains define; `files` in cdp.yaml
-    says where each one is loaded from.
-    """
+class CoreConfig(Strict):
+    """The sections of `conf/cdp.yaml` itself: the organisation, the engine, the lake, the pipeline, the demo and
+    `files` (where each domain's section is loaded from)."""
 
     org: OrgConfig = Field(default_factory=OrgConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
@@ -157,23 +140,9 @@ class CdpConfig(Strict):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     files: dict[str, str] = Field(default_factory=dict, description="domain name -> file or folder, relative to cdp.yaml")
-    catalogue: Catalogue = Field(default_factory=Catalogue)
-    sources: list[Source] = Field(default_factory=list)
-    routes: list[RouteRule] = Field(default_factory=list)
-    identity: IdentityConfig = Field(default_factory=IdentityConfig)
-    collector: CollectorConfig = Field(default_factory=CollectorConfig)
-    api: ApiConfig = Field(default_factory=ApiConfig)
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
-    scores: ScoresConfig = Field(default_factory=ScoresConfig)
-    profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
-    attributes: AttributesConfig = Field(default_factory=AttributesConfig)
-    audiences: list[Audience] = Field(default_factory=list, description="audience definitions (conf/audiences)")
-    destinations: list[Destination] = Field(default_factory=list, description="activation destinations")
-    connections: list[Connection] = Field(default_factory=list, description="event forwarding (conf/connections)")
-    content: ContentConfig = Field(default_factory=ContentConfig)
 
     @model_validator(mode="after")
-    def _truth_outside_lake(self) -> "CdpConfig":
+    def _truth_outside_lake(self) -> "CoreConfig":
         truth = self.demo.truth_dir
         if truth and "://" not in truth and "://" not in self.lake.root:
             root, key = os.path.abspath(self.lake.root), os.path.abspath(truth)
@@ -190,3 +159,20 @@ class CdpConfig(Strict):
     def demo_truth_dir(self) -> str:
         """Where `cdp demo`/`cdp generate` write the answer key: ``demo.truth_dir``, else beside the lake root."""
         return self.demo.truth_dir or self.lake.root.rstrip("/") + "-demo-truth"
+
+
+# Sections of cdp.yaml itself; every other CdpConfig field is a domain's section, loadable from `files:`.
+CORE_SECTIONS = tuple(CoreConfig.model_fields)
+
+CdpConfig = create_model(
+    "CdpConfig", __base__=CoreConfig, __module__=__name__,
+    __doc__="""The whole resolved configuration: `conf/cdp.yaml` plus the domain files it references.
+
+    The domain sections (catalogue, sources, identity, ...) are the ones the domains declare (`cdp_spark.domains`),
+    each with the model its domain defines; `files` in cdp.yaml says where each one is loaded from.
+
+    Example:
+        >>> CdpConfig.model_validate({"sources": [{"name": "web", "path": "/landing/web"}]}).sources[0].format
+        'json'
+    """,
+    **{s.name: (s.type, Field(default_factory=s.default, description=s.description)) for s in SECTIONS})
