@@ -100,3 +100,14 @@ def test_references_resolve_in_dependency_order():
         ("leaf", {"identifier": "email"})]]
     assert [a.name for a in dependency_order(aud)] == ["leaf", "mid", "top"]
     assert find_cycle({"a": ["b"], "b": ["c"], "c": []}) is None
+
+
+def test_the_types_conditions_are_checked_against_are_the_profile_views():
+    """The cross-section check types traits and attributes from config alone; the profile view (Spark types) agrees."""
+    from cdp_spark.audiences.config import known_fields
+    from cdp_spark.profiles.view import view_schema
+
+    cfg = load_config(CONF / "cdp.yaml")
+    schema, fields = view_schema(cfg), known_fields(cfg)
+    for kind in ("traits", "attributes"):
+        assert fields[kind] == {f.name: f.dataType.simpleString() for f in schema[kind].dataType.fields}, kind
