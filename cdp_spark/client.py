@@ -342,8 +342,7 @@ class Cdp:
         config = self.config.model_copy(update={"audiences": [*self.config.audiences, audience]})
         problems = [p for p in config_problems(config) if p.section == "audiences"]
         if problems:
-            raise ConfigError("\n".join(f"audience {audience.name}: {'.'.join(map(str, p.key[1:]))}: "
-                                        f"{'' if p.value is None else f'got {p.value!r}, '}{p.expected}"
+            raise ConfigError("\n".join(f"audience {audience.name}: {'.'.join(map(str, p.key[1:]))}: {p.describe()}"
                                         for p in problems))
         return Cdp(dataclasses.replace(self._rt, config=config))
 

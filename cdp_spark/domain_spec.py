@@ -41,6 +41,17 @@ class ConfigProblem:
     expected: str
     secret: bool = False
 
+    def describe(self) -> str:
+        """The value and what was expected, for a message that names the file and the key before it.
+
+        Example:
+            >>> ConfigProblem("sources", (0, "key", 0), "emial", "expected a catalogue field").describe()
+            "got 'emial', expected a catalogue field"
+        """
+        if self.value is None:  # the reason names the values itself (e.g. a reference cycle)
+            return self.expected
+        return f"got {'***' if self.secret else repr(self.value)}, {self.expected}"
+
 
 # A cross-section check: the whole validated config (every section valid on its own) -> its problems.
 ConfigCheck = Callable[[Any], Iterable[ConfigProblem]]

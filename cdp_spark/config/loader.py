@@ -170,10 +170,7 @@ def _format_errors(exc: ValidationError, main: Path, origin: dict[tuple[str, ...
 
 
 def _format_problem(problem: ConfigProblem, main: Path, origin: dict[tuple[str, ...], Path]) -> str:
-    where = _where((problem.section, *problem.key), main, origin)
-    if problem.value is None:  # the reason names the values (e.g. a reference cycle)
-        return f"{where}: {problem.expected}"
-    return f"{where}: got {REDACTED if problem.secret else problem.value!r}, {problem.expected}"
+    return f"{_where((problem.section, *problem.key), main, origin)}: {problem.describe()}"
 
 
 def _where(loc: tuple[object, ...], main: Path, origin: dict[tuple[str, ...], Path]) -> str:
