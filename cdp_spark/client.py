@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -59,9 +60,9 @@ def with_settings(config: CdpConfig, base_dir: str | Path | None = None, **secti
         section = type(current).model_validate(_merged(current.model_dump(exclude_unset=True), update))
         config = config.model_copy(update={name: section})
     root = config.lake.root
-    if base_dir is not None and "://" not in root and not Path(root).is_absolute():
+    if base_dir is not None and "://" not in root and not os.path.isabs(root):
         lake = type(config.lake).model_validate({**config.lake.model_dump(exclude_unset=True),
-                                                 "root": str(Path(base_dir) / root)})
+                                                 "root": os.path.join(base_dir, root)})
         config = config.model_copy(update={"lake": lake})
     return config
 
