@@ -18,6 +18,8 @@ from cdp_spark.lake import default_registry
 from cdp_spark.lake.embedded import EmbeddedLake
 from tests.ingest_fixtures import CATALOGUE, REPO
 
+pytestmark = pytest.mark.slow  # streams collected Segment calls into bronze
+
 KEY = "test-web-write-key"
 AS_OF = dt.date(2026, 11, 1)
 T = "2026-11-01T10:00:00Z"

@@ -6,8 +6,8 @@ import datetime as dt
 import json
 import pathlib
 
-import yaml
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from pyspark.sql import functions as F
 
@@ -17,6 +17,8 @@ from cdp_spark.collect.stream import StreamError, run_stream, run_with_ledger
 from cdp_spark.config import CdpConfig
 from cdp_spark.lake import Txn, default_registry
 from tests.ingest_fixtures import CATALOGUE, REPO
+
+pytestmark = pytest.mark.slow  # Structured Streaming runs with restarts and replays
 
 KEY = "test-web-write-key"
 

@@ -29,6 +29,8 @@ from cdp_spark.pipeline import STAGES
 from cdp_spark.profiles.tables import PROFILES
 from tests.ingest_fixtures import CATALOGUE, REPO
 
+pytestmark = pytest.mark.slow  # forwarding runs through the stream, the stage and a Kafka topic
+
 KEY = "test-web-write-key"
 USERS = 40
 T0 = dt.datetime(2026, 11, 1, 9, 0)
