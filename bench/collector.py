@@ -143,7 +143,6 @@ def load(url: str, seconds: float, threads: int, batch: int, rate: float | None 
 
 def make_config(root: Path, landing: Path, trigger: float):  # type: ignore[no-untyped-def]
     from cdp_spark.config import CdpConfig
-    from cdp_spark.ingest.sources import CatalogueScope
 
     catalogue = yaml.safe_load((REPO / "conf" / "catalogue.yaml").read_text())
     web = yaml.safe_load((REPO / "conf" / "sources" / "web.yaml").read_text())
@@ -152,8 +151,7 @@ def make_config(root: Path, landing: Path, trigger: float):  # type: ignore[no-u
            "routes": yaml.safe_load((REPO / "conf" / "routes.yaml").read_text()),
            "collector": {"sources": {"web": {"keys": [{"key": KEY}]}}, "spool": {"path": str(landing)},
                          "stream": {"trigger_seconds": trigger, "max_files_per_trigger": 1000}}}
-    with CatalogueScope(catalogue):
-        return CdpConfig.model_validate(raw)
+    return CdpConfig.model_validate(raw)
 
 
 def main() -> None:

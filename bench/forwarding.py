@@ -177,7 +177,6 @@ def drain(receiver: Any, first: int, expected: int, seconds: float) -> None:
 def make_config(root: Path, landing: Path, url: str, trigger: float, webhook_batch: int,  # type: ignore[no-untyped-def]
                 max_files: int = 4, concurrency: int = 4):
     from cdp_spark.config import CdpConfig
-    from cdp_spark.ingest.sources import CatalogueScope
 
     catalogue = yaml.safe_load((REPO / "conf" / "catalogue.yaml").read_text())
     web = yaml.safe_load((REPO / "conf" / "sources" / "web.yaml").read_text())
@@ -190,8 +189,7 @@ def make_config(root: Path, landing: Path, url: str, trigger: float, webhook_bat
            "collector": {"sources": {"web": {"keys": [{"key": KEY}]}}, "spool": {"path": str(landing)},
                          "stream": {"trigger_seconds": trigger, "max_files_per_trigger": max_files}},
            "connections": [{"name": CONNECTION, "input": {"collector": True}, "outputs": [hook]}]}
-    with CatalogueScope(catalogue):
-        return CdpConfig.model_validate(raw)
+    return CdpConfig.model_validate(raw)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

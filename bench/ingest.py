@@ -109,7 +109,6 @@ def main() -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from cdp_spark.config import CdpConfig
     from cdp_spark.ingest import stage
-    from cdp_spark.ingest.sources import CatalogueScope
     from cdp_spark.lake import default_registry
     from cdp_spark.lake.embedded import EmbeddedLake
     from cdp_spark.spark import build_session, embedded_conf
@@ -135,8 +134,7 @@ def main() -> None:
     sources = [yaml.safe_load((repo / "conf" / "sources" / f"{n}.yaml").read_text()) for n in names]
     raw = {"lake": {"root": str(work / "lake")}, "demo": {"out_dir": str(demo)}, "catalogue": catalogue,
            "sources": sources, "routes": yaml.safe_load((repo / "conf" / "routes.yaml").read_text())}
-    with CatalogueScope(catalogue):
-        config = CdpConfig.model_validate(raw)
+    config = CdpConfig.model_validate(raw)
     lake = EmbeddedLake(spark, config.lake.root, default_registry())
 
     def bare_read(name: str):  # type: ignore[no-untyped-def]

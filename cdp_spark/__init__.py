@@ -12,14 +12,21 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
+    from typing import Any, Mapping
 
     from cdp_spark.client import Cdp
 
 __version__ = "0.1.0"
 
 
-def open(conf: "str | Path" = "conf/cdp.yaml") -> "Cdp":  # noqa: A001 - the package's entry point, as `cdp_spark.open`
-    """Load the configuration, start Spark and open the lake: the `cdp_spark.client.Cdp` API.
+# The public Python API: everything a notebook or script needs is reached from `open` (a `cdp_spark.client.Cdp`).
+__all__ = ["open"]
+
+
+def open(conf: "str | Path" = "conf/cdp.yaml", *, base_dir: "str | Path | None" = None,  # noqa: A001 - the entry point
+         **sections: "Mapping[str, Any]") -> "Cdp":
+    """Load the configuration, change the given settings of its sections (e.g. ``engine={"cores": 2}``; relative lake
+    roots are taken relative to ``base_dir``), start Spark and open the lake: the `cdp_spark.client.Cdp` API.
 
     Example:
         >>> cdp = open("conf/cdp.yaml")                                # doctest: +SKIP
@@ -28,4 +35,4 @@ def open(conf: "str | Path" = "conf/cdp.yaml") -> "Cdp":  # noqa: A001 - the pac
     """
     from cdp_spark.client import Cdp
 
-    return Cdp.open(conf)
+    return Cdp.open(conf, base_dir=base_dir, **sections)

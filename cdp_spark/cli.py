@@ -26,12 +26,9 @@ from cdp_spark.cli_common import (ActionableError, ConfOption, JsonOption, err, 
 from cdp_spark.config import CdpConfig, load_config_with_sources
 from cdp_spark.jars import JarsError
 from cdp_spark.ops import logs
-from cdp_spark.api.cli import api_app, sandbox_app, serve as api_serve
-from cdp_spark.privacy.cli import erase_app
-from cdp_spark.audiences import cli as audience_cli
-from cdp_spark.ops import cli as ops_cli
-from cdp_spark.identity.cli import app as identity_app
-from cdp_spark.ml.cli import mlflow_app
+from cdp_spark.api.cli import serve as api_serve
+from cdp_spark.domain_spec import load
+from cdp_spark.domains import CLI
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="cdp-spark: Customer Data Platform on Spark + Delta.")
@@ -461,19 +458,16 @@ def _size(n: int) -> str:
     return str(n)
 
 
-app.command()(ops_cli.maintain)
-app.command()(ops_cli.status)
-app.command()(ops_cli.report)
+# The domains' commands, as they declare them: a Typer app is a command group, a function one command.
+for _name, _target in CLI:
+    _command = load(_target)
+    if isinstance(_command, typer.Typer):
+        app.add_typer(_command, name=_name)
+    else:
+        app.command(_name)(_command)
 
 collect_app = typer.Typer(no_args_is_help=True, help="Real-time collection: the collector and its stream.")
 app.add_typer(collect_app, name="collect")
-app.add_typer(api_app, name="api")
-app.add_typer(erase_app, name="erase")
-app.add_typer(sandbox_app, name="sandbox")
-app.add_typer(audience_cli.audience_app, name="audience")
-app.add_typer(identity_app, name="identity")
-app.add_typer(mlflow_app, name="mlflow")
-app.command("activate")(audience_cli.activate)
 
 
 @collect_app.command("serve")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from cdp_spark import domains
+from cdp_spark.domain_spec import load
 from cdp_spark.lake.base import Txn
 from cdp_spark.ops import progress
 from cdp_spark.ops.ledger import Ledger
@@ -185,8 +185,7 @@ def _target(name: str, registry: dict[str, str]) -> str:
 
 def stage_function(name: str, registry: dict[str, str] | None = None) -> StageFunction:
     """Import a registered stage's function."""
-    module, _, function = _target(name, registry if registry is not None else STAGES).partition(":")
-    return getattr(importlib.import_module(module), function)
+    return load(_target(name, registry if registry is not None else STAGES))
 
 
 def plan(config: "CdpConfig", job: str, registry: dict[str, str] | None = None) -> list[str]:

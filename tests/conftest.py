@@ -128,7 +128,8 @@ def requires_graphframes_jvm(spark_capabilities):
                     "io.graphframes artifacts can be resolved")
 
 
-LAKE_BACKENDS = ("embedded", pytest.param("delta-spark", marks=pytest.mark.delta_spark))
+# The second backend runs in the full suite; the everyday subset (`-m "not slow"`) runs the embedded one.
+LAKE_BACKENDS = ("embedded", pytest.param("delta-spark", marks=[pytest.mark.delta_spark, pytest.mark.slow]))
 
 
 @pytest.fixture(scope="module", params=LAKE_BACKENDS)
@@ -179,6 +180,17 @@ class DemoLake:
         with self.env(), contextlib.redirect_stdout(buffer):
             code = main([*args, "--conf", str(CONF), "--json"])
         return code, json.loads(buffer.getvalue()) if code == 0 else buffer.getvalue()
+
+
+# Session fixtures that run the whole pipeline on a demo world (minutes each on two cores): a test that uses one,
+# directly or through its own fixtures, is an end-to-end test and is marked `slow` (left out of `-m "not slow"`).
+END_TO_END_FIXTURES = frozenset({"demo_lake", "embedded_batch_demo"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ from typing import Any
 import yaml
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.ingest.sources import CatalogueScope
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOGUE = yaml.safe_load((REPO / "conf" / "catalogue.yaml").read_text())
@@ -15,8 +14,7 @@ CATALOGUE = yaml.safe_load((REPO / "conf" / "catalogue.yaml").read_text())
 
 def make_config(tmp_path: Path, sources: list[dict[str, Any]], routes: list[dict[str, Any]] | None = None) -> CdpConfig:
     raw = {"lake": {"root": str(tmp_path / "lake")}, "catalogue": CATALOGUE, "sources": sources, "routes": routes or []}
-    with CatalogueScope(CATALOGUE):
-        return CdpConfig.model_validate(raw)
+    return CdpConfig.model_validate(raw)
 
 
 def write(path: Path, data: bytes | str) -> Path:

@@ -17,6 +17,8 @@ from cdp_spark.config import CdpConfig
 from cdp_spark.lake import default_registry
 from cdp_spark.pipeline import STAGES
 
+pytestmark = pytest.mark.slow  # the module's lake runs ingest to activation once per backend
+
 AS_OF = dt.date(2026, 11, 1)
 VIEW = ("profile_id string, identifiers map<string,array<string>>, traits struct<first_name:string,country:string>, "
         "consent map<string,string>")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from cdp_spark.api.app import create_app
@@ -50,6 +51,7 @@ def _org(spark, tmp_path, org: str):
     return config, secret, client
 
 
+@pytest.mark.slow
 def test_same_email_in_two_orgs_gives_unrelated_profiles_and_keys_do_not_cross(spark, tmp_path):
     _, key_a, api_a = _org(spark, tmp_path, "acme")
     _, key_b, api_b = _org(spark, tmp_path, "globex")

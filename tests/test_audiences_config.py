@@ -63,7 +63,8 @@ def test_default_event_condition_is_count_above_zero_within_30_days(conf):
      "double field compared with non-numeric 'cheap'"),
     ("name: a\nrule: {event: {name: x, aggregate: {fn: sum}}}\n", "rule.event.aggregate", "needs a property"),
     ("name: a\nrule: {event: {name: x, within: {days: 3}, between: {start: -9d}}}\n", "rule.event", "not both"),
-    ("name: a\nrule: {any: [{not: {audience: ghost}}]}\n", "(top level)", "rule.any.0.not.audience: unknown audience 'ghost'"),
+    ("name: a\nrule: {any: [{not: {audience: ghost}}]}\n", "rule.any.0.not.audience",
+     "got 'ghost', expected the name of an audience in conf/audiences/ (defined: a)"),
     ("name: a\nrule: {consent: {purpose: telepathy}}\n", "rule", "unknown purpose 'telepathy'"),
     ("name: a\nrule: {identifier: shoe_size}\n", "rule", "unknown identifier type 'shoe_size'"),
     ("name: a\nrule: {event: {name: x}, trait: {field: country, value: GB}}\n", "rule", "exactly one of"),
@@ -75,7 +76,7 @@ def test_errors_name_file_clause_path_and_reason(conf, yaml_text, where, reason)
     write(conf, "a", yaml_text)
     msg = error(conf)
     assert "audiences/a.yaml" in msg and reason in msg
-    assert f"a.yaml: {where}" in msg or (where == "(top level)" and "a.yaml: (top level)" in msg), msg
+    assert f"a.yaml: {where}" in msg, msg
 
 
 def test_reference_cycle_is_refused_with_its_path(conf):
@@ -99,3 +100,14 @@ def test_references_resolve_in_dependency_order():
         ("leaf", {"identifier": "email"})]]
     assert [a.name for a in dependency_order(aud)] == ["leaf", "mid", "top"]
     assert find_cycle({"a": ["b"], "b": ["c"], "c": []}) is None
+
+
+def test_the_types_conditions_are_checked_against_are_the_profile_views():
+    """The cross-section check types traits and attributes from config alone; the profile view (Spark types) agrees."""
+    from cdp_spark.audiences.config import known_fields
+    from cdp_spark.profiles.view import view_schema
+
+    cfg = load_config(CONF / "cdp.yaml")
+    schema, fields = view_schema(cfg), known_fields(cfg)
+    for kind in ("traits", "attributes"):
+        assert fields[kind] == {f.name: f.dataType.simpleString() for f in schema[kind].dataType.fields}, kind

@@ -12,7 +12,6 @@ import typer
 from cdp_spark.audiences import stage
 from cdp_spark.audiences.cli import export_members, export_purposes
 from cdp_spark.config import CdpConfig
-from cdp_spark.ingest.sources import CatalogueScope
 from cdp_spark.lake import default_registry
 from cdp_spark.lake.embedded import EmbeddedLake
 from tests.ingest_fixtures import CATALOGUE
@@ -26,8 +25,7 @@ def world(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("export") / "lake"
     audiences = [{"name": "buyers", "rule": {"event": {"name": "order_completed"}},
                   "variants": [{"name": "a", "weight": 9}, {"name": "hold", "weight": 1, "holdout": True}]}]
-    with CatalogueScope(CATALOGUE):
-        config = CdpConfig.model_validate({"lake": {"root": str(root)}, "catalogue": CATALOGUE, "audiences": audiences})
+    config = CdpConfig.model_validate({"lake": {"root": str(root)}, "catalogue": CATALOGUE, "audiences": audiences})
     lake = EmbeddedLake(spark, config.lake.root, default_registry())
     t = dt.datetime(2026, 11, 1, 23, 59)
     lake.append("gold.audience_members", spark.createDataFrame(

@@ -16,6 +16,8 @@ from cdp_spark.identity.tables import PROFILE_ID_HISTORY
 from cdp_spark.lake import default_registry
 from cdp_spark.pipeline import STAGES, stage_function
 
+pytestmark = pytest.mark.slow  # the module's lake runs the pipeline up to audiences
+
 D1, D2 = dt.date(2026, 11, 1), dt.date(2026, 11, 4)
 VIEW = ("profile_id string, identifiers map<string,array<string>>, traits struct<first_name:string,country:string>, "
         "attributes struct<orders:bigint>, consent map<string,string>")

@@ -53,6 +53,7 @@ def test_bad_as_of_exits_2(capsys, conf):
     assert code == 2 and "expected YYYY-MM-DD" in err
 
 
+@pytest.mark.slow
 def test_run_daily_then_runs_tables_and_history_as_json(spark, capsys, conf):
     code, out, _ = run(capsys, "run", "daily", "--as-of", "2026-11-01", "--conf", str(conf), "--json")
     assert code == 0

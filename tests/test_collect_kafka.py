@@ -24,6 +24,8 @@ from tests.conftest import unavailable
 from tests.ingest_fixtures import CATALOGUE, REPO
 from tests.kafka_broker import KafkaBroker
 
+pytestmark = pytest.mark.slow  # starts a Kafka broker and a streaming job
+
 KEY = "kafka-test-write-key"
 BATCHES, PER_BATCH = 4, 30
 

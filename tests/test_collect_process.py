@@ -17,6 +17,8 @@ import pytest
 
 from cdp_spark.collect.spool import recover
 
+pytestmark = pytest.mark.slow  # starts the collector as a process and kills it
+
 KEY = "proc-web-write-key"
 
 

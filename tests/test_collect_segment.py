@@ -14,10 +14,11 @@ from pyspark.sql import functions as F
 from cdp_spark.collect.app import create_app
 from cdp_spark.collect.stream import run_stream
 from cdp_spark.config import CdpConfig
-from cdp_spark.ingest.sources import CatalogueScope
 from cdp_spark.lake import default_registry
 from cdp_spark.lake.embedded import EmbeddedLake
 from tests.ingest_fixtures import CATALOGUE, REPO
+
+pytestmark = pytest.mark.slow  # streams collected Segment calls into bronze
 
 KEY = "test-web-write-key"
 AS_OF = dt.date(2026, 11, 1)
@@ -30,8 +31,7 @@ def env(spark, tmp_path):
     identity = yaml.safe_load((REPO / "conf" / "identity.yaml").read_text())
     raw = {"lake": {"root": str(tmp_path / "lake")}, "catalogue": CATALOGUE, "sources": [web], "identity": identity,
            "collector": {"sources": {"web": {"keys": [{"key": KEY}]}}, "spool": {"rotate_seconds": 3600}}}
-    with CatalogueScope(CATALOGUE):
-        config = CdpConfig.model_validate(raw)
+    config = CdpConfig.model_validate(raw)
     return config, EmbeddedLake(spark, config.lake.root, default_registry())
 
 

@@ -6,8 +6,8 @@ import datetime as dt
 import json
 import pathlib
 
-import yaml
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from pyspark.sql import functions as F
 
@@ -15,9 +15,10 @@ from cdp_spark.collect.app import create_app
 from cdp_spark.lake.deltaio import append_rows
 from cdp_spark.collect.stream import StreamError, run_stream, run_with_ledger
 from cdp_spark.config import CdpConfig
-from cdp_spark.ingest.sources import CatalogueScope
 from cdp_spark.lake import Txn, default_registry
 from tests.ingest_fixtures import CATALOGUE, REPO
+
+pytestmark = pytest.mark.slow  # Structured Streaming runs with restarts and replays
 
 KEY = "test-web-write-key"
 
@@ -28,8 +29,7 @@ def env(make_lake, spark, tmp_path):
     routes = yaml.safe_load((REPO / "conf" / "routes.yaml").read_text())
     raw = {"lake": {"root": str(tmp_path / "lake")}, "catalogue": CATALOGUE, "sources": [web], "routes": routes,
            "collector": {"sources": {"web": {"keys": [{"key": KEY}]}}, "spool": {"rotate_seconds": 3600}}}
-    with CatalogueScope(CATALOGUE):
-        config = CdpConfig.model_validate(raw)
+    config = CdpConfig.model_validate(raw)
     lake = make_lake(config.lake.root, default_registry())
     return config, lake
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from cdp_spark.collect.stream import BatchWriter, checkpoint_path, source_config
 from cdp_spark.ingest import readers
 from cdp_spark.ingest.tables import EVENTS, INGESTED_FILES
 from cdp_spark.lake import Txn
 from tests.test_collect_stream import env, post, track  # noqa: F401 - the env fixture
+
+pytestmark = pytest.mark.slow  # several streaming micro-batches
 
 # One receipt time per micro-batch, in the same hour, and before the collector's own receipt (now): the event times
 # the collector stamps must be plausible for them (at most a day ahead).

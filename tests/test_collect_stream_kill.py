@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 
@@ -18,6 +19,8 @@ from cdp_spark.config import load_config
 from cdp_spark.lake import default_registry
 from cdp_spark.lake.embedded import EmbeddedLake
 from tests.ingest_fixtures import CATALOGUE, REPO
+
+pytestmark = pytest.mark.slow  # starts a streaming job as a process and kills it mid-batch
 
 KEY = "kill-test-write-key"
 FILES, PER_FILE = 4, 30

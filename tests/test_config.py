@@ -215,3 +215,37 @@ def test_a_log_retention_shorter_than_the_file_retention_is_an_error(tmp_path):
     assert "lake" in str(err.value) and "log_retention_days: 3 days is shorter than vacuum_retention_hours (168 h); " \
         "expected at least 7 days" in str(err.value)
     load_config(write(tmp_path / "ok.yaml", "lake:\n  log_retention_days: 3\n  vacuum_retention_hours: 72\n"))
+
+
+def test_cross_section_checks_come_from_the_domain_declarations_and_report_every_problem(tmp_path):
+    """Each domain declares its checks between sections; loading runs them all from `cdp_spark.domains` and names
+    every problem at once, each in its own file."""
+    from cdp_spark import activation, audiences, connections, ingest, profiles
+    from cdp_spark.config.loader import config_problems
+    from cdp_spark.domains import CONFIG_CHECKS
+
+    for domain in (ingest, profiles, audiences, activation, connections):
+        assert set(domain.DOMAIN.checks) <= set(CONFIG_CHECKS), domain.DOMAIN.name
+    conf = _conf_copy(tmp_path)
+    _edit(conf / "sources" / "web.yaml", lambda d: d["mapping"].update(emial="traits.email"))
+    _edit(conf / "profiles.yaml", lambda d: d.setdefault("traits", {}).update(shoe_size={"rule": "max"}))
+    _edit(conf / "destinations" / "crm_file_drop.yaml", lambda d: d["audiences"].insert(1, "cart_abandonerz"))
+    code, out = _check(conf)
+    assert code == 2, out
+    for line in (f"{conf / 'sources' / 'web.yaml'}: mapping.emial: got 'emial', unknown catalogue field 'emial'",
+                 f"{conf / 'profiles.yaml'}: traits.shoe_size: got 'shoe_size', not a catalogue trait",
+                 f"{conf / 'destinations' / 'crm_file_drop.yaml'}: audiences.1: got 'cart_abandonerz'"):
+        assert _squash(line) in out, line
+    # A config built in code is checked when it is handed to the same checks.
+    built = CdpConfig.model_validate({"catalogue": {"fields": {"email": {"group": "identifier"}}},
+                                      "sources": [{"name": "web", "path": "/x", "mapping": {"emial": "e"}}]})
+    assert [(p.section, p.key, p.value) for p in config_problems(built)] == [("sources", (0, "mapping", "emial"),
+                                                                             "emial")]
+
+
+def test_no_config_model_keeps_state_in_a_context_variable():
+    """Checks between sections take the whole config as an argument; none reads another section from a context
+    variable set while pydantic validates."""
+    users = [p.relative_to(REPO) for p in (REPO / "cdp_spark").rglob("*.py")
+             if "config_base" in p.read_text() and "contextvars" in p.read_text()]
+    assert users == []

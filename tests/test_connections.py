@@ -24,12 +24,13 @@ from cdp_spark.connections import stage
 from cdp_spark.connections.config import Connection, Output, Sampling
 from cdp_spark.connections.forwarding import bucket_of, payload, pii_fields, rendered, sampled
 from cdp_spark.identity.tables import ID_GRAPH
-from cdp_spark.ingest.sources import CatalogueScope
 from cdp_spark.lake import Txn, default_registry
 from cdp_spark.lake.embedded import EmbeddedLake
 from cdp_spark.pipeline import STAGES
 from cdp_spark.profiles.tables import PROFILES
 from tests.ingest_fixtures import CATALOGUE, REPO
+
+pytestmark = pytest.mark.slow  # forwarding runs through the stream, the stage and a Kafka topic
 
 KEY = "test-web-write-key"
 USERS = 40
@@ -56,8 +57,7 @@ def _config(root, url, concurrency=4, **connection):
            "connections": [{"name": "web_events", "input": {"collector": True}, "retry_after_minutes": 0,
                             "outputs": [tool, {"name": "lake", "transport": {"type": "delta"}, "pii": True}],
                             **connection}]}
-    with CatalogueScope(CATALOGUE):
-        return CdpConfig.model_validate(raw)
+    return CdpConfig.model_validate(raw)
 
 
 def _messages(start: int, n: int) -> list[dict]:

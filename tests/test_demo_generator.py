@@ -72,6 +72,7 @@ def test_truth_never_leaks_into_landing(demo, truth):
     assert "person" not in landing.lower()
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_other_data(spark, tmp_path):
     # A small world keeps the three generations cheap; determinism does not depend on size.
     def make(name: str, seed: int):  # type: ignore[no-untyped-def]

@@ -25,6 +25,8 @@ from cdp_spark.config import load_config
 from cdp_spark.config.models import LakeConfig
 from cdp_spark.runtime import metadata_lake
 
+pytestmark = pytest.mark.slow  # hundreds of generated requests per operation
+
 REPO = Path(__file__).resolve().parents[1]
 KEY = "fuzz-web-write-key"
 EXAMPLES = settings(max_examples=60, deadline=None, derandomize=True, database=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import networkx as nx
+import pytest
 
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.identity.stage import resolve, resolve_incremental
@@ -75,6 +76,7 @@ def branches():
     return nodes, links
 
 
+@pytest.mark.slow
 def test_the_traversal_cap_cuts_what_is_further_than_n_links_from_the_root(spark):
     names = ["C1", "e1", "k1", "e2", "k2", "e3", "k3", "e4"]
     nodes, links = branches()
@@ -148,6 +150,7 @@ def _rows(res):
             sorted((r.src_value, r.dst_value, r.status) for r in res.links.collect()))
 
 
+@pytest.mark.slow
 def test_an_incremental_run_with_caps_and_compaction_equals_a_full_one(spark):
     rules = cfg(max_hops=2, max_neighbours=3, types={"cookie_id": {"compact_after_values": 2},
                                                      "device_id": {"compact_after_days": 5}})

@@ -24,6 +24,8 @@ from cdp_spark.ingest.tables import EVENTS
 from cdp_spark.lake import default_registry
 from cdp_spark.lake.embedded import EmbeddedLake
 
+pytestmark = pytest.mark.slow  # two days of a demo world through ingest and identity, twice
+
 CONF = Path(__file__).resolve().parents[1] / "conf" / "cdp.yaml"
 DAY2 = dt.date(2026, 11, 1)
 DAY1 = DAY2 - dt.timedelta(days=1)

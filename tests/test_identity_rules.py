@@ -133,6 +133,7 @@ def test_priority_chain_is_one_profile(resolved):
                                                 ("cookie_id", "ck")]}) == 1
 
 
+@pytest.mark.slow
 def test_shuffled_input_gives_identical_output(spark, cfg, resolved):
     _, g = resolved
     rows = scenario_records()

@@ -119,7 +119,7 @@ def test_nul_bytes_in_values_are_refused_with_the_field_named(spark, tmp_path):
 
 
 def test_catalogue_event_field_without_a_column_lands_in_properties(spark, tmp_path):
-    from cdp_spark.ingest.sources import CatalogueScope, config_notes
+    from cdp_spark.ingest.sources import config_notes
     from cdp_spark.config import CdpConfig
 
     landing = tmp_path / "web"
@@ -127,8 +127,7 @@ def test_catalogue_event_field_without_a_column_lands_in_properties(spark, tmp_p
     src = web_source(landing)
     src["mapping"] = {**src["mapping"], "campaign": "context.campaign.name"}
     raw = {"lake": {"root": str(tmp_path / "lake")}, "catalogue": catalogue, "sources": [src]}
-    with CatalogueScope(catalogue):
-        config = CdpConfig.model_validate(raw)
+    config = CdpConfig.model_validate(raw)
     lake = lake_for(spark, config)
     write(landing / "a.json", json.dumps({"type": "track", "event": "Viewed", "messageId": "m1", "anonymousId": "a",
                                           "timestamp": "2026-10-30T10:00:00Z", "properties": {"colour": "red"},

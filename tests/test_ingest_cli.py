@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from cdp_spark.cli import main
@@ -21,6 +22,7 @@ def test_mask_hides_letters_digits_and_emails():
     assert mask("O1,ann@example.com,+44 20 7946,café") == "X9,***@***,+99 99 9999,X"
 
 
+@pytest.mark.slow
 def test_ingest_keys_and_quarantine_commands(spark, capsys, tmp_path):
     landing = tmp_path / "landing"
     write(landing / "a.csv", HEADER + "O1,2026-10-30T10:00:00Z,ann@example.com,,1,5,EUR\n"

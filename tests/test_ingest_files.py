@@ -66,6 +66,7 @@ def test_renamed_or_touched_files_are_recognised_by_content(spark, web):
     assert lake.read("bronze.events").count() == 2
 
 
+@pytest.mark.slow
 def test_events_repeated_within_a_batch_and_across_runs_are_counted_as_duplicates(spark, web):
     config, lake, landing = web
     write(landing / "a.json", ndjson(track("m1"), track("m2"), track("m1")))           # m1 twice in one file
@@ -103,19 +104,18 @@ def test_orders_without_an_event_id_get_ids_from_their_content(spark, tmp_path):
     assert len(ids) == 2 and first.event_id in ids
 
 
+@pytest.mark.slow
 def test_a_moved_or_copied_lake_reingests_nothing(spark, tmp_path):
     """The demo world, ingested; then the whole lake (with its landing zone) copied elsewhere with new file times
     and moved: a rerun on either finds every file in the ledger by relative path and content."""
     from cdp_spark.config import CdpConfig
     from cdp_spark.demo import generate
-    from cdp_spark.ingest.sources import CatalogueScope
 
     def config_at(root):
         sources = [yaml.safe_load((REPO / "conf" / "sources" / f"{n}.yaml").read_text()) for n in ("web", "orders", "crm")]
         raw = {"lake": {"root": str(root)}, "catalogue": CATALOGUE, "sources": sources,
                "routes": yaml.safe_load((REPO / "conf" / "routes.yaml").read_text())}
-        with CatalogueScope(CATALOGUE):
-            config = CdpConfig.model_validate(raw)
+        config = CdpConfig.model_validate(raw)
         return config, EmbeddedLake(spark, str(root), default_registry())
 
     root = tmp_path / "lake"
@@ -139,6 +139,7 @@ def test_a_moved_or_copied_lake_reingests_nothing(spark, tmp_path):
         assert lake.read("bronze.events").count() == events
 
 
+@pytest.mark.slow
 def test_a_file_that_cannot_be_read_is_isolated_recorded_and_retried_three_times(spark, web):
     config, lake, landing = web
     write(landing / "a.json", ndjson(track("m1")))

@@ -23,6 +23,8 @@ from cdp_spark.lake import default_registry
 from cdp_spark.lake.embedded import EmbeddedLake
 from tests.ingest_fixtures import ORDERS_SOURCE, REPO, make_config
 
+pytestmark = pytest.mark.slow  # generated files through ingestion
+
 FUZZ = settings(max_examples=4, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
 import yaml
 
 from cdp_spark.ingest import stage
@@ -18,6 +19,7 @@ def web_source(landing):
     return {**src, "path": str(landing)}
 
 
+@pytest.mark.slow
 def test_ndjson_events_profiles_routes_and_key_stats(make_lake, spark, tmp_path):
     landing = tmp_path / "web"
     routes = yaml.safe_load((REPO / "conf" / "routes.yaml").read_text())
@@ -60,6 +62,7 @@ def test_ndjson_events_profiles_routes_and_key_stats(make_lake, spark, tmp_path)
 CRM_HEADER = "customer_id,email,phone,first_name,last_name,country,email_opt_in,ads_opt_in,signup_date\n"
 
 
+@pytest.mark.slow
 def test_snapshot_source_emits_only_changes(make_lake, spark, tmp_path):
     landing = tmp_path / "crm"
     src = yaml.safe_load((REPO / "conf" / "sources" / "crm.yaml").read_text())
@@ -108,6 +111,7 @@ def test_delta_table_source_is_read_once_per_table_version(make_lake, spark, tmp
                        ("c2", "insert", "b@x.com")]
 
 
+@pytest.mark.slow
 def test_a_snapshot_that_would_delete_most_keys_is_refused_until_applied_explicitly(spark, tmp_path, capsys):
     """A header-only CRM delivery: `cdp run ingest` exits 1 and applies nothing (state, records and consent stay),
     the file ledger records the refusal and the job ledger the reason; `--allow-snapshot-deletes crm` applies it."""

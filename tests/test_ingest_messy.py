@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+import pytest
 import yaml
 from pyspark.sql import functions as F
 
@@ -13,6 +14,8 @@ from cdp_spark.lake import default_registry
 from cdp_spark.lake.embedded import EmbeddedLake
 from tests.ingest_fixtures import ORDERS_SOURCE, REPO, make_config
 from tests.messy_files import write_messy
+
+pytestmark = pytest.mark.slow  # every messy file of the corpus through ingestion
 
 
 def test_every_messy_file_reconciles_and_bronze_holds_what_the_ledger_says(spark, tmp_path):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from cdp_spark.ingest.routes import ordered, route_column
 from cdp_spark.ingest.sources import RouteRule
 
@@ -29,6 +31,7 @@ def test_route_column_moves_matching_records_once(spark):
     assert got == ["web_divert", "new_wins", "web", "app"]
 
 
+@pytest.mark.slow
 def test_diverted_events_stay_in_bronze_but_identity_and_profiles_leave_them_out_unless_they_opt_in(spark, tmp_path):
     """A diverting rule (QA or localhost traffic) used to only label the `stream` column: identity linked the QA
     cookie and its email, and profiles counted its events. Now those records stay in bronze, are counted as

@@ -14,6 +14,8 @@ from cdp_spark.lake import ConcurrentWriteError
 from cdp_spark.lake.embedded import EmbeddedLake
 from tests.lake_fixtures import REGISTRY, events_df
 
+pytestmark = pytest.mark.slow  # writer processes racing on one table
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D1, D2 = dt.date(2026, 10, 1), dt.date(2026, 10, 2)
 

@@ -17,7 +17,7 @@ from cdp_spark.lake.delta_spark import DeltaSparkLake
 from cdp_spark.lake.embedded import EmbeddedLake
 from tests.lake_fixtures import PROFILES, REGISTRY, events_df
 
-pytestmark = [pytest.mark.delta_spark, pytest.mark.usefixtures("requires_delta_jvm")]
+pytestmark = [pytest.mark.delta_spark, pytest.mark.slow, pytest.mark.usefixtures("requires_delta_jvm")]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D1, D2 = dt.date(2026, 10, 1), dt.date(2026, 10, 2)
 

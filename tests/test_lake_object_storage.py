@@ -113,6 +113,7 @@ for i in range(commits):
 """
 
 
+@pytest.mark.slow
 def test_concurrent_writers_on_s3_lose_no_commit(s3_server, s3_root):
     """Four processes append to one table on the S3 server at once: every commit's rows are there exactly once,
     and the log has one version per commit (none overwritten by a racing writer)."""

@@ -202,3 +202,24 @@ def test_audience_design_preview_overlap_and_export(executed, spark):
     exported = pd.concat([pd.read_csv(p) for p in sorted(folder.glob("part-*.csv"))])
     assert set(exported["profile_id"]) == expected and len(exported) == len(expected) == a["rows"] > 0
     assert set(exported["action"]) == {"add"} and set(exported["audience"]) == {audience.name}
+
+
+def test_notebooks_import_only_the_public_api():
+    """A notebook reaches cdp-spark through `cdp_spark.open` (the `Cdp` API) only: no internal module is imported."""
+    import ast
+
+    import cdp_spark
+
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        code = "\n".join(line for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()
+                         if not line.lstrip().startswith(("%", "!")))  # IPython magics are not Python
+        found = []
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.Import):
+                found += [(a.name, None) for a in node.names if a.name.split(".")[0] == "cdp_spark"]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "cdp_spark":
+                found += [(node.module, a.name) for a in node.names]
+        assert ("cdp_spark", None) in found, path.name
+        internal = [f for f in found if f[0] != "cdp_spark" or (f[1] is not None and f[1] not in cdp_spark.__all__)]
+        assert internal == [], (path.name, internal)

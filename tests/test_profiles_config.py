@@ -63,7 +63,7 @@ def test_shipped_config_gives_typed_view_schema():
     ("  a: {kind: count}\n  x: {kind: formula, expr: a + nope * 2}\n", "attributes.x.expr",
      "unknown attribute or trait nope"),
     ("  x: {kind: formula, expr: y}\n  y: {kind: formula, expr: x + 1}\n", "attributes", "formula cycle"),
-    ("  country: {kind: count}\n", "attributes", "also a trait"),
+    ("  country: {kind: count}\n", "attributes.country", "also a trait"),
 ])
 def test_attribute_errors_name_file_and_key(conf, body, key, words):
     path = _attributes(conf, body)
@@ -84,9 +84,9 @@ def test_valid_attributes_with_properties_and_trait_formula(conf):
 def test_trait_rule_errors_name_file_and_key(conf):
     path = conf / "profiles.yaml"
     path.write_text("traits:\n  shoe_size: {rule: max}\n")
-    assert f"{path}: traits:" in _error(conf) and "not a catalogue trait" in _error(conf)
+    assert f"{path}: traits.shoe_size: got 'shoe_size', not a catalogue trait" in _error(conf)
     path.write_text("traits:\n  city: {rule: sum}\n")
-    assert "rule sum needs a numeric trait" in _error(conf)
+    assert f"{path}: traits.city.rule: got 'sum', rule sum needs a numeric trait" in _error(conf)
     path.write_text("traits:\n  city: {rule: loudest}\n")
     assert f"{path}: traits.city.rule:" in _error(conf)
 

@@ -14,6 +14,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, field_validat
 from typing_extensions import Annotated
 
 from cdp_spark.config_base import Strict
+from cdp_spark.domain_spec import ConfigProblem
 
 IDENTIFIERS = ("email", "phone", "maid", "customer_id", "crm_id", "first_name", "last_name", "country", "zip")
 Format = Literal["google_customer_match", "meta_custom_audience", "liveramp", "csv", "ndjson"]
@@ -112,3 +113,16 @@ class Destination(Strict):
 # EEA member states plus the UK and Switzerland (Google's EU user consent policy covers these).
 EEA = ("AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IS", "IE", "IT", "LV", "LI",
        "LT", "LU", "MT", "NL", "NO", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "GB", "CH")
+
+
+def audience_link_problems(config: Any) -> list[ConfigProblem]:
+    """The activation domain's cross-section check: every audience a destination links is defined.
+
+    Example:
+        >>> [p.value for p in audience_link_problems(config)]      # doctest: +SKIP
+        ['cart_abandonerz']
+    """
+    known = {a.name for a in config.audiences}
+    return [ConfigProblem("destinations", (i, "audiences", j), link.name,
+                          f"expected the name of an audience in conf/audiences/ (defined: {', '.join(sorted(known)) or 'none'})")
+            for i, d in enumerate(config.destinations) for j, link in enumerate(d.audiences) if link.name not in known]

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import types as T
 
-from cdp_spark.lake.registry import Column, TableSpec
+from cdp_spark.table_spec import Column, TableSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession

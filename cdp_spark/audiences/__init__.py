@@ -1,4 +1,7 @@
 """Audiences: definitions (conf/audiences), one-scan compilation to Spark, membership, changes and sizes."""
+from cdp_spark.audiences.config import Audience, reference_problems
+from cdp_spark.audiences.tables import TABLES
+from cdp_spark.domain_spec import Domain, Section
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
@@ -8,3 +11,7 @@ STAGE = StageSpec(
            "gold.audience_members"),
     writes=("gold.audience_members", "gold.audience_changes", "gold.audience_sizes"),
     rules=("audiences", "identity", "routes"))
+DOMAIN = Domain(
+    "audiences", stage=STAGE, tables=tuple(TABLES), checks=(reference_problems,),
+    sections=(Section("audiences", list[Audience], list, "audience definitions (conf/audiences)"),),
+    cli=(("audience", "cdp_spark.audiences.cli:audience_app"), ("activate", "cdp_spark.audiences.cli:activate")))

@@ -2,7 +2,9 @@
 attributes, scores, affinities, consent, identifiers and other audiences; plus A/B variants.
 
 One YAML file per audience in ``conf/audiences/``. Errors name the file (the loader adds it), the clause path
-(pydantic's location, e.g. ``rule.all.1.event.where.0``) and the reason.
+(pydantic's location, e.g. ``rule.all.1.event.where.0``) and the reason. What needs the rest of the config (names
+and references across audiences, traits, attributes, consent purposes and identifier types) is checked by
+`reference_problems`, the audiences domain's cross-section check, once every section is valid.
 
 Example:
     >>> a = Audience.model_validate({"name": "buyers", "rule": {"event": {"name": "order_completed"}}})
@@ -11,15 +13,14 @@ Example:
 """
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import re
 from typing import Any, Literal, Optional, Union
 
-from pydantic import Field, PositiveInt, ValidationInfo, WrapValidator, field_validator, model_validator
-from typing_extensions import Annotated
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from cdp_spark.config_base import Strict
+from cdp_spark.domain_spec import ConfigProblem
 
 Op = Literal["=", "!=", ">", ">=", "<", "<=", "in", "not_in", "contains", "starts_with", "regex", "exists",
              "not_exists"]
@@ -253,17 +254,6 @@ class IdentifierCondition(Strict):
     type: str
 
 
-# ---- the validation scope: what the rest of the config knows while audiences are validated ----
-class _Scope:
-    def __init__(self, names: list[str] | None, fields: dict[str, dict[str, str]] | None,
-                 cycle: list[str] | None = None):
-        self.names = set(names) if names is not None else None
-        self.duplicates = {n for n in names or [] if (names or []).count(n) > 1}
-        self.fields = fields or {}
-        self.cycle = cycle
-
-
-_SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("audience_scope", default=None)
 KINDS = ("all", "any", "not", "exclude", "event", "trait", "attribute", "score", "affinity", "consent",
          "identifier", "audience")
 
@@ -296,7 +286,7 @@ class Clause(Strict):
             raise ValueError(f"a clause has exactly one of {', '.join(KINDS)}; got {', '.join(given) or 'none'}")
         if self.kind in ("all", "any") and not self.part(self.kind):
             raise ValueError(f"{self.kind} needs at least one clause")
-        problem = static_problem(self, _current_fields())
+        problem = static_problem(self, {})  # scores: the rest needs the catalogue (see `reference_problems`)
         if problem:
             raise ValueError(problem)
         return self
@@ -325,11 +315,6 @@ class Clause(Strict):
                 yield from c.walk(f"{path}.{k}.{i}")
         elif k in ("not", "exclude"):
             yield from self.part(k).walk(f"{path}.{k}")
-
-
-def _current_fields() -> dict[str, dict[str, str]]:
-    scope = _SCOPE.get()
-    return scope.fields if scope else {}
 
 
 def static_problem(clause: Clause, fields: dict[str, dict[str, str]]) -> str | None:
@@ -384,47 +369,12 @@ class Audience(Strict):
             raise ValueError("variants need unique names, and at least one")
         return v
 
-    @model_validator(mode="after")
-    def _references(self) -> "Audience":
-        scope = _SCOPE.get()
-        if scope is None or scope.names is None:
-            return self
-        if self.name in scope.duplicates:
-            raise ValueError(f"name: audience {self.name!r} is defined in more than one file")
-        for path, c in self.rule.walk():
-            if c.kind == "audience":
-                if c.audience == self.name:
-                    raise ValueError(f"{path}.audience: an audience cannot reference itself")
-                if c.audience not in scope.names:
-                    raise ValueError(f"{path}.audience: unknown audience {c.audience!r} "
-                                     f"(known: {', '.join(sorted(scope.names))})")
-        cycle = scope.cycle
-        if cycle and self.name == cycle[0]:
-            path = next(p for p, c in self.rule.walk() if c.kind == "audience" and c.audience == cycle[1])
-            raise ValueError(f"{path}.audience: reference cycle " + " -> ".join(cycle))
-        return self
-
     @property
     def hash_salt(self) -> str:
         return self.salt or self.name
 
     def references(self) -> list[str]:
         return sorted({c.audience for _, c in self.rule.walk() if c.kind == "audience"})
-
-
-def _raw_refs(node: Any, path: str = "rule") -> list[tuple[str, str]]:
-    """(clause path, referenced name) in a raw (unvalidated) rule."""
-    out: list[tuple[str, str]] = []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k == "audience" and isinstance(v, str):
-                out.append((f"{path}.audience", v))
-            elif k in ("all", "any") and isinstance(v, list):
-                for i, c in enumerate(v):
-                    out += _raw_refs(c, f"{path}.{k}.{i}")
-            elif k in ("not", "exclude"):
-                out += _raw_refs(v, f"{path}.{k}")
-    return out
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
@@ -480,47 +430,60 @@ def dependency_order(audiences: list[Audience]) -> list[Audience]:
     return [by_name[n] for n in done]
 
 
-def _known_fields(data: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """Types the rest of the config gives: traits/consent/identifiers from the catalogue, the profile view's
-    traits and attributes when the profiles package can describe them without Spark."""
-    fields: dict[str, dict[str, str]] = {}
-    catalogue = data.get("catalogue")
-    if not getattr(catalogue, "fields", None):
-        return fields  # no catalogue (a bare config, e.g. the Python API): checked when compiled
-    if catalogue is not None:
-        types = {"long": "bigint"}
-        groups: dict[str, dict[str, str]] = {"trait": {}, "consent": {}, "identifier": {}}
-        for name, f in catalogue.fields.items():
-            if f.group in groups:
-                groups[f.group][name] = types.get(f.type, f.type)
-        fields.update({"traits": groups["trait"], "consent": groups["consent"], "identifiers": groups["identifier"]})
-    try:  # the profiles view describes traits and attributes exactly; optional while it is being built
-        from types import SimpleNamespace
+def known_fields(config: Any) -> dict[str, dict[str, str]]:
+    """The types (Spark simple strings) the rest of the config gives conditions: the catalogue's traits, consent
+    purposes and identifier types, and the calculated attributes, as the profile view types them. Empty without
+    a catalogue (a bare config built in code): the compiler checks against the data then.
 
-        from cdp_spark.profiles.view import view_schema
-
-        schema = view_schema(SimpleNamespace(**data))
-        for kind in ("traits", "attributes"):
-            if kind in schema.fieldNames():
-                fields[kind] = {f.name: f.dataType.simpleString() for f in schema[kind].dataType.fields}
-    except Exception:  # noqa: BLE001 - not available yet: attributes are checked when compiled
-        pass
-    return fields
+    Example:
+        >>> known_fields(config)["attributes"]["orders_lifetime"]      # doctest: +SKIP
+        'bigint'
+    """
+    if not config.catalogue.fields:
+        return {}
+    spark = {"long": "bigint"}  # the view's Spark names of the catalogue's and attributes' type names
+    groups: dict[str, dict[str, str]] = {"trait": {}, "consent": {}, "identifier": {}}
+    for name, f in config.catalogue.fields.items():
+        if f.group in groups:
+            groups[f.group][name] = spark.get(f.type, f.type)
+    attributes = {name: spark.get(a.value_type, a.value_type) for name, a in config.attributes.attributes.items()}
+    return {"traits": groups["trait"], "consent": groups["consent"], "identifiers": groups["identifier"],
+            "attributes": attributes}
 
 
-def _validate_set(value: Any, handler: Any, info: ValidationInfo) -> list[Audience]:
-    """Validate all audiences with cross-audience checks (unique names, known references, no cycles); each error
-    is raised inside the offending audience so that the loader names its file."""
-    if not isinstance(value, list):
-        return handler(value)
-    raw = [v for v in value if isinstance(v, dict)]
-    names = [v["name"] for v in raw if isinstance(v.get("name"), str)]
-    graph = {v["name"]: [n for _, n in _raw_refs(v.get("rule"))] for v in raw if isinstance(v.get("name"), str)}
-    token = _SCOPE.set(_Scope(names, _known_fields(info.data or {}), find_cycle(graph)))
-    try:
-        return handler(value)
-    finally:
-        _SCOPE.reset(token)
+def reference_problems(config: Any) -> list[ConfigProblem]:
+    """The audiences domain's cross-section check: names used once, references to defined audiences without
+    cycles, and conditions on traits, attributes, consent purposes and identifier types the config defines.
 
-
-AudienceList = Annotated[list[Audience], WrapValidator(_validate_set)]
+    Example:
+        >>> [p.expected for p in reference_problems(config)]     # doctest: +SKIP
+        ["expected the name of an audience in conf/audiences/ (defined: a, b)"]
+    """
+    audiences = config.audiences
+    names = [a.name for a in audiences]
+    fields = known_fields(config)
+    problems = []
+    for i, a in enumerate(audiences):
+        if names.count(a.name) > 1:
+            problems.append(ConfigProblem("audiences", (i, "name"), a.name, "defined in more than one file"))
+        for path, c in a.rule.walk():
+            key = (i, *path.split("."))
+            problem = static_problem(c, fields)
+            if problem:
+                problems.append(ConfigProblem("audiences", key, None, problem))
+            if c.kind != "audience":
+                continue
+            if c.audience == a.name:
+                problems.append(ConfigProblem("audiences", (*key, "audience"), c.audience,
+                                              "an audience cannot reference itself"))
+            elif c.audience not in names:
+                problems.append(ConfigProblem("audiences", (*key, "audience"), c.audience,
+                                              f"expected the name of an audience in conf/audiences/ "
+                                              f"(defined: {', '.join(sorted(set(names)))})"))
+    cycle = find_cycle({a.name: [r for r in a.references() if r != a.name] for a in audiences})
+    if cycle:
+        i = names.index(cycle[0])
+        path = next(p for p, c in audiences[i].rule.walk() if c.kind == "audience" and c.audience == cycle[1])
+        problems.append(ConfigProblem("audiences", (i, *path.split("."), "audience"), None,
+                                      "reference cycle " + " -> ".join(cycle)))
+    return problems

@@ -1,6 +1,7 @@
 """Typed configuration: `conf/cdp.yaml` plus the domain files it references.
 
-Each domain defines its section's model on `cdp_spark.config_base`; `config.models` assembles them into `CdpConfig`.
+Each domain defines its sections' models on `cdp_spark.config_base` and declares them (`cdp_spark.domains`);
+`config.models` assembles them into `CdpConfig`, and loading runs the domains' cross-section checks.
 
 Example:
     >>> from cdp_spark.config import load_config

@@ -1,7 +1,9 @@
 """Load `conf/cdp.yaml` and the domain files it references into validated models.
 
 Errors name the file, the key path, the bad value and what was expected, e.g.
-``conf/identity.yaml: id_types.email.limit: got -1, expected a value greater than 0``.
+``conf/identity.yaml: id_types.email.limit: got -1, expected a value greater than 0``. Each section is validated
+on its own first; then the domains' cross-section checks (`cdp_spark.domains.CONFIG_CHECKS`) run on the whole
+config, e.g. ``conf/sources/web.yaml: mapping.emial: got 'emial', unknown catalogue field 'emial'; ...``.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from cdp_spark.config_base import KeyedValueError
 from cdp_spark.config.models import CORE_SECTIONS, CdpConfig
+from cdp_spark.domain_spec import ConfigProblem
+from cdp_spark.domains import CONFIG_CHECKS
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 REDACTED = "***"
@@ -83,7 +87,21 @@ def load_config_with_sources(path: str | os.PathLike[str], *, model: type[CdpCon
         config = model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, main, origin)) from None
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError("\n".join(_format_problem(p, main, origin) for p in problems))
     return LoadedConfig(config, main, secrets)
+
+
+def config_problems(config: CdpConfig) -> list[ConfigProblem]:
+    """What the domains' cross-section checks find in a config whose sections are each valid (a config built in
+    code, e.g. with ``CdpConfig.model_validate``, is not checked until it is passed here).
+
+    Example:
+        >>> config_problems(load_config("conf/cdp.yaml"))     # doctest: +SKIP
+        []
+    """
+    return [problem for check in CONFIG_CHECKS for problem in check(config)]
 
 
 def _read_domain(
@@ -147,16 +165,24 @@ def _format_errors(exc: ValidationError, main: Path, origin: dict[tuple[str, ...
         keyed = (err.get("ctx") or {}).get("error")
         if isinstance(keyed, KeyedValueError):  # a model's check about one value below it: name that value's key
             err = {**err, "loc": (*err["loc"], *keyed.key), "input": REDACTED if keyed.secret else keyed.value}
-        loc = tuple(str(p) for p in err["loc"])
-        file, rest = main, loc
-        # The longest matching prefix tells which file the value came from (a domain file or one file in a folder).
-        for size in range(len(loc), 0, -1):
-            if loc[:size] in origin:
-                file, rest = origin[loc[:size]], loc[size:]
-                break
-        key = ".".join(rest) or "(top level)"
-        lines.append(f"{file}: {key}: {_describe(err)}")
+        lines.append(f"{_where(err['loc'], main, origin)}: {_describe(err)}")
     return "\n".join(lines)
+
+
+def _format_problem(problem: ConfigProblem, main: Path, origin: dict[tuple[str, ...], Path]) -> str:
+    return f"{_where((problem.section, *problem.key), main, origin)}: {problem.describe()}"
+
+
+def _where(loc: tuple[object, ...], main: Path, origin: dict[tuple[str, ...], Path]) -> str:
+    """``file: key.path`` of a value, by the longest prefix of its location that came from a domain file (or one
+    file of a domain folder)."""
+    parts = tuple(str(p) for p in loc)
+    file, rest = main, parts
+    for size in range(len(parts), 0, -1):
+        if parts[:size] in origin:
+            file, rest = origin[parts[:size]], parts[size:]
+            break
+    return f"{file}: {'.'.join(rest) or '(top level)'}"
 
 
 def _describe(err: dict[str, Any]) -> str:

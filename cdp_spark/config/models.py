@@ -3,22 +3,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, PositiveInt, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, PositiveInt, create_model, model_validator
 
-from cdp_spark.activation.config import Destination
-from cdp_spark.api.config import ApiConfig
-from cdp_spark.audiences.config import AudienceList
-from cdp_spark.collect.config import CollectorConfig
-from cdp_spark.connections.config import Connection
-from cdp_spark.content.config import ContentConfig
-from cdp_spark.ml.config import ScoresConfig
-from cdp_spark.config_base import KeyedValueError, Strict, repeated
-from cdp_spark.identity.config import IdentityConfig
-from cdp_spark.privacy.config import PrivacyConfig
-from cdp_spark.profiles.config import AttributesField, AttributesConfig, ProfilesConfig, ProfilesField
-from cdp_spark.ingest.sources import Catalogue, CatalogueScope, RouteRule, Source
+from cdp_spark.config_base import Strict, repeated
+from cdp_spark.domains import SECTIONS
 from cdp_spark.jars import BUNDLES
 
 
@@ -140,16 +130,9 @@ class DemoConfig(Strict):
                                                      "(erasure's verification scans everything under the lake root)")
 
 
-# Sections of cdp.yaml itself; every other CdpConfig field is a domain loadable from `files:`.
-CORE_SECTIONS = ("org", "engine", "lake", "pipeline", "demo", "files")
-
-
-class CdpConfig(Strict):
-    """The whole resolved configuration: `conf/cdp.yaml` plus the domain files it references.
-
-    Domain sections (sources, catalogue, identity, ...) are the models their domains define; `files` in cdp.yaml
-    says where each one is loaded from.
-    """
+class CoreConfig(Strict):
+    """The sections of `conf/cdp.yaml` itself: the organisation, the engine, the lake, the pipeline, the demo and
+    `files` (where each domain's section is loaded from)."""
 
     org: OrgConfig = Field(default_factory=OrgConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
@@ -157,75 +140,9 @@ class CdpConfig(Strict):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     files: dict[str, str] = Field(default_factory=dict, description="domain name -> file or folder, relative to cdp.yaml")
-    catalogue: Catalogue = Field(default_factory=Catalogue)
-    sources: list[Source] = Field(default_factory=list)
-    routes: list[RouteRule] = Field(default_factory=list)
-    identity: IdentityConfig = Field(default_factory=IdentityConfig)
-    collector: CollectorConfig = Field(default_factory=CollectorConfig)
-    api: ApiConfig = Field(default_factory=ApiConfig)
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
-    scores: ScoresConfig = Field(default_factory=ScoresConfig)
-    profiles: ProfilesField = Field(default_factory=ProfilesConfig)
-    attributes: AttributesField = Field(default_factory=AttributesConfig)
-    audiences: AudienceList = Field(default_factory=list, description="audience definitions (conf/audiences)")
-    destinations: list[Destination] = Field(default_factory=list, description="activation destinations")
-    connections: list[Connection] = Field(default_factory=list, description="event forwarding (conf/connections)")
-    content: ContentConfig = Field(default_factory=ContentConfig)
-
-    @field_validator("destinations")
-    @classmethod
-    def _known_audiences(cls, value: list[Destination], info: ValidationInfo) -> list[Destination]:
-        if "audiences" not in info.data:  # the audiences are invalid themselves: reported on their own
-            return value
-        known = {a.name for a in info.data["audiences"]}
-        for i, d in enumerate(value):
-            for j, link in enumerate(d.audiences):
-                if link.name not in known:
-                    raise KeyedValueError(f"expected the name of an audience in conf/audiences/ "
-                                          f"(defined: {', '.join(sorted(known)) or 'none'})",
-                                          key=(i, "audiences", j), value=link.name)
-        return value
-
-    @field_validator("connections")
-    @classmethod
-    def _connections_fit(cls, value: list[Connection], info: ValidationInfo) -> list[Connection]:
-        if not {"sources", "catalogue", "identity", "collector"} <= set(info.data):  # reported on their own
-            return value
-        sources = {s.name for s in info.data["sources"]}
-        purposes = set(info.data["catalogue"].group("consent"))
-        keys = {"profile_id", *info.data["identity"].id_types}
-        names = [c.name for c in value]
-        for i, c in enumerate(value):
-            if names.count(c.name) > 1:
-                raise KeyedValueError("expected a connection name used once", key=(i, "name"), value=c.name)
-            if c.input.source is not None and c.input.source not in sources:
-                raise KeyedValueError(f"expected a source of conf/sources/ ({', '.join(sorted(sources)) or 'none'})",
-                                      key=(i, "input", "source"), value=c.input.source)
-            if c.input.collector and not info.data["collector"].sources:
-                raise KeyedValueError("expected collector.sources to name at least one source",
-                                      key=(i, "input", "collector"), value=True)
-            for j, o in enumerate(c.outputs):
-                for k, p in enumerate(o.consent):
-                    if p not in purposes:
-                        raise KeyedValueError(f"expected a consent purpose of the catalogue "
-                                              f"({', '.join(sorted(purposes)) or 'none'})",
-                                              key=(i, "outputs", j, "consent", k), value=p)
-                for k, b in enumerate(o.sampling.by):
-                    if b not in keys:
-                        raise KeyedValueError(f"expected profile_id or an identifier type of identity.id_types "
-                                              f"({', '.join(sorted(keys))})", key=(i, "outputs", j, "sampling", "by", k),
-                                              value=b)
-        return value
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _with_catalogue(cls, data: Any, handler: Any) -> Any:
-        # Sources' mappings are checked against the catalogue in the same validation pass.
-        with CatalogueScope(data.get("catalogue") if isinstance(data, dict) else None):
-            return handler(data)
 
     @model_validator(mode="after")
-    def _truth_outside_lake(self) -> "CdpConfig":
+    def _truth_outside_lake(self) -> "CoreConfig":
         truth = self.demo.truth_dir
         if truth and "://" not in truth and "://" not in self.lake.root:
             root, key = os.path.abspath(self.lake.root), os.path.abspath(truth)
@@ -242,3 +159,20 @@ class CdpConfig(Strict):
     def demo_truth_dir(self) -> str:
         """Where `cdp demo`/`cdp generate` write the answer key: ``demo.truth_dir``, else beside the lake root."""
         return self.demo.truth_dir or self.lake.root.rstrip("/") + "-demo-truth"
+
+
+# Sections of cdp.yaml itself; every other CdpConfig field is a domain's section, loadable from `files:`.
+CORE_SECTIONS = tuple(CoreConfig.model_fields)
+
+CdpConfig = create_model(
+    "CdpConfig", __base__=CoreConfig, __module__=__name__,
+    __doc__="""The whole resolved configuration: `conf/cdp.yaml` plus the domain files it references.
+
+    The domain sections (catalogue, sources, identity, ...) are the ones the domains declare (`cdp_spark.domains`),
+    each with the model its domain defines; `files` in cdp.yaml says where each one is loaded from.
+
+    Example:
+        >>> CdpConfig.model_validate({"sources": [{"name": "web", "path": "/landing/web"}]}).sources[0].format
+        'json'
+    """,
+    **{s.name: (s.type, Field(default_factory=s.default, description=s.description)) for s in SECTIONS})

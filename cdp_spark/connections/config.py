@@ -13,7 +13,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 from typing_extensions import Annotated
@@ -21,6 +21,7 @@ from typing_extensions import Annotated
 from cdp_spark.activation.config import FileTransport, WebhookTransport
 from cdp_spark.collect.config import KafkaConfig
 from cdp_spark.config_base import Strict, repeated
+from cdp_spark.domain_spec import ConfigProblem
 
 NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # Top-level fields of a forwarded event (see cdp_spark.connections.forwarding.payload).
@@ -198,3 +199,36 @@ class Connection(Strict):
     def label(self, output: Output) -> str:
         """``<connection>.<output>``: the output's name in the delivery ledger and its default sampling salt."""
         return f"{self.name}.{output.name}"
+
+
+def connection_problems(config: Any) -> list[ConfigProblem]:
+    """The connections domain's cross-section check: names used once, inputs from defined sources (or a collector
+    that feeds some), consent purposes of the catalogue and sampling keys of identity's identifier types.
+
+    Example:
+        >>> [p.key for p in connection_problems(config)]      # doctest: +SKIP
+        [(0, 'input', 'source')]
+    """
+    sources = {s.name for s in config.sources}
+    purposes = set(config.catalogue.group("consent"))
+    keys = {"profile_id", *config.identity.id_types}
+    names = [c.name for c in config.connections]
+    problems = []
+    for i, c in enumerate(config.connections):
+        if names.count(c.name) > 1:
+            problems.append(ConfigProblem("connections", (i, "name"), c.name, "expected a connection name used once"))
+        if c.input.source is not None and c.input.source not in sources:
+            problems.append(ConfigProblem("connections", (i, "input", "source"), c.input.source,
+                                          f"expected a source of conf/sources/ ({', '.join(sorted(sources)) or 'none'})"))
+        if c.input.collector and not config.collector.sources:
+            problems.append(ConfigProblem("connections", (i, "input", "collector"), True,
+                                          "expected collector.sources to name at least one source"))
+        for j, o in enumerate(c.outputs):
+            problems += [ConfigProblem("connections", (i, "outputs", j, "consent", k), p,
+                                       f"expected a consent purpose of the catalogue ({', '.join(sorted(purposes)) or 'none'})")
+                         for k, p in enumerate(o.consent) if p not in purposes]
+            problems += [ConfigProblem("connections", (i, "outputs", j, "sampling", "by", k), b,
+                                       f"expected profile_id or an identifier type of identity.id_types "
+                                       f"({', '.join(sorted(keys))})")
+                         for k, b in enumerate(o.sampling.by) if b not in keys]
+    return problems

@@ -2,7 +2,10 @@
 
 Public API: :func:`connected_components` and :func:`materialise` (see `cdp_spark.identity.components`).
 """
+from cdp_spark.domain_spec import Domain, Section
 from cdp_spark.identity.components import CCStats, connected_components, materialise
+from cdp_spark.identity.config import IdentityConfig
+from cdp_spark.identity.tables import TABLES
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
@@ -12,5 +15,8 @@ STAGE = StageSpec(
     writes=("silver.identifiers", "silver.id_links", "gold.id_graph", "gold.profile_id_history",
             "silver.identity_runs"),
     rules=("identity", "org", "routes"))
+DOMAIN = Domain("identity", stage=STAGE, tables=tuple(TABLES),
+                sections=(Section("identity", IdentityConfig, IdentityConfig),),
+                cli=(("identity", "cdp_spark.identity.cli:app"),))
 
 __all__ = ["CCStats", "connected_components", "materialise"]

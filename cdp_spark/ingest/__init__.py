@@ -5,6 +5,9 @@ enrich -> map to catalogue -> normalise -> expectations -> routes. `stage.run` a
 (each file once), and the writes to `bronze.events`, `bronze.profile_records`, `bronze.quarantine`,
 `bronze.raw_keys` and `bronze.ingested_files`.
 """
+from cdp_spark.domain_spec import Domain, Section
+from cdp_spark.ingest.sources import Catalogue, RouteRule, Source, catalogue_problems
+from cdp_spark.ingest.tables import TABLES
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
@@ -12,3 +15,7 @@ STAGE = StageSpec(
     reads=("ops.tombstones", "bronze.ingested_files", "bronze.snapshot_state", "bronze.profile_records"),
     writes=("bronze.events", "bronze.profile_records", "bronze.quarantine", "bronze.raw_keys",
             "bronze.ingested_files", "bronze.snapshot_state"))
+DOMAIN = Domain(
+    "ingest", stage=STAGE, tables=tuple(TABLES), checks=(catalogue_problems,),
+    sections=(Section("catalogue", Catalogue, Catalogue), Section("sources", list[Source], list),
+              Section("routes", list[RouteRule], list)))

@@ -1,6 +1,7 @@
 """Config models for ingestion: the catalogue, sources (with enrichers, consent, expectations) and route rules.
 
-A source mapping that names a field missing from the catalogue is a config error naming the source file and key.
+A source mapping that names a field missing from the catalogue is a config error naming the source file and key
+(`catalogue_problems`, the ingest domain's cross-section check).
 
 Example:
     >>> Catalogue(fields={"email": {"group": "identifier", "type": "string", "pii": "pii", "normaliser": "email"}}).fields["email"].pii
@@ -8,13 +9,13 @@ Example:
 """
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from cdp_spark.config_base import Strict
+from cdp_spark.domain_spec import ConfigProblem
 
 
 # Event fields with a bronze.events column of their own; any other catalogue field of group `event` that a source
@@ -24,11 +25,6 @@ BRONZE_EVENT_FIELDS = frozenset([*EVENT_COLUMNS, "event_id", "event_name", "even
 
 FieldType = Literal["string", "long", "double", "boolean", "timestamp", "date"]
 Normaliser = Literal["none", "trim", "lower", "email", "phone", "country", "currency", "timestamp"]
-
-# Catalogue field names known while a CdpConfig is being validated (set by `catalogue_scope`), so that a source's
-# mapping can be checked against the catalogue with the error pointing at the source file.
-_KNOWN_FIELDS: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar("cdp_catalogue", default=None)
-
 
 class CatalogueField(Strict):
     """One canonical field: group, type, PII class and normaliser."""
@@ -49,35 +45,6 @@ class Catalogue(Strict):
 
     def group(self, name: str) -> list[str]:
         return [f for f, spec in self.fields.items() if spec.group == name]
-
-
-def _known_field(name: str) -> str:
-    known = _KNOWN_FIELDS.get()
-    if known is not None and name not in known:
-        raise ValueError(f"unknown catalogue field {name!r}; add it to the catalogue or fix the mapping")
-    return name
-
-
-CatalogueName = Annotated[str, AfterValidator(_known_field)]
-
-
-class CatalogueScope:
-    """Context manager making catalogue field names visible to source validation.
-
-    Example:
-        >>> with CatalogueScope({"fields": {"email": {"group": "identifier"}}}):
-        ...     pass
-    """
-
-    def __init__(self, raw_catalogue: Any):
-        fields = raw_catalogue.get("fields") if isinstance(raw_catalogue, dict) else None
-        self.names = frozenset(fields) if isinstance(fields, dict) else None
-
-    def __enter__(self) -> None:
-        self._token = _KNOWN_FIELDS.set(self.names)
-
-    def __exit__(self, *exc: object) -> None:
-        _KNOWN_FIELDS.reset(self._token)
 
 
 # ---- enrichers: each a pure DataFrame transform, discriminated by `type` ----
@@ -197,7 +164,7 @@ class Consent(Strict):
     """Consent mapping. With no purposes mapped, `unmapped: granted` (the documented rule) consents all purposes."""
 
     unmapped: Literal["granted", "unknown"] = "granted"
-    purposes: dict[CatalogueName, ConsentPurpose] = Field(default_factory=dict)
+    purposes: dict[str, ConsentPurpose] = Field(default_factory=dict)
 
 
 class Timestamp(Strict):
@@ -226,7 +193,7 @@ class Source(Strict):
     role: Literal["events", "profiles", "both"] = "events"
     stream: str | None = Field(None, description="default stream name; defaults to the source name")
     load_mode: Literal["incremental", "snapshot"] = "incremental"
-    key: list[CatalogueName] = Field(default_factory=list, description="record key (snapshot delta computation)")
+    key: list[str] = Field(default_factory=list, description="record key (snapshot delta computation)")
     timestamp: Timestamp | None = None
     default_country: str = "GB"
     on_changed_file: Literal["reject", "new_version"] = "reject"
@@ -241,7 +208,7 @@ class Source(Strict):
     dedup_days: int = Field(1, ge=0, description="an event whose event_id bronze.events already holds for this "
                             "source within this many days of its event date is a duplicate")
     enrichers: list[Enricher] = Field(default_factory=list)
-    mapping: dict[CatalogueName, str] = Field(default_factory=dict, description="catalogue field -> source column")
+    mapping: dict[str, str] = Field(default_factory=dict, description="catalogue field -> source column")
     properties_prefix: str | None = Field("properties.", description="source columns copied into properties JSON")
     consent: Consent = Field(default_factory=Consent)
     expectations: list[Expectation] = Field(default_factory=list)
@@ -302,3 +269,25 @@ def config_notes(config: Any) -> list[str]:
             notes.append(f"route {rule.name!r} diverts stream {rule.input_stream} to {rule.output_stream}: kept in "
                          f"bronze, used downstream by {kept}")
     return notes
+
+
+def catalogue_problems(config: Any) -> list[ConfigProblem]:
+    """The ingest domain's cross-section check: every catalogue field a source maps, keys on or takes consent from
+    is in the catalogue. A config without a catalogue (a bare one built in code) is not checked.
+
+    Example:
+        >>> [p.key for p in catalogue_problems(config)]   # doctest: +SKIP
+        [(0, 'mapping', 'emial')]
+    """
+    known = set(config.catalogue.fields)
+    if not known:
+        return []
+    problems = []
+    for i, source in enumerate(config.sources):
+        used = [(("mapping", name), name) for name in source.mapping]
+        used += [(("key", j), name) for j, name in enumerate(source.key)]
+        used += [(("consent", "purposes", name), name) for name in source.consent.purposes]
+        problems += [ConfigProblem("sources", (i, *key), name,
+                                   f"unknown catalogue field {name!r}; add it to the catalogue or fix the mapping")
+                     for key, name in used if name not in known]
+    return problems

@@ -14,6 +14,9 @@ Example:
     >>> from cdp_spark.ml import rfm, clv   # doctest: +SKIP
     >>> scores = rfm.rfm_scores(rfm.rfm_measures(purchases, as_of=date(2024, 6, 30)))   # doctest: +SKIP
 """
+from cdp_spark.domain_spec import Domain, Section
+from cdp_spark.ml.config import ScoresConfig
+from cdp_spark.ml.tables import TABLES
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
@@ -21,3 +24,6 @@ STAGE = StageSpec(
     reads=("bronze.events", "gold.id_graph", "gold.profiles", "gold.profile_attributes"),
     writes=("gold.profile_scores", "gold.affinities", "gold.recommendations"),
     rules=("scores", "identity", "routes"))
+DOMAIN = Domain("scores", stage=STAGE, tables=tuple(TABLES),
+                sections=(Section("scores", ScoresConfig, ScoresConfig),),
+                cli=(("mlflow", "cdp_spark.ml.cli:mlflow_app"),))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-from cdp_spark.lake.registry import Column, TableSpec
+from cdp_spark.table_spec import Column, TableSpec
 
 _S, _L, _TS = T.StringType(), T.LongType(), T.TimestampType()
 

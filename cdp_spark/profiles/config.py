@@ -1,8 +1,9 @@
 """Typed profile rules (`conf/profiles.yaml`) and calculated attributes (`conf/attributes.yaml`).
 
-Both are checked against the catalogue when the whole config loads: a trait rule on a field that is not a catalogue
-trait, an attribute over an unknown event field or undeclared property, an aggregation of a non-numeric field or a
-formula naming an unknown attribute is an error naming the file and the key.
+An attribute over an unknown event field or undeclared property, or an aggregation of a non-numeric field, is an
+error of the section itself. A trait rule on a field that is not a catalogue trait, or a formula naming neither an
+attribute nor a trait, is found by `catalogue_problems` (the profiles domain's cross-section check) once the whole
+config is valid. Either error names the file and the key.
 
 Example:
     >>> cfg = AttributesConfig.model_validate({"attributes": {
@@ -12,13 +13,13 @@ Example:
 """
 from __future__ import annotations
 
-import contextvars
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, ValidationInfo, WrapValidator, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
-from cdp_spark.config_base import Strict
+from cdp_spark.config_base import KeyedValueError, Strict
+from cdp_spark.domain_spec import ConfigProblem
 
 TraitRule = Literal["latest", "first", "most_frequent", "max", "min", "sum", "source_priority"]
 ValueType = Literal["string", "long", "double", "boolean", "date", "timestamp", "array<string>", "int"]
@@ -33,21 +34,6 @@ EVENT_FIELDS: dict[str, str] = {
     "category": "string", "order_id": "string", "price": "double", "quantity": "long", "currency": "string",
     "revenue": "double", "revenue_reporting": "double",
 }
-
-# Catalogue facts visible while a CdpConfig validates (set by the wrap validators below), so that errors point at
-# the key in profiles.yaml / attributes.yaml. None outside a CdpConfig: then only self-contained checks run.
-_CATALOGUE: contextvars.ContextVar[dict[str, tuple[str, str]] | None] = contextvars.ContextVar("cdp_profiles_catalogue",
-                                                                                              default=None)
-# Attribute name -> kind and declared properties, while one AttributesConfig validates.
-_ATTRS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("cdp_attrs", default=None)
-
-
-def _catalogue_fields(info: ValidationInfo) -> dict[str, tuple[str, str]] | None:
-    cat = info.data.get("catalogue") if info.data else None
-    if cat is None:
-        return None
-    return {name: (f.group, f.type) for name, f in cat.fields.items()}
-
 
 # ---------------------------------------------------------------- profiles.yaml
 class TraitConfig(Strict):
@@ -69,20 +55,6 @@ class ProfilesConfig(Strict):
     ignore_unknown_consent: bool = Field(
         True, description="a consent status of `unknown` never overrides a known one (it carries no decision)")
 
-    @field_validator("traits")
-    @classmethod
-    def _catalogue_traits(cls, traits: dict[str, TraitConfig]) -> dict[str, TraitConfig]:
-        fields = _CATALOGUE.get()
-        if fields is None:
-            return traits
-        for name, rule in traits.items():
-            if fields.get(name, ("", ""))[0] != "trait":
-                known = ", ".join(n for n, (g, _) in fields.items() if g == "trait")
-                raise ValueError(f"traits.{name}: not a catalogue trait (catalogue traits: {known})")
-            if rule.rule == "sum" and fields[name][1] not in NUMERIC:
-                raise ValueError(f"traits.{name}: rule sum needs a numeric trait, {name} is {fields[name][1]}")
-        return traits
-
     def rule_for(self, trait: str) -> TraitConfig:
         return self.traits.get(trait) or TraitConfig(rule=self.default_rule)
 
@@ -90,16 +62,6 @@ class ProfilesConfig(Strict):
         rule = self.rule_for(trait)
         return list(rule.sources if rule.sources is not None else self.source_priority)
 
-
-def _with_catalogue_profiles(value: Any, handler: Any, info: ValidationInfo) -> Any:
-    token = _CATALOGUE.set(_catalogue_fields(info))
-    try:
-        return handler(value)
-    finally:
-        _CATALOGUE.reset(token)
-
-
-ProfilesField = Annotated[ProfilesConfig, WrapValidator(_with_catalogue_profiles)]
 
 # ---------------------------------------------------------------- attributes.yaml
 AttributeKind = Literal["count", "sum", "avg", "min", "max", "most_frequent", "first", "last", "unique_list",
@@ -165,7 +127,7 @@ class AttributeDef(Strict):
     def _known_filter_fields(cls, where: str | None) -> str | None:
         if where is not None:
             for name in sorted(sql_identifiers(where)):
-                _field_type(name)
+                _event_field_type(name)  # properties: checked by AttributesConfig against its declared ones
         return where
 
     @field_validator("field")
@@ -178,26 +140,16 @@ class AttributeDef(Strict):
             return field
         if kind in ("days_since_first", "days_since_last", "formula"):
             raise ValueError(f"kind {kind} takes no `field`")
-        ftype = _field_type(field)
-        if kind in AGGREGATIONS and ftype not in NUMERIC:
+        ftype = _event_field_type(field)
+        if kind in AGGREGATIONS and ftype is not None and ftype not in NUMERIC:
             raise ValueError(f"{kind} needs a numeric field; {field} is {ftype}")
         return field
 
     @field_validator("expr")
     @classmethod
-    def _known_references(cls, expr: str | None, info: ValidationInfo) -> str | None:
-        if expr is None:
-            return expr
-        if info.data.get("kind") != "formula":
+    def _formula_only(cls, expr: str | None, info: ValidationInfo) -> str | None:
+        if expr is not None and info.data.get("kind") != "formula":
             raise ValueError("only a formula takes `expr`")
-        scope = _ATTRS.get() or {}
-        attrs, traits = scope.get("names"), scope.get("traits") or []
-        if attrs is None:
-            return expr
-        unknown = sorted(n for n in sql_identifiers(expr) if n not in set(attrs) | set(traits))
-        if unknown:
-            raise ValueError(f"unknown attribute or trait {', '.join(unknown)} in the formula "
-                             f"(attributes: {', '.join(attrs)}; traits: {', '.join(traits) or 'none'})")
         return expr
 
     @model_validator(mode="after")
@@ -228,13 +180,11 @@ class AttributeDef(Strict):
         return self.type or "double"
 
 
-def _field_type(name: str) -> str:
+def _event_field_type(name: str) -> str | None:
+    """The type of a bronze.events column; None for ``properties.<key>`` (its type is declared beside the
+    attributes)."""
     if name.startswith("properties."):
-        props = (_ATTRS.get() or {}).get("properties")
-        key = name.removeprefix("properties.")
-        if props is not None and key not in props:
-            raise ValueError(f"unknown event property {key!r}; declare it under `properties` with its type")
-        return (props or {}).get(key, "string")
+        return None
     if name not in EVENT_FIELDS:
         raise ValueError(f"unknown event field {name!r} (event fields: {', '.join(EVENT_FIELDS)}; "
                          "or properties.<key>)")
@@ -248,31 +198,30 @@ class AttributesConfig(Strict):
         default_factory=dict, description="event properties (keys of the events' `properties` JSON) and their types")
     attributes: dict[str, AttributeDef] = Field(default_factory=dict, description="attribute name -> definition")
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _scope(cls, data: Any, handler: Any) -> Any:
-        if not isinstance(data, dict):
-            return handler(data)
-        outer = _ATTRS.get() or {}
-        attrs = data.get("attributes") if isinstance(data.get("attributes"), dict) else {}
-        props = data.get("properties") if isinstance(data.get("properties"), dict) else {}
-        token = _ATTRS.set({**outer, "names": [str(a) for a in attrs], "properties": dict(props)})
-        try:
-            return handler(data)
-        finally:
-            _ATTRS.reset(token)
-
     @field_validator("attributes")
     @classmethod
     def _names_and_order(cls, attrs: dict[str, AttributeDef]) -> dict[str, AttributeDef]:
-        traits = (_ATTRS.get() or {}).get("traits") or ()
         for name in attrs:
             if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
                 raise ValueError(f"attribute name {name!r}: use lower-case letters, digits and _")
-            if name in traits:
-                raise ValueError(f"attribute name {name!r} is also a trait; formulas could not tell them apart")
         formula_order(attrs)  # raises on a cycle
         return attrs
+
+    @model_validator(mode="after")
+    def _declared_properties(self) -> "AttributesConfig":
+        for name, attr in self.attributes.items():
+            used = [("where", f) for f in sorted(sql_identifiers(attr.where or ""))] + [("field", attr.field or "")]
+            for key, field in used:
+                if not field.startswith("properties."):
+                    continue  # event columns: checked by AttributeDef itself
+                prop = field.removeprefix("properties.")
+                if prop not in self.properties:
+                    raise KeyedValueError(f"unknown event property {prop!r}; declare it under `properties` with its "
+                                          "type", key=("attributes", name, key), value=getattr(attr, key))
+                if key == "field" and attr.kind in AGGREGATIONS and self.properties[prop] not in NUMERIC:
+                    raise KeyedValueError(f"{attr.kind} needs a numeric field; {field} is {self.properties[prop]}",
+                                          key=("attributes", name, key), value=field)
+        return self
 
     def formulas(self) -> list[str]:
         """Formula attributes in evaluation order (each after the formulas it reads)."""
@@ -302,14 +251,33 @@ def formula_order(attrs: dict[str, AttributeDef]) -> list[str]:
     return order
 
 
-def _with_catalogue_attributes(value: Any, handler: Any, info: ValidationInfo) -> Any:
-    fields = _catalogue_fields(info)
-    traits = [n for n, (g, _) in fields.items() if g == "trait"] if fields is not None else None
-    token = _ATTRS.set({"traits": traits})
-    try:
-        return handler(value)
-    finally:
-        _ATTRS.reset(token)
+def catalogue_problems(config: Any) -> list[ConfigProblem]:
+    """The profiles domain's cross-section check: trait rules name catalogue traits (numeric ones for ``sum``),
+    formulas name only attributes and traits, and no attribute is named like a trait.
 
-
-AttributesField = Annotated[AttributesConfig, WrapValidator(_with_catalogue_attributes)]
+    Example:
+        >>> [(p.section, p.key) for p in catalogue_problems(config)]      # doctest: +SKIP
+        [('profiles', ('traits', 'shoe_size'))]
+    """
+    fields = {name: (f.group, f.type) for name, f in config.catalogue.fields.items()}
+    traits = [n for n, (group, _) in fields.items() if group == "trait"]
+    problems = []
+    for name, rule in config.profiles.traits.items():
+        if name not in traits:
+            problems.append(ConfigProblem("profiles", ("traits", name), name,
+                                          f"not a catalogue trait (catalogue traits: {', '.join(traits) or 'none'})"))
+        elif rule.rule == "sum" and fields[name][1] not in NUMERIC:
+            problems.append(ConfigProblem("profiles", ("traits", name, "rule"), "sum",
+                                          f"rule sum needs a numeric trait, {name} is {fields[name][1]}"))
+    attrs = config.attributes.attributes
+    for name, attr in attrs.items():
+        if name in traits:
+            problems.append(ConfigProblem("attributes", ("attributes", name), name,
+                                          f"attribute name {name!r} is also a trait; formulas could not tell them "
+                                          "apart"))
+        unknown = sorted(n for n in sql_identifiers(attr.expr or "") if n not in attrs and n not in traits)
+        if unknown:
+            problems.append(ConfigProblem("attributes", ("attributes", name, "expr"), attr.expr,
+                                          f"unknown attribute or trait {', '.join(unknown)} in the formula "
+                                          f"(attributes: {', '.join(attrs)}; traits: {', '.join(traits) or 'none'})"))
+    return problems

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-from cdp_spark.lake.registry import Column, TableSpec
+from cdp_spark.table_spec import Column, TableSpec
 
 _S, _TS, _D = T.StringType(), T.TimestampType(), T.DateType()
 _MAP = T.MapType(_S, _S)
