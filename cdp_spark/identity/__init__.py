@@ -8,9 +8,9 @@ from cdp_spark.stage_spec import StageSpec
 STAGE = StageSpec(
     "identity", run="cdp_spark.identity.stage:run",
     reads=("bronze.events", "bronze.profile_records", "silver.identity_runs", "silver.identifiers", "silver.id_links",
-           "gold.id_graph"),
+           "gold.id_graph", "gold.event_profiles"),
     writes=("silver.identifiers", "silver.id_links", "gold.id_graph", "gold.profile_id_history",
-            "silver.identity_runs"),
+            "silver.identity_runs", "gold.event_profiles"),
     rules=("identity", "org", "routes"))
 
 __all__ = ["CCStats", "connected_components", "materialise"]
