@@ -5,6 +5,6 @@ from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
     "content", run="cdp_spark.content.stage:run",
-    reads=("bronze.events", "gold.event_profiles", "gold.id_graph", "gold.content"),
+    reads=("bronze.events", "gold.id_graph", "gold.event_profiles", "gold.content"),
     writes=("gold.content", "gold.topic_taxonomy", "gold.topic_affinities", "gold.content_recommendations"),
     rules=("content", "identity", "routes"))

@@ -6,7 +6,7 @@ from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
     "profiles", run="cdp_spark.profiles.stage:run",
-    reads=("bronze.events", "gold.event_profiles", "bronze.profile_records", "gold.id_graph",
+    reads=("bronze.events", "bronze.profile_records", "gold.id_graph", "gold.event_profiles",
            "gold.profile_id_history", "gold.profiles"),
     writes=("gold.profiles", "gold.profile_attributes"),
     rules=("profiles", "attributes", "catalogue", "identity", "routes"))
