@@ -6,7 +6,7 @@ from cdp_spark.identity.components import CCStats, connected_components, materia
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
-    "identity", run="cdp_spark.identity.stage:run",
+    "identity", run="cdp_spark.identity.stage:run", run_full="cdp_spark.identity.stage:run_full",
     reads=("bronze.events", "bronze.profile_records", "silver.identity_runs", "silver.identifiers", "silver.id_links",
            "gold.id_graph", "gold.event_profiles"),
     writes=("silver.identifiers", "silver.id_links", "gold.id_graph", "gold.profile_id_history",

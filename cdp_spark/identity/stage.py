@@ -37,13 +37,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.identity import STAGE
+from cdp_spark.identity import assign as A
 from cdp_spark.identity import graph as G
 from cdp_spark.identity.caps import compaction, compacts, hop_cap, neighbour_cap, stale
 from cdp_spark.identity.components import CCStats, connected_components, materialise
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.identity.profiles import DEFAULT_ORG, assign_profile_ids
 from cdp_spark.identity.rules import apply_limits, in_window
-from cdp_spark.identity import assign as A
 from cdp_spark.identity.tables import (EVENT_PROFILES, ID_GRAPH, ID_LINKS, IDENTIFIERS, IDENTITY_RUNS,
                                        PROFILE_ID_HISTORY)
 from cdp_spark.ingest.routes import diverted_streams
