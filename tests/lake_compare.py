@@ -33,6 +33,7 @@ VOLATILE: dict[str, set[str]] = {
     "bronze.ingested_files": {"path", "modified_at", "run_id", "ingested_at"},
     "bronze.snapshot_state": {"run_id"},
     "silver.identity_runs": {"ingest_runs", "finished_at"},
+    "silver.profile_runs": {"event_runs", "record_runs", "finished_at"},
     "gold.profiles": {"updated_at"},
     "gold.activation_state": {"delivered_at"},
 }

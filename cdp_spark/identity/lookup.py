@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cdp_spark.identity.assign import in_as_of, priority_rank, record_key
+from cdp_spark.identity.components import materialise
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.identity.graph import end_of_day
 from cdp_spark.identity.tables import EVENT_PROFILES
@@ -54,10 +55,12 @@ def attach_profile_ids(records: DataFrame, id_graph: DataFrame, cfg: IdentityCon
 
 
 def profile_events(spark: "SparkSession", config: "CdpConfig", lake: "Lake", as_of: dt.date, *,
-                   since: dt.date | None = None, stage: str | None = None) -> DataFrame:
+                   since: dt.date | None = None, stage: str | None = None,
+                   profiles: DataFrame | None = None) -> DataFrame:
     """``bronze.events`` that happened up to the end of ``as_of`` (and from ``since``), one row per event_id,
     with ``profile_id``. Empty (with the right columns) before identity has run. Events of diverted streams (QA,
-    test traffic) are left out, unless ``stage`` is one their route rule's `include_in` lists.
+    test traffic) are left out, unless ``stage`` is one their route rule's `include_in` lists. ``profiles`` (a
+    ``profile_id`` column) keeps the events of those profiles only, reading only the days they have events on.
 
     The profile comes from ``gold.event_profiles``, which identity writes once for every stage (a join on the event
     row instead of resolving every identifier again); a lake without it is resolved through ``gold.id_graph``.
@@ -70,10 +73,14 @@ def profile_events(spark: "SparkSession", config: "CdpConfig", lake: "Lake", as_
         events = events.where(F.col("event_date") >= F.lit(since))
     events = without_diverted(events, diverted_streams(getattr(config, "routes", None) or [], stage))
     if not lake.exists(EVENT_PROFILES.name):
-        return attach_profile_ids(events, _graph(spark, lake), config.identity, ["event_id"])
+        attached = attach_profile_ids(events, _graph(spark, lake), config.identity, ["event_id"])
+        return attached if profiles is None else attached.join(profiles.select("profile_id"), "profile_id", "left_semi")
     assigned = in_dates(lake.read(EVENT_PROFILES.name), as_of, since).where(
         F.col("kept") & F.col("profile_id").isNotNull()).select(
         "event_date", "event_id", F.col("record_key").alias("_record"), "profile_id")
+    if profiles is not None:
+        assigned = materialise(assigned.join(profiles.select("profile_id"), "profile_id", "left_semi"))
+        events = events.where(F.col("event_date").isin([r[0] for r in assigned.select("event_date").distinct().collect()]))
     return (events.withColumn("_record", record_key()).join(assigned, ["event_date", "event_id", "_record"])
             .drop("_record"))
 

@@ -5,8 +5,8 @@
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
-    "profiles", run="cdp_spark.profiles.stage:run",
+    "profiles", run="cdp_spark.profiles.stage:run", run_full="cdp_spark.profiles.stage:run_full",
     reads=("bronze.events", "bronze.profile_records", "gold.id_graph", "gold.event_profiles",
-           "gold.profile_id_history", "gold.profiles"),
-    writes=("gold.profiles", "gold.profile_attributes"),
+           "gold.profile_id_history", "gold.profiles", "gold.profile_attributes", "silver.profile_runs"),
+    writes=("gold.profiles", "gold.profile_attributes", "silver.profile_runs"),
     rules=("profiles", "attributes", "catalogue", "identity", "routes"))
