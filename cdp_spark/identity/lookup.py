@@ -80,7 +80,8 @@ def profile_events(spark: "SparkSession", config: "CdpConfig", lake: "Lake", as_
         "event_date", "event_id", F.col("record_key").alias("_record"), "profile_id")
     if profiles is not None:
         assigned = materialise(assigned.join(profiles.select("profile_id"), "profile_id", "left_semi"))
-        events = events.where(F.col("event_date").isin([r[0] for r in assigned.select("event_date").distinct().collect()]))
+        days = [r[0] for r in assigned.select("event_date").distinct().collect()]
+        events = events.where(F.col("event_date").isin(days))
     return (events.withColumn("_record", record_key()).join(assigned, ["event_date", "event_id", "_record"])
             .drop("_record"))
 

@@ -288,8 +288,8 @@ def _touched(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.d
     empty = spark.createDataFrame([], "profile_id string")
     new_events = empty.select(F.lit(None).cast("string").alias("event_id")).limit(0)
     if lake.exists(EVENTS.name):
-        new_events = _new_rows(in_as_of(lake.read(EVENTS.name, version=versions[EVENTS.name]), as_of), list(state["event_runs"]),
-                               F.col("event_date"), previous).select("event_id")
+        bronze = in_as_of(lake.read(EVENTS.name, version=versions[EVENTS.name]), as_of)
+        new_events = _new_rows(bronze, list(state["event_runs"]), F.col("event_date"), previous).select("event_id")
     new_records = empty
     if lake.exists(PROFILE_RECORDS.name):
         seen = F.coalesce("record_time", "received_at")
