@@ -1,5 +1,5 @@
 """Daily runs equal a full rebuild: a small demo world run one day at a time, then rebuilt in full from the same
-bronze into a second lake, gives the same identity and profile tables.
+bronze in a copy of the lake, gives the same identity and profile tables.
 
 The days hold what makes incremental runs hard:
 
@@ -18,11 +18,10 @@ import pytest
 
 from cdp_spark.config import load_config
 from cdp_spark.demo import generate, grow
-from cdp_spark.identity import stage as identity
 from cdp_spark.ingest.tables import EVENTS
 from cdp_spark.lake import default_registry
 from cdp_spark.lake.embedded import EmbeddedLake
-from cdp_spark.pipeline import run_job
+from cdp_spark.pipeline import FULL_STAGES, run_job
 from cdp_spark.privacy import erase
 from tests.conftest import CONF
 from tests.lake_compare import VOLATILE, table_snapshot
@@ -73,12 +72,13 @@ def lakes(spark, tmp_path_factory):
     finally:
         growth.close(spark)
     last = growth.days[-1]
-    # The rebuild: the same bronze in a second lake, every derived table rebuilt in full.
-    shutil.copytree(root / "a" / "bronze", root / "b" / "bronze")
+    # The rebuild: a copy of the lake, identity and profiles rebuilt in full from all of bronze (`cdp run daily
+    # --full`). Profile ids are history (the oldest id survives a merge), so the rebuild keeps them, as in place.
+    shutil.copytree(root / "a", root / "b")
     rebuilt = EmbeddedLake(spark, str(root / "b"), default_registry())
-    identity.run(spark, config, rebuilt, last, full=True)
-    run_job(spark, config, rebuilt, "profiles", last, lock=False)
-    return {"a": lake, "b": rebuilt, "root": root, "runs": runs, "last": last, "graph": graph,
+    rebuild = [run_job(spark, config, rebuilt, stage, last, lock=False, registry=FULL_STAGES).results[stage]
+               for stage in ("identity", "profiles")]
+    return {"a": lake, "b": rebuilt, "root": root, "runs": runs, "rebuild": rebuild, "last": last, "graph": graph,
             "customers": customers}
 
 
@@ -103,6 +103,7 @@ def test_the_days_were_incremental_and_held_a_merge_a_split_and_an_erasure(lakes
 
 @pytest.mark.parametrize("name", DERIVED)
 def test_daily_runs_equal_a_full_rebuild(lakes, name):
+    assert [r.metrics["mode"] for r in lakes["rebuild"]] == ["full", "full"]
     root = lakes["root"]
     ignore = VOLATILE.get(name, set())
     a, b = (table_snapshot(str(root / side), name, ignore) for side in ("a", "b"))

@@ -364,6 +364,8 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
     excluded = diverted_streams(getattr(config, "routes", None) or [], "identity")
     fingerprint = rules_fingerprint(cfg, org) + (f"|diverted:{','.join(excluded)}" if excluded else "")
     txn = stage_token(STAGE, config, lake, as_of, versions=versions)
+    if full:  # a requested rebuild is its own write, not a re-run of the day's incremental one
+        txn = txn._replace(app_id=f"{txn.app_id}.full")
     run_id = f"identity-{as_of:%Y%m%d}-{txn.app_id.partition('.')[2][:8]}"
     if lake.committed(IDENTITY_RUNS.name, txn):
         log.info("identity for %s on these inputs is already committed; nothing to do", as_of)

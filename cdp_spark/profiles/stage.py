@@ -201,6 +201,8 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
     if identity is not None:  # the events identity assigned: later ones wait for its next run
         versions[EVENTS.name] = identity["events_version"]
     txn = stage_token(STAGE, config, lake, as_of)
+    if full:  # a requested rebuild is its own write, not a re-run of the day's incremental one
+        txn = txn._replace(app_id=f"{txn.app_id}.full")
     if lake.committed(PROFILE_ATTRIBUTES.name, txn):
         log.info("profiles for %s on these inputs are already built; nothing to do", as_of)
         return StageResult(metrics={"skipped": "already committed"})
