@@ -59,13 +59,15 @@ def run(
         None, "--allow-snapshot-deletes", metavar="SOURCE",
         help="apply this snapshot source's delivery even if it deletes more than its max_delete_share of the "
              "keys (repeatable; recorded in the ledger)"),
+    full: bool = typer.Option(False, "--full", help="rebuild the incremental stages (identity, profiles) from all "
+                              "of their input instead of the day's changes"),
     conf: str = ConfOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Run one stage or the daily pipeline for an as-of date, holding the lake's pipeline lease."""
     from cdp_spark.ops.cli import run_command
 
-    run_command(job, as_of, conf, as_json, resume, log_json, log_level, allow_snapshot_deletes or [])
+    run_command(job, as_of, conf, as_json, resume, log_json, log_level, allow_snapshot_deletes or [], full=full)
 
 
 @app.command()
@@ -322,12 +324,16 @@ def demo(
     seed: Optional[int] = typer.Option(None, help="random seed"),
     realtime: bool = typer.Option(False, "--realtime", help="send the last day's web events through a loopback "
                                   "collector and the stream instead of the batch load"),
+    next_days: Optional[int] = typer.Option(None, "--next-days", min=1, help="grow the demo already run by N days: "
+                                            "land each new day's files and run the daily pipeline for it"),
     conf: str = ConfOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Generate demo data, run the daily pipeline on it, and summarise the tables.
 
     In a folder without a project (no conf/cdp.yaml) it runs on the packaged configuration, with the lake in ./lake.
+    With ``--next-days N`` the same world (same people, days and seed) grows by N days after the last one landed,
+    one daily run per new day; files landed before are left as they are.
     """
     from cdp_spark.config.starter import default_config_path
     from cdp_spark.ops import progress
@@ -345,6 +351,9 @@ def demo(
         with progress_display():
             with progress.step("spark", "Spark"):
                 rt = Runtime.start(config)
+            if next_days is not None:
+                _show_growth(_grow_demo(rt, next_days), as_json)
+                return
             with progress.step("generate", "demo data"):
                 summary = _generate(rt)
             realtime_metrics = None
@@ -374,6 +383,36 @@ def demo(
             table.add_row(i.name, str(i.version), f"{i.rows:,}", str(i.files), _size(i.size_bytes))
         out.print(table)
         _print_next_commands(rt.config, None if packaged or conf == DEFAULT_CONF else conf, init_first=packaged)
+
+
+def _grow_demo(rt, next_days: int) -> list:  # type: ignore[no-untyped-def]
+    """Grow the demo world by ``next_days`` days: land each day's files, then run the daily pipeline as of it."""
+    from cdp_spark.activation.receiver import demo_receiver
+    from cdp_spark.demo import grow
+    from cdp_spark.ops import progress
+    from cdp_spark.pipeline import run_job
+
+    d = rt.config.demo
+    with progress.step("generate", f"the next {next_days} demo days"):
+        growth = grow(rt.spark, rt.config.demo_dir, people=d.people, days=d.days, seed=d.seed, end_date=d.end_date,
+                      next_days=next_days, truth_dir=rt.config.demo_truth_dir)
+    reports = []
+    try:
+        with demo_receiver(rt.config) as run_config:
+            for day in growth.days:
+                growth.land(rt.spark, day)
+                reports.append(run_job(rt.spark, run_config, rt.lake, "daily", day))
+    finally:
+        growth.close(rt.spark)
+    return reports
+
+
+def _show_growth(reports: list, as_json: bool) -> None:  # type: ignore[type-arg]
+    if as_json:
+        print_json({"runs": [r.to_dict() for r in reports]})
+        return
+    for report in reports:
+        out.print(f"[green]daily run {report.status}[/green] as of {report.as_of} (run {report.run_id})")
 
 
 def _print_next_commands(config: CdpConfig, conf: str | None, *, init_first: bool) -> None:

@@ -42,6 +42,8 @@ DAILY = "daily"
 
 SPECS: dict[str, StageSpec] = {s.name: s for s in domains.STAGES}
 STAGES: dict[str, str] = {s.name: s.run for s in domains.STAGES}  # name -> "module:function"
+# The same with the full rebuild of each incremental stage (`cdp run daily --full`).
+FULL_STAGES: dict[str, str] = {s.name: s.run_full or s.run for s in domains.STAGES}
 
 
 @dataclass

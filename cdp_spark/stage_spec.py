@@ -24,6 +24,8 @@ class StageSpec:
       later stage writes. A stage may read what it writes itself (its own state).
     - ``reads_previous``: tables read on purpose as the previous run left them (left out of the order check).
     - ``rules``: config sections whose values enter the stage's idempotency token with its reads' versions.
+    - ``run_full``: the function that rebuilds from all input when the stage is incremental by default
+      (`cdp run daily --full`); None when the stage always reads all of its input.
     """
 
     name: str
@@ -32,6 +34,7 @@ class StageSpec:
     writes: tuple[str, ...] = ()
     reads_previous: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
+    run_full: str | None = None
 
     @property
     def token_reads(self) -> tuple[str, ...]:

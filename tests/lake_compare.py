@@ -33,6 +33,9 @@ VOLATILE: dict[str, set[str]] = {
     "bronze.ingested_files": {"path", "modified_at", "run_id", "ingested_at"},
     "bronze.snapshot_state": {"run_id"},
     "silver.identity_runs": {"ingest_runs", "finished_at"},
+    "silver.profile_runs": {"event_runs", "record_runs", "finished_at"},
+    # A bronze row's key hashes its ingest file and run, which name the lake's place and the run.
+    "gold.event_profiles": {"record_key"},
     "gold.profiles": {"updated_at"},
     "gold.activation_state": {"delivered_at"},
 }

@@ -31,7 +31,7 @@ DAY2 = dt.date(2026, 11, 1)
 DAY1 = DAY2 - dt.timedelta(days=1)
 # Seen 90 days before the end of DAY1 plus 12 hours: inside the cookie TTL on DAY1, outside it on DAY2.
 TTL_EDGE = dt.datetime.combine(DAY2, dt.time()) - dt.timedelta(days=90) + dt.timedelta(hours=12)
-GRAPH_TABLES = ("silver.identifiers", "silver.id_links", "gold.id_graph")
+GRAPH_TABLES = ("silver.identifiers", "silver.id_links", "gold.id_graph", "gold.event_profiles")
 
 
 def events(spark, run_id, rows):  # type: ignore[no-untyped-def]
@@ -103,6 +103,26 @@ def test_incremental_equals_full_rebuild(two_days):
     skip = {"mode", "mode_reason", "iterations", "records_read", "vertices_resolved", "engine"}
     inc = {k: v for k, v in two_days["inc"].metrics.items() if k not in skip}
     assert inc == {k: v for k, v in two_days["full"].metrics.items() if k not in skip}
+
+
+def test_event_profiles_rewrites_only_new_and_reassigned_rows_and_agrees_with_resolving_each_event(two_days):
+    from cdp_spark.identity.assign import in_as_of
+    from cdp_spark.identity.lookup import attach_profile_ids
+
+    inc, full = (two_days[k].rows_out["gold.event_profiles"] for k in ("inc", "full"))
+    assert 0 < inc < full / 2
+    lake = two_days["a"]
+    # The independent way: every event resolved again through the graph.
+    expected = attach_profile_ids(in_as_of(lake.read(EVENTS.name), DAY2), lake.read("gold.id_graph"),
+                                  two_days["config"].identity, ["event_id"])
+    kept = lake.read("gold.event_profiles").where("kept AND profile_id IS NOT NULL")
+    assert sorted((r.event_id, r.profile_id) for r in kept.collect()) == sorted(
+        (r.event_id, r.profile_id) for r in expected.collect())
+    # The late merge moved the events of the absorbed profile to the surviving one.
+    g1 = two_days["graph1"]
+    survivor = min(g1[("email", "m1@merge.example")], g1[("email", "m2@merge.example")])
+    merged = kept.where("event_id IN ('extra-1-2', 'extra-1-3')").collect()
+    assert sorted((r.event_id, r.profile_id) for r in merged) == [("extra-1-2", survivor), ("extra-1-3", survivor)]
 
 
 def test_day_two_changes_merge_split_and_expire(two_days):

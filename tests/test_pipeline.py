@@ -128,3 +128,12 @@ def test_killed_run_shows_as_stale(spark, lake):
         ledger._write(entry)
     status = {r["run_id"]: r["status"] for r in ledger.runs()}
     assert status == {"r-killed": "stale", "r-silent": "stale", "r-alive": "running"}
+
+
+def test_the_full_rebuild_registry_swaps_only_the_incremental_stages():
+    from cdp_spark.pipeline import FULL_STAGES, STAGES, stage_function
+
+    swapped = {n for n in STAGES if FULL_STAGES[n] != STAGES[n]}
+    assert swapped == {"identity", "profiles"}
+    assert all(FULL_STAGES[n].endswith(":run_full") for n in swapped)
+    assert all(callable(stage_function(n, FULL_STAGES)) for n in swapped)

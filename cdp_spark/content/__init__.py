@@ -8,7 +8,7 @@ from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
     "content", run="cdp_spark.content.stage:run",
-    reads=("bronze.events", "gold.id_graph", "gold.content"),
+    reads=("bronze.events", "gold.id_graph", "gold.event_profiles", "gold.content"),
     writes=("gold.content", "gold.topic_taxonomy", "gold.topic_affinities", "gold.content_recommendations"),
     rules=("content", "identity", "routes"))
 DOMAIN = Domain("content", stage=STAGE, tables=tuple(TABLES),

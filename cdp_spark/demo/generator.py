@@ -74,9 +74,10 @@ def _stats(df: DataFrame) -> tuple[int, int]:
 
 
 def generate(spark: SparkSession, out_dir: str, *, people: int, days: int, seed: int, end_date: dt.date,
-             truth_dir: str | None = None) -> DemoSummary:
+             truth_dir: str | None = None, activity: float = 1.0) -> DemoSummary:
     """Generate the demo retailer's source files under ``out_dir`` and the hidden truth under ``truth_dir``
     (default ``<out_dir>/truth``; `cdp demo` keeps it outside the lake root), replacing earlier output.
+    ``activity`` scales everyone's visit and purchase rates (benchmarks: many people, few events each).
 
     Same arguments, same bytes: every value is a hash of (seed, keys) and files are sorted and named stably.
 
@@ -85,10 +86,16 @@ def generate(spark: SparkSession, out_dir: str, *, people: int, days: int, seed:
     """
     if people < 2 or days < 1:
         raise ValueError(f"the demo needs people >= 2 and days >= 1, got people={people}, days={days}")
-    spec = WorldSpec(people=people, days=days, seed=seed, end_date=end_date)
+    spec = WorldSpec(people=people, days=days, seed=seed, end_date=end_date, activity=activity)
     out = writer.absolute(out_dir).rstrip("/")
     truth = writer.absolute(truth_dir).rstrip("/") if truth_dir else f"{out}/truth"
-    landing, reference, staging = f"{out}/landing", f"{out}/reference", f"{out}/_staging"
+    return _write_world(spark, spec, out, f"{out}/landing", truth)
+
+
+def _write_world(spark: SparkSession, spec: WorldSpec, out: str, landing: str, truth: str) -> DemoSummary:
+    """Write the world's landing files under ``landing`` and its truth under ``truth``, replacing earlier output."""
+    end_date = spec.end_date
+    reference, staging = f"{out}/reference", f"{out}/_staging"
     for folder in (landing, truth, reference, staging):
         writer.remove(spark, folder)  # a re-generation replaces the old files; stale days would linger otherwise
 
@@ -132,8 +139,71 @@ def generate(spark: SparkSession, out_dir: str, *, people: int, days: int, seed:
               "crm_records": stats["crm"][0], "products": products.count(), "fx_rates": len(render.FX_TO_EUR),
               "truth_identities": n_truth}
     return DemoSummary(out_dir=out, landing_dir=landing, truth_dir=truth, start_date=spec.start_date,
-                       end_date=end_date, counts=counts, expected_quarantine=expected, seed=seed, people=people,
-                       days=days)
+                       end_date=end_date, counts=counts, expected_quarantine=expected, seed=spec.seed,
+                       people=spec.people, days=spec.days)
+
+
+DAILY_SOURCES = ("web", "app", "orders")  # landing folders with one day= folder per delivery day
+
+
+def landed_end(spark: SparkSession, out_dir: str, end_date: dt.date) -> dt.date:
+    """The last delivery day in the demo's landing folders (``end_date`` for a world not grown yet).
+
+    Example:
+        >>> landed_end(spark, "/tmp/demo", date(2026, 11, 1))    # doctest: +SKIP
+        datetime.date(2026, 11, 3)
+    """
+    landing = writer.absolute(out_dir).rstrip("/") + "/landing"
+    days = [dt.date.fromisoformat(name.partition("=")[2]) for source in DAILY_SOURCES
+            for name in writer.list_folders(spark, f"{landing}/{source}") if name.startswith("day=")]
+    return max([end_date, *days])
+
+
+@dataclass(frozen=True)
+class Growth:
+    """The next days of a demo world, generated and staged: `land` moves one day's files into the landing folders."""
+
+    staged: str
+    landing: str
+    days: list[dt.date]
+    summary: DemoSummary
+
+    def land(self, spark: SparkSession, day: dt.date) -> list[str]:
+        """Move ``day``'s delivery folders into landing; returns the sources that had files that day."""
+        return [source for source in DAILY_SOURCES
+                if writer.move_folder(spark, f"{self.staged}/landing/{source}/day={day.isoformat()}",
+                                      f"{self.landing}/{source}/day={day.isoformat()}")]
+
+    def close(self, spark: SparkSession) -> None:
+        """Remove what was staged and not landed."""
+        writer.remove(spark, self.staged)
+
+
+def grow(spark: SparkSession, out_dir: str, *, people: int, days: int, seed: int, end_date: dt.date, next_days: int,
+         truth_dir: str | None = None, activity: float = 1.0) -> Growth:
+    """Generate the next ``next_days`` days of the world that `generate` made with the same arguments, after the
+    last day already landed. The people and every earlier day's behaviour are the same world's; only the delivery
+    folders of the new days are staged (they also hold events of earlier days that arrive late, and retries of
+    events delivered before, which ingestion counts as duplicates). Files already landed are never touched; the
+    truth is replaced by the grown world's.
+
+    Example:
+        >>> growth = grow(spark, "/tmp/demo", people=200, days=10, seed=42, end_date=date(2026, 11, 1), next_days=2)  # doctest: +SKIP
+        >>> for day in growth.days: growth.land(spark, day)                                                         # doctest: +SKIP
+    """
+    if next_days < 1:
+        raise ValueError(f"next_days must be at least 1, got {next_days}")
+    out = writer.absolute(out_dir).rstrip("/")
+    landed = landed_end(spark, out, end_date)
+    new_end = landed + dt.timedelta(days=next_days)
+    spec = WorldSpec(people=people, days=days + (new_end - end_date).days, seed=seed, end_date=new_end,
+                     people_end=end_date, people_days=days, activity=activity)
+    staged = f"{out}/_grown"
+    writer.remove(spark, staged)
+    truth = writer.absolute(truth_dir).rstrip("/") if truth_dir else f"{out}/truth"
+    summary = _write_world(spark, spec, staged, f"{staged}/landing", truth)
+    new_days = [landed + dt.timedelta(days=i + 1) for i in range(next_days)]
+    return Growth(staged=staged, landing=f"{out}/landing", days=new_days, summary=summary)
 
 
 def _people_truth(people: DataFrame) -> DataFrame:

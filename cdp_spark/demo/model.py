@@ -79,6 +79,18 @@ class WorldSpec:
     #: Multiplies every person's visit and purchase rates: below 1, a large and mostly quiet customer base (the
     #: scores benchmark's 1M profiles with about ten events each) keeps the same behaviour per visit.
     activity: float = 1.0
+    #: The window the people were drawn for (default: this one). A world grown by days (`grow`) keeps its people
+    #: (sign-up dates, newsletter days, CRM touch days) and only adds days of behaviour.
+    people_end: dt.date | None = None
+    people_days: int | None = None
+
+    @property
+    def anchor_end(self) -> dt.date:
+        return self.people_end or self.end_date
+
+    @property
+    def anchor_days(self) -> int:
+        return self.people_days or self.days
 
     @property
     def start_date(self) -> dt.date:
@@ -192,8 +204,8 @@ def people(spark: SparkSession, spec: WorldSpec) -> DataFrame:
                  F.lpad(phone_number.cast("string"), F.col("n_digits"), "0")).alias("phone"),
         "is_customer",
         F.when(F.col("is_customer"), F.concat(F.lit("C"), F.lpad(customer_number.cast("string"), 8, "0"))).alias("customer_id"),
-        F.date_sub(F.lit(spec.end_date), F.floor(u["signup"] * 730).cast("int")).alias("signup_date"),
-        F.when(u["newsletter"] < 0.2, F.floor(u["newsletter_day"] * spec.days)).cast("int").alias("newsletter_day"),
+        F.date_sub(F.lit(spec.anchor_end), F.floor(u["signup"] * 730).cast("int")).alias("signup_date"),
+        F.when(u["newsletter"] < 0.2, F.floor(u["newsletter_day"] * spec.anchor_days)).cast("int").alias("newsletter_day"),
         (F.least(lognormal(u["visit1"], u["visit2"], 0.25, 0.9), F.lit(3.0)) * spec.activity).alias("visit_rate"),
         (F.least(lognormal(u["buy1"], u["buy2"], 0.02, 0.8), F.lit(0.5)) * spec.activity).alias("buy_rate"),
         "dropout",

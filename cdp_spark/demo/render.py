@@ -264,7 +264,7 @@ def crm(people: DataFrame, spec: WorldSpec) -> DataFrame:
         F.date_format("signup_date", "yyyy-MM-dd").alias("signup_date"),
         # when the CRM last touched the record: some day of the window, so an as-of run sees it as already known
         F.date_format(F.timestamp_seconds(F.lit(spec.start_epoch + 9 * 3600) + 86400 * F.floor(
-            uniform(s, "crm_updated", pid) * spec.days).cast("long")), "yyyy-MM-dd HH:mm:ss").alias("updated_at"),
+            uniform(s, "crm_updated", pid) * spec.anchor_days).cast("long")), "yyyy-MM-dd HH:mm:ss").alias("updated_at"),
         F.coalesce(F.col("customer_id"), F.concat(F.lit("~lead"), pid.cast("string"))).alias("_id"),
         pid.alias("_pid"), lead.alias("_broken"), F.col("customer_id").alias("_customer_id"),
         true_email(email_kind, F.col("email"), F.col("typo_email")).alias("_email"),

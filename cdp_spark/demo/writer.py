@@ -30,6 +30,26 @@ def remove(spark: SparkSession, path: str) -> None:
         fs.delete(p, True)
 
 
+def move_folder(spark: SparkSession, source: str, target: str) -> bool:
+    """Move a folder (False when ``source`` does not exist); the target's parent is created."""
+    src, fs = _fs(spark, source)
+    if not fs.exists(src):
+        return False
+    dest, _ = _fs(spark, target)
+    fs.mkdirs(dest.getParent())
+    if not fs.rename(src, dest):
+        raise OSError(f"could not move {source} to {target}")
+    return True
+
+
+def list_folders(spark: SparkSession, path: str) -> list[str]:
+    """Names of the folders directly under ``path`` (empty when it does not exist)."""
+    p, fs = _fs(spark, path)
+    if not fs.exists(p):
+        return []
+    return sorted(st.getPath().getName() for st in fs.listStatus(p) if st.isDirectory())
+
+
 def absolute(path: str) -> str:
     """A local path made absolute (URIs with a scheme are kept), so summaries name an unambiguous place."""
     return path if "://" in path else os.path.abspath(path)
@@ -123,4 +143,4 @@ def write_parquet(spark: SparkSession, df: DataFrame, target: str, staging_root:
     publish(spark, staged, target, "part", "parquet")
 
 
-__all__ = ["absolute", "drop_checksum", "publish", "remove", "write_csv", "write_csv_by_day", "write_parquet", "write_text_by_day"]
+__all__ = ["absolute", "drop_checksum", "list_folders", "move_folder", "publish", "remove", "write_csv", "write_csv_by_day", "write_parquet", "write_text_by_day"]

@@ -9,11 +9,11 @@ from cdp_spark.identity.tables import TABLES
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
-    "identity", run="cdp_spark.identity.stage:run",
+    "identity", run="cdp_spark.identity.stage:run", run_full="cdp_spark.identity.stage:run_full",
     reads=("bronze.events", "bronze.profile_records", "silver.identity_runs", "silver.identifiers", "silver.id_links",
-           "gold.id_graph"),
+           "gold.id_graph", "gold.event_profiles"),
     writes=("silver.identifiers", "silver.id_links", "gold.id_graph", "gold.profile_id_history",
-            "silver.identity_runs"),
+            "silver.identity_runs", "gold.event_profiles"),
     rules=("identity", "org", "routes"))
 DOMAIN = Domain("identity", stage=STAGE, tables=tuple(TABLES),
                 sections=(Section("identity", IdentityConfig, IdentityConfig),),

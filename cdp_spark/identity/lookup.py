@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Sequence
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from cdp_spark.identity.assign import in_as_of, priority_rank, record_key
+from cdp_spark.identity.components import materialise
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.identity.graph import end_of_day
+from cdp_spark.identity.tables import EVENT_PROFILES
 from cdp_spark.ingest.routes import diverted_streams, without_diverted
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,14 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cdp_spark.config import CdpConfig
     from cdp_spark.lake import Lake
-
-
-def _rank(cfg: IdentityConfig) -> F.Column:
-    """id_type -> position in priority order (0 is the highest); unknown types get null and never resolve."""
-    pairs = []
-    for i, t in enumerate(cfg.by_priority()):
-        pairs += [F.lit(t), F.lit(i)]
-    return F.create_map(*pairs)
 
 
 def attach_profile_ids(records: DataFrame, id_graph: DataFrame, cfg: IdentityConfig, key: Sequence[str]) -> DataFrame:
@@ -50,7 +45,7 @@ def attach_profile_ids(records: DataFrame, id_graph: DataFrame, cfg: IdentityCon
     key = list(key)
     graph = id_graph.select("id_type", "value", "profile_id")
     candidates = (records.select("*", F.explode("identifiers").alias("_id_type", "_value"))
-                  .withColumn("_rank", _rank(cfg)[F.col("_id_type")])
+                  .withColumn("_rank", priority_rank(cfg)[F.col("_id_type")])
                   .where(F.col("_rank").isNotNull() & F.col("_value").isNotNull()))
     matched = candidates.join(graph.withColumnRenamed("id_type", "_id_type").withColumnRenamed("value", "_value"),
                               ["_id_type", "_value"])
@@ -60,20 +55,41 @@ def attach_profile_ids(records: DataFrame, id_graph: DataFrame, cfg: IdentityCon
 
 
 def profile_events(spark: "SparkSession", config: "CdpConfig", lake: "Lake", as_of: dt.date, *,
-                   since: dt.date | None = None, stage: str | None = None) -> DataFrame:
+                   since: dt.date | None = None, stage: str | None = None,
+                   profiles: DataFrame | None = None) -> DataFrame:
     """``bronze.events`` that happened up to the end of ``as_of`` (and from ``since``), one row per event_id,
     with ``profile_id``. Empty (with the right columns) before identity has run. Events of diverted streams (QA,
-    test traffic) are left out, unless ``stage`` is one their route rule's `include_in` lists.
+    test traffic) are left out, unless ``stage`` is one their route rule's `include_in` lists. ``profiles`` (a
+    ``profile_id`` column) keeps the events of those profiles only, reading only the days they have events on.
+
+    The profile comes from ``gold.event_profiles``, which identity writes once for every stage (a join on the event
+    row instead of resolving every identifier again); a lake without it is resolved through ``gold.id_graph``.
 
     Example:
         >>> profile_events(spark, config, lake, date(2026, 11, 1), since=date(2026, 10, 1)).count()  # doctest: +SKIP
     """
-    events = lake.read("bronze.events").where((F.col("event_date") <= F.lit(as_of))
-                                               & (F.col("event_time") < end_of_day(as_of)))
+    events = in_as_of(lake.read("bronze.events"), as_of)
     if since is not None:
         events = events.where(F.col("event_date") >= F.lit(since))
     events = without_diverted(events, diverted_streams(getattr(config, "routes", None) or [], stage))
-    return attach_profile_ids(events, _graph(spark, lake), config.identity, ["event_id"])
+    if not lake.exists(EVENT_PROFILES.name):
+        attached = attach_profile_ids(events, _graph(spark, lake), config.identity, ["event_id"])
+        return attached if profiles is None else attached.join(profiles.select("profile_id"), "profile_id", "left_semi")
+    assigned = in_dates(lake.read(EVENT_PROFILES.name), as_of, since).where(
+        F.col("kept") & F.col("profile_id").isNotNull()).select(
+        "event_date", "event_id", F.col("record_key").alias("_record"), "profile_id")
+    if profiles is not None:
+        assigned = materialise(assigned.join(profiles.select("profile_id"), "profile_id", "left_semi"))
+        days = [r[0] for r in assigned.select("event_date").distinct().collect()]
+        events = events.where(F.col("event_date").isin(days))
+    return (events.withColumn("_record", record_key()).join(assigned, ["event_date", "event_id", "_record"])
+            .drop("_record"))
+
+
+def in_dates(df: DataFrame, as_of: dt.date, since: dt.date | None) -> DataFrame:
+    """Rows whose ``event_date`` is up to ``as_of`` (and from ``since``)."""
+    df = df.where(F.col("event_date") <= F.lit(as_of))
+    return df.where(F.col("event_date") >= F.lit(since)) if since is not None else df
 
 
 def profile_records(spark: "SparkSession", config: "CdpConfig", lake: "Lake", as_of: dt.date, *,

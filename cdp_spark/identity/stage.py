@@ -37,13 +37,15 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.identity import STAGE
+from cdp_spark.identity import assign as A
 from cdp_spark.identity import graph as G
 from cdp_spark.identity.caps import compaction, compacts, hop_cap, neighbour_cap, stale
 from cdp_spark.identity.components import CCStats, connected_components, materialise
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.identity.profiles import DEFAULT_ORG, assign_profile_ids
 from cdp_spark.identity.rules import apply_limits, in_window
-from cdp_spark.identity.tables import ID_GRAPH, ID_LINKS, IDENTIFIERS, IDENTITY_RUNS, PROFILE_ID_HISTORY
+from cdp_spark.identity.tables import (EVENT_PROFILES, ID_GRAPH, ID_LINKS, IDENTIFIERS, IDENTITY_RUNS,
+                                       PROFILE_ID_HISTORY)
 from cdp_spark.ingest.routes import diverted_streams
 from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
 from cdp_spark.lake import utc_now
@@ -362,6 +364,8 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
     excluded = diverted_streams(getattr(config, "routes", None) or [], "identity")
     fingerprint = rules_fingerprint(cfg, org) + (f"|diverted:{','.join(excluded)}" if excluded else "")
     txn = stage_token(STAGE, config, lake, as_of, versions=versions)
+    if full:  # a requested rebuild is its own write, not a re-run of the day's incremental one
+        txn = txn._replace(app_id=f"{txn.app_id}.full")
     run_id = f"identity-{as_of:%Y%m%d}-{txn.app_id.partition('.')[2][:8]}"
     if lake.committed(IDENTITY_RUNS.name, txn):
         log.info("identity for %s on these inputs is already committed; nothing to do", as_of)
@@ -398,6 +402,10 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
                            (PROFILE_ID_HISTORY.name, history, "append"), (ID_GRAPH.name, res.graph, "overwrite")):
         result = lake.overwrite(table, df, txn=txn) if how == "overwrite" else lake.append(table, df, txn=txn)
         out.rows_out[table] = 0 if result.skipped else df.count()
+    if events is not None:
+        out.rows_out[EVENT_PROFILES.name] = _write_event_profiles(
+            lake, events, res.graph, cfg, as_of, txn, previous if mode == "incremental" else None,
+            state if mode == "incremental" else None)
     state_row = {
         "run_id": run_id, "as_of": as_of, "mode": mode, "reason": reason, "rules_fingerprint": fingerprint,
         "ingest_runs": sorted(ingest_runs), "events_version": versions[EVENTS.name],
@@ -409,6 +417,27 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
     row = tuple(state_row[f] for f in IDENTITY_RUNS.schema.fieldNames())
     lake.append(IDENTITY_RUNS.name, spark.createDataFrame([row], IDENTITY_RUNS.schema), txn=txn)
     return out
+
+
+def _write_event_profiles(lake: "Lake", events: DataFrame, graph: DataFrame, cfg: IdentityConfig, as_of: dt.date,
+                          txn: Any, previous: DataFrame | None, state: dict[str, Any] | None) -> int:
+    """Write gold.event_profiles for ``as_of``: in full (every event row) after a full resolution or when the table
+    is missing, else only the new rows and those of event ids holding an identifier whose profile changed.
+    Returns the rows written."""
+    events = A.in_as_of(events, as_of)
+    if previous is None or state is None or not lake.exists(EVENT_PROFILES.name):
+        rows = materialise(A.assign(A.event_rows(events, cfg), graph, cfg))
+        result = lake.overwrite(EVENT_PROFILES.name, rows, txn=txn)
+        return 0 if result.skipped else rows.count()
+    done = F.coalesce(F.col("run_id"), F.lit("")).isin(list(state["ingest_runs"]))
+    new_rows = materialise(A.event_rows(events.where(~(done & (F.col("event_date") <= F.lit(state["as_of"])))), cfg))
+    changed = materialise(A.changed_vertices(previous, graph))
+    rows = materialise(A.reassign(lake.read(EVENT_PROFILES.name), new_rows, changed, graph, cfg))
+    n = rows.count()
+    if n == 0:
+        return 0
+    result = lake.merge(EVENT_PROFILES.name, rows.select(*A.COLUMNS), txn=txn)
+    return 0 if result.skipped else n
 
 
 def run_full(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) -> StageResult:

@@ -100,4 +100,24 @@ IDENTITY_RUNS = TableSpec(
     ],
 )
 
-TABLES = [IDENTIFIERS, ID_LINKS, ID_GRAPH, PROFILE_ID_HISTORY, IDENTITY_RUNS]
+EVENT_PROFILES = TableSpec(
+    name="gold.event_profiles",
+    description="Which profile each bronze event row belongs to, written once by identity for every later stage: "
+                "one row per bronze.events row up to the as-of date. Daily runs rewrite only the rows of new events "
+                "and of events holding an identifier whose profile changed.",
+    columns=[
+        Column("event_date", _D, "bronze.events event_date (partition)"),
+        Column("event_id", _S, "bronze.events event_id"),
+        Column("record_key", _L, "xxhash64(source, event_id, run_id, ingest_file, ingest_line): the bronze row"),
+        Column("vertex_ids", T.ArrayType(_L), "vertex ids of the row's identifiers of configured types (resolved "
+                                              "or not), so a change of any of them finds the row again"),
+        Column("profile_id", _S, "profile of the row's highest-priority identifier that resolves; null when none "
+                                 "does"),
+        Column("kept", T.BooleanType(), "the row that stands for its event_id (re-delivered rows share one): the "
+                                        "best resolved one, ties by record_key"),
+    ],
+    keys=("event_date", "event_id", "record_key"),
+    partition_by=("event_date",),
+)
+
+TABLES = [IDENTIFIERS, ID_LINKS, ID_GRAPH, PROFILE_ID_HISTORY, IDENTITY_RUNS, EVENT_PROFILES]

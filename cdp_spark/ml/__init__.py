@@ -21,7 +21,7 @@ from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
     "scores", run="cdp_spark.ml.stage:run",
-    reads=("bronze.events", "gold.id_graph", "gold.profiles", "gold.profile_attributes"),
+    reads=("bronze.events", "gold.id_graph", "gold.event_profiles", "gold.profiles", "gold.profile_attributes"),
     writes=("gold.profile_scores", "gold.affinities", "gold.recommendations"),
     rules=("scores", "identity", "routes"))
 DOMAIN = Domain("scores", stage=STAGE, tables=tuple(TABLES),

@@ -38,7 +38,7 @@ def _terminated_as_interrupt() -> Iterator[None]:
 
 
 def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume: bool, log_json: bool,
-                log_level: str, allow_snapshot_deletes: Optional[list[str]] = None) -> None:
+                log_level: str, allow_snapshot_deletes: Optional[list[str]] = None, full: bool = False) -> None:
     """The body of `cdp run`: fail fast on a held lease (before starting Spark), then run with the lease.
 
     Logs go to the command's log file under the lake (the terminal shows one line per stage). With ``--log-json``
@@ -49,7 +49,7 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
 
     from cdp_spark.ops import logs
     from cdp_spark.ops.lock import LeaseHeld, read_leases
-    from cdp_spark.pipeline import plan, run_job
+    from cdp_spark.pipeline import FULL_STAGES, plan, run_job
     from cdp_spark.runtime import Runtime, metadata_lake
     from cdp_spark.spark import running_under_cluster
 
@@ -62,7 +62,7 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
         config = read_config(conf)
         day = parse_as_of(as_of)
         plan(config, job)  # fail fast on an unknown stage, before starting Spark
-        params = {}
+        params: dict[str, Any] = {"full": True} if full else {}
         if allow_snapshot_deletes:
             from cdp_spark.ingest.stage import allow_snapshot_deletes as allow
 
@@ -81,7 +81,8 @@ def run_command(job: str, as_of: Optional[str], conf: str, as_json: bool, resume
         try:
             with display, _terminated_as_interrupt():
                 rt = Runtime.start(config)
-                report = run_job(rt.spark, rt.config, rt.lake, job, day, resume=resume, params=params)
+                report = run_job(rt.spark, rt.config, rt.lake, job, day, resume=resume, params=params,
+                                 registry=FULL_STAGES if full else None)
         except KeyboardInterrupt:
             raise fail(f"{job} for {day}; the ledger records the stage as failed",
                        f"continue with `cdp run {job} --as-of {day} --resume`", code=130, title="interrupted") from None

@@ -8,9 +8,10 @@ from cdp_spark.profiles.tables import TABLES
 from cdp_spark.stage_spec import StageSpec
 
 STAGE = StageSpec(
-    "profiles", run="cdp_spark.profiles.stage:run",
-    reads=("bronze.events", "bronze.profile_records", "gold.id_graph", "gold.profile_id_history", "gold.profiles"),
-    writes=("gold.profiles", "gold.profile_attributes"),
+    "profiles", run="cdp_spark.profiles.stage:run", run_full="cdp_spark.profiles.stage:run_full",
+    reads=("bronze.events", "bronze.profile_records", "gold.id_graph", "gold.event_profiles",
+           "gold.profile_id_history", "gold.profiles", "gold.profile_attributes", "silver.profile_runs"),
+    writes=("gold.profiles", "gold.profile_attributes", "silver.profile_runs"),
     rules=("profiles", "attributes", "catalogue", "identity", "routes"))
 DOMAIN = Domain(
     "profiles", stage=STAGE, tables=tuple(TABLES), checks=(catalogue_problems,),

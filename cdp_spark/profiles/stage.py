@@ -8,6 +8,15 @@ with every identifier expired) are deleted, in the same commit. gold.profile_att
 partition under an idempotency token of the inputs' versions and the definitions, so re-running the same as-of
 on the same inputs changes nothing.
 
+Two modes give the same tables (`tests/test_daily_exactness.py`):
+
+- **full**: every profile from all its events and records;
+- **incremental** (the default once a previous run exists): only the profiles the day touched
+  (`cdp_spark.profiles.incremental`) are computed from their events and records, reading only the days those
+  profiles have events on; every other profile keeps its row, and its attributes are carried from the previous
+  as-of (day counts moved on, formulas evaluated again). A rules change, an as-of before the previous run's, or
+  bronze rewritten (erasure) rebuilds in full; ``full=True`` (`cdp run daily --full`) forces it.
+
 Example:
     >>> result = run(spark, config, lake, date(2026, 11, 1))      # doctest: +SKIP
     >>> result.rows_out["gold.profiles"]                           # doctest: +SKIP
@@ -16,6 +25,8 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,17 +34,23 @@ from typing import TYPE_CHECKING
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp_spark.identity.assign import in_as_of
 from cdp_spark.identity.components import materialise
-from cdp_spark.identity.lookup import profile_events, profile_records
-from cdp_spark.identity.tables import ID_GRAPH, PROFILE_ID_HISTORY
+from cdp_spark.identity.graph import end_of_day
+from cdp_spark.identity.lookup import attach_profile_ids, profile_events, profile_records
+from cdp_spark.identity.stage import last_run as last_identity_run
+from cdp_spark.identity.stage import rewritten_since
+from cdp_spark.identity.tables import EVENT_PROFILES, ID_GRAPH, PROFILE_ID_HISTORY
 from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
+from cdp_spark.lake import utc_now
 from cdp_spark.pipeline import StageResult, stage_token
 from cdp_spark.profiles import STAGE
 from cdp_spark.profiles import attributes as A
+from cdp_spark.profiles import incremental as I
 from cdp_spark.profiles import merge as M
 from cdp_spark.profiles.config import AttributesConfig, ProfilesConfig
-from cdp_spark.profiles.tables import PROFILE_ATTRIBUTES, PROFILES
-from cdp_spark.profiles.view import consent_purposes, trait_fields, typed_traits
+from cdp_spark.profiles.tables import PROFILE_ATTRIBUTES, PROFILE_RUNS, PROFILES
+from cdp_spark.profiles.view import attributes_type, consent_purposes, trait_fields, typed_traits
 
 if TYPE_CHECKING:  # pragma: no cover
     from cdp_spark.config import CdpConfig
@@ -126,47 +143,178 @@ def _in_list(ids: list[str]) -> str:
     return ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
 
 
-def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) -> StageResult:
-    """Rebuild profiles and attributes as of ``as_of``; a no-op when already done on the same inputs and rules."""
+def _as_json(value: object) -> object:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")  # type: ignore[attr-defined]
+    return [_as_json(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def rules_fingerprint(config: "CdpConfig") -> str:
+    """Hash of the config sections the profiles depend on: a change rebuilds every profile."""
+    rules = {name: _as_json(getattr(config, name, None)) for name in STAGE.rules}
+    return hashlib.sha256(json.dumps(rules, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def last_run(lake: "Lake") -> dict | None:
+    """The latest row of silver.profile_runs, as a dict, or None."""
+    if not lake.exists(PROFILE_RUNS.name):
+        return None
+    rows = lake.read(PROFILE_RUNS.name).orderBy(F.desc("finished_at")).limit(1).collect()
+    return rows[0].asDict() if rows else None
+
+
+def choose_mode(lake: "Lake", state: dict | None, fingerprint: str, as_of: dt.date, full: bool) -> tuple[str, str]:
+    """(mode, reason) for this run."""
+    if full:
+        return "full", "requested"
+    if state is None:
+        return "full", "first run"
+    if state["rules_fingerprint"] != fingerprint:
+        return "full", "rules changed"
+    if as_of < state["as_of"]:
+        return "full", "as-of before the previous run's"
+    if not (lake.exists(PROFILES.name) and lake.exists(PROFILE_ATTRIBUTES.name) and lake.exists(EVENT_PROFILES.name)):
+        return "full", "tables missing"
+    if rewritten_since(lake, EVENTS.name, state["events_version"]) or rewritten_since(
+            lake, PROFILE_RECORDS.name, state["profile_records_version"]):
+        return "full", "bronze rewritten (not only appended) since the previous run"
+    return "incremental", "new data since the previous run"
+
+
+def _run_ids(df: DataFrame) -> list[str]:
+    return sorted(r[0] for r in df.select(F.coalesce("run_id", F.lit(""))).distinct().collect())
+
+
+def _new_rows(df: DataFrame, runs: list[str], day: F.Column, previous: dt.date) -> DataFrame:
+    """Rows not read by the run as of ``previous``: of another ingest run, or dated after ``previous``."""
+    done = F.coalesce(F.col("run_id"), F.lit("")).isin(runs)
+    return df.where(~(done & (day <= F.lit(previous))))
+
+
+def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, *, full: bool = False) -> StageResult:
+    """Build profiles and attributes as of ``as_of``: incremental when possible, ``full=True`` to rebuild every
+    profile; a no-op when already done on the same inputs and rules."""
     if not lake.exists(ID_GRAPH.name):
         return StageResult(metrics={"skipped": "no identity graph yet"})
+    versions = {t: lake.version(t) for t in (EVENTS.name, PROFILE_RECORDS.name, ID_GRAPH.name)}
+    identity = last_identity_run(lake)
+    if identity is not None:  # the events identity assigned: later ones wait for its next run
+        versions[EVENTS.name] = identity["events_version"]
     txn = stage_token(STAGE, config, lake, as_of)
+    if full:  # a requested rebuild is its own write, not a re-run of the day's incremental one
+        txn = txn._replace(app_id=f"{txn.app_id}.full")
     if lake.committed(PROFILE_ATTRIBUTES.name, txn):
         log.info("profiles for %s on these inputs are already built; nothing to do", as_of)
         return StageResult(metrics={"skipped": "already committed"})
-    graph = materialise(lake.read(ID_GRAPH.name))
-    events = profile_events(spark, config, lake, as_of, stage="profiles") if lake.exists(EVENTS.name) else _no_events(spark)
-    records = (profile_records(spark, config, lake, as_of, stage="profiles") if lake.exists(PROFILE_RECORDS.name)
-               else _no_records(spark))
-    out = build(graph, events, records, config, as_of)
-
+    fingerprint = rules_fingerprint(config)
+    state = last_run(lake)
+    mode, reason = choose_mode(lake, state, fingerprint, as_of, full)
+    if mode == "incremental" and (identity is None or identity["as_of"] < as_of):
+        mode, reason = "full", "identity has not run for this as-of"
+    graph = materialise(lake.read(ID_GRAPH.name, version=versions[ID_GRAPH.name]))
+    have_events, have_records = lake.exists(EVENTS.name), lake.exists(PROFILE_RECORDS.name)
+    touched = None
+    if mode == "incremental":
+        assert state is not None
+        touched = _touched(spark, config, lake, as_of, state, graph, versions)
+        if touched is None:
+            mode, reason = "full", "previous graph version no longer readable"
+    events = (profile_events(spark, config, lake, as_of, stage="profiles", profiles=touched) if have_events
+              else _no_events(spark))
+    records = profile_records(spark, config, lake, as_of, stage="profiles") if have_records else _no_records(spark)
     current = materialise(lake.read(PROFILES.name).select("profile_id", "content_hash")) if lake.exists(PROFILES.name) \
         else None
+    if touched is not None:
+        graph_in, records = (df.join(touched, "profile_id", "left_semi") for df in (graph, records))
+        current = current.join(touched, "profile_id", "left_semi") if current is not None else None
+    else:
+        graph_in = graph
+    out = build(graph_in, events, records, config, as_of)
+
     upserts, gone = changes(out.profiles, current, F.current_timestamp())
     upserts = upserts.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in PROFILES.schema.fields])
     upserts = materialise(upserts)
     n_up = upserts.count()
-    metrics: dict = {"profiles": out.profiles.count(), "profiles_changed": n_up, "profiles_removed": len(gone)}
+    n_built = out.profiles.count()
+    metrics: dict = {"mode": mode, "mode_reason": reason, "profiles_rebuilt": n_built, "profiles_changed": n_up,
+                     "profiles_removed": len(gone)}
     if gone and lake.exists(PROFILE_ID_HISTORY.name):
         merged = {r.old_profile_id for r in lake.read(PROFILE_ID_HISTORY.name).where("reason = 'merge'")
                   .select("old_profile_id").distinct().collect()}
         metrics["profiles_merged_away"] = sum(1 for g in gone if g in merged)
+
+    names = list(config.attributes.attributes)
+    attrs = out.attributes
+    if touched is not None:
+        assert state is not None
+        attrs = attrs.unionByName(_carried(config, lake, state["as_of"], as_of, touched, gone))
+    rows = attrs.select("profile_id", F.lit(as_of).alias("as_of"), A.attributes_json(attrs, names).alias("attributes"),
+                        F.lit(A.definitions_hash(config.attributes)).alias("definitions_hash"))
+    rows = materialise(rows)  # before the writes: the carried rows are read from the table they replace
+    n_attr = rows.count()
+
     if not lake.create_if_missing(PROFILES.name):
         _add_new_columns(spark, lake)
     if n_up or gone:
         lake.merge(PROFILES.name, upserts, keys=["profile_id"], delete_unmatched=bool(gone),
                    delete_where=f"t.profile_id IN ({_in_list(gone)})" if gone else None)
-
-    names = list(config.attributes.attributes)
-    rows = out.attributes.select("profile_id", F.lit(as_of).alias("as_of"),
-                                 A.attributes_json(out.attributes, names).alias("attributes"),
-                                 F.lit(A.definitions_hash(config.attributes)).alias("definitions_hash"))
-    rows = materialise(rows)
     lake.overwrite(PROFILE_ATTRIBUTES.name, rows, where=f"as_of = '{as_of.isoformat()}'", txn=txn)
-    n_attr = rows.count()
+    metrics["profiles"] = lake.info(PROFILES.name).rows
     metrics["attributes"] = len(names)
+    state_row = {
+        "as_of": as_of, "mode": mode, "reason": reason, "rules_fingerprint": fingerprint,
+        "event_runs": _run_ids(lake.read(EVENTS.name, version=versions[EVENTS.name])) if have_events else [],
+        "record_runs": (_run_ids(lake.read(PROFILE_RECORDS.name, version=versions[PROFILE_RECORDS.name]))
+                        if have_records else []),
+        "events_version": versions[EVENTS.name], "profile_records_version": versions[PROFILE_RECORDS.name],
+        "graph_version": versions[ID_GRAPH.name], "profiles_rebuilt": n_built, "finished_at": utc_now()}
+    lake.append(PROFILE_RUNS.name, spark.createDataFrame(
+        [tuple(state_row[f] for f in PROFILE_RUNS.schema.fieldNames())], PROFILE_RUNS.schema), txn=txn)
     return StageResult(rows_in={}, rows_out={PROFILES.name: n_up, PROFILE_ATTRIBUTES.name: n_attr},
                        metrics=metrics)
+
+
+def run_full(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date) -> StageResult:
+    """The stage function of `cdp run daily --full`: every profile rebuilt from all its events and records."""
+    return run(spark, config, lake, as_of, full=True)
+
+
+def _touched(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, state: dict,
+             graph: DataFrame, versions: dict) -> DataFrame | None:
+    """The profiles this run rebuilds (materialised), or None when the previous graph cannot be read."""
+    previous: dt.date = state["as_of"]
+    try:
+        graph_before = lake.read(ID_GRAPH.name, version=state["graph_version"])
+    except Exception:  # vacuumed away: rebuild in full
+        return None
+    empty = spark.createDataFrame([], "profile_id string")
+    new_events = empty.select(F.lit(None).cast("string").alias("event_id")).limit(0)
+    if lake.exists(EVENTS.name):
+        bronze = in_as_of(lake.read(EVENTS.name, version=versions[EVENTS.name]), as_of)
+        new_events = _new_rows(bronze, list(state["event_runs"]), F.col("event_date"), previous).select("event_id")
+    new_records = empty
+    if lake.exists(PROFILE_RECORDS.name):
+        seen = F.coalesce("record_time", "received_at")
+        recs = lake.read(PROFILE_RECORDS.name, version=versions[PROFILE_RECORDS.name]).where(seen < end_of_day(as_of))
+        recs = _new_rows(recs, list(state["record_runs"]), F.to_date(seen), previous).withColumn(
+            "_record", F.xxhash64("source", "record_key", "run_id", "ingest_file", "ingest_line", "change_type"))
+        new_records = attach_profile_ids(recs, graph, config.identity, ["_record"]).select("profile_id")
+    windows = [a.window_days for a in config.attributes.attributes.values() if a.window_days]
+    touched = I.touched_profiles(graph_before, graph, new_events, lake.read(EVENT_PROFILES.name), new_records,
+                                 windows, previous, as_of)
+    return materialise(touched)
+
+
+def _carried(config: "CdpConfig", lake: "Lake", previous: dt.date, as_of: dt.date, touched: DataFrame,
+             gone: list[str]) -> DataFrame:
+    """Attributes of the profiles the run did not touch, carried from the previous as-of."""
+    prev = (lake.read(PROFILE_ATTRIBUTES.name).where(F.col("as_of") == F.lit(previous))
+            .join(touched, "profile_id", "left_anti"))
+    if gone:
+        prev = prev.where(~F.col("profile_id").isin(gone))
+    typed = (lake.read(PROFILES.name).join(prev.select("profile_id"), "profile_id", "left_semi")
+             .select("profile_id", typed_traits("traits", config).alias("_t")).select("profile_id", "_t.*"))
+    return I.carried_attributes(prev, typed, config.attributes, attributes_type(config), (as_of - previous).days)
 
 
 def _add_new_columns(spark: SparkSession, lake: "Lake") -> None:

@@ -8,7 +8,7 @@ from pyspark.sql import types as T
 
 from cdp_spark.table_spec import Column, TableSpec
 
-_S, _TS, _D = T.StringType(), T.TimestampType(), T.DateType()
+_S, _TS, _D, _L = T.StringType(), T.TimestampType(), T.DateType(), T.LongType()
 _MAP = T.MapType(_S, _S)
 
 PROFILES = TableSpec(
@@ -51,4 +51,22 @@ PROFILE_ATTRIBUTES = TableSpec(
     partition_by=("as_of",),
 )
 
-TABLES = [PROFILES, PROFILE_ATTRIBUTES]
+PROFILE_RUNS = TableSpec(
+    name="silver.profile_runs",
+    description="One row per profiles run: what it read, so that the next run rebuilds only the touched profiles.",
+    columns=[
+        Column("as_of", _D, "as-of date of the run"),
+        Column("mode", _S, "full or incremental"),
+        Column("reason", _S, "why this mode: requested, first run, rules changed, bronze rewritten, ..."),
+        Column("rules_fingerprint", _S, "hash of the config sections the profiles depend on"),
+        Column("event_runs", T.ArrayType(_S), "bronze.events ingest run ids present when the run read bronze"),
+        Column("record_runs", T.ArrayType(_S), "bronze.profile_records ingest run ids present then"),
+        Column("events_version", _L, "bronze.events version read"),
+        Column("profile_records_version", _L, "bronze.profile_records version read"),
+        Column("graph_version", _L, "gold.id_graph version read"),
+        Column("profiles_rebuilt", _L, "profiles whose content and attributes were computed from their events"),
+        Column("finished_at", _TS, "UTC"),
+    ],
+)
+
+TABLES = [PROFILES, PROFILE_ATTRIBUTES, PROFILE_RUNS]
