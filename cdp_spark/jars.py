@@ -70,7 +70,7 @@ BUNDLES: dict[str, Bundle] = {
                "a JDBC driver for the JDBC source's tests (engine.spark_conf spark.jars for your own database's)",
                probe="org.sqlite.JDBC", default=False),
         # hadoop-aws depends on the AWS SDK's shaded `bundle` (every AWS service, ~690 MB); S3A needs only the S3,
-        # STS and transfer-manager modules (~14 MB with their dependencies, tests/test_lake_s3a.py runs them).
+        # STS and transfer-manager modules (~13 MB with their dependencies, tests/test_lake_s3a.py runs them).
         Bundle("s3", (f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",
                       *(f"software.amazon.awssdk:{m}:{AWS_SDK_VERSION}" for m in ("s3", "sts", "s3-transfer-manager"))),
                "the S3A file system, for a lake on S3 (lake.root: s3://...; Spark reads and writes s3a://)",
