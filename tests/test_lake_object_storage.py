@@ -432,7 +432,7 @@ def test_the_demo_pipeline_erasure_and_maintenance_run_on_an_s3_lake(tmp_path, m
     assert left == []
     assert cdp("erase", "verify", erased["request_id"], "--id", f"email:{email}")["occurrences"] == 0
     assert profile_status() == 404
-    assert not (project / "s3:").exists() and not (tmp_path / "s3:").exists()  # nothing written as a local path
+    assert not (main.parents[1] / "s3:").exists() and not (tmp_path / "s3:").exists()  # nothing written locally
 
     result = cdp("maintain")
     assert result, "cdp maintain --json printed its result"
