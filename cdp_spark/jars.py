@@ -30,6 +30,7 @@ from xml.sax.saxutils import escape
 # (tests/test_jars.py checks that they agree).
 SPARK_VERSION = "4.2.0"
 HADOOP_VERSION = "3.5.0"  # pyspark 4.2's hadoop-client-api; hadoop-aws must match it exactly
+AWS_SDK_VERSION = "2.35.4"  # the AWS SDK v2 that hadoop-aws 3.5.0 is built against (its pom's `bundle`)
 SCALA_VERSION = "2.13"
 DELTA_VERSION = "4.4.0"
 GRAPHFRAMES_VERSION = "0.10.1"
@@ -42,6 +43,7 @@ class Bundle:
 
     ``on_classpath`` bundles go on the Spark session's classpath (``spark.jars``); the others are tools started in
     a JVM of their own (the test Kafka broker). ``probe`` is a class whose loadability proves the bundle is there.
+    ``excludes`` (group:artifact) are left out of every coordinate's dependencies.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Bundle:
     probe: str | None = None
     on_classpath: bool = True
     default: bool = True
+    excludes: tuple[str, ...] = ()
 
 
 BUNDLES: dict[str, Bundle] = {
@@ -66,9 +69,13 @@ BUNDLES: dict[str, Bundle] = {
         Bundle("sqlite-jdbc", ("org.xerial:sqlite-jdbc:3.54.1.0",),
                "a JDBC driver for the JDBC source's tests (engine.spark_conf spark.jars for your own database's)",
                probe="org.sqlite.JDBC", default=False),
-        Bundle("s3", (f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",),
+        # hadoop-aws depends on the AWS SDK's shaded `bundle` (every AWS service, ~690 MB); S3A needs only the S3,
+        # STS and transfer-manager modules (~13 MB with their dependencies, tests/test_lake_s3a.py runs them).
+        Bundle("s3", (f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",
+                      *(f"software.amazon.awssdk:{m}:{AWS_SDK_VERSION}" for m in ("s3", "sts", "s3-transfer-manager"))),
                "the S3A file system, for a lake on S3 (lake.root: s3://...; Spark reads and writes s3a://)",
-               probe="org.apache.hadoop.fs.s3a.S3AFileSystem", default=False),
+               probe="org.apache.hadoop.fs.s3a.S3AFileSystem", default=False,
+               excludes=("software.amazon.awssdk:bundle",)),
         Bundle("kafka-broker", (f"org.apache.kafka:kafka_{SCALA_VERSION}:{KAFKA_BROKER_VERSION}",
                                 "org.slf4j:slf4j-simple:1.7.36"),
                "a single-node KRaft Kafka broker, for tests and local trials", on_classpath=False),
@@ -131,7 +138,7 @@ def cached_bundle(name: str, root: Path | None = None) -> CachedBundle | None:
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    if tuple(manifest.get("coordinates", ())) != spec.coordinates:
+    if (tuple(manifest.get("coordinates", ())), tuple(manifest.get("excludes", ()))) != (spec.coordinates, spec.excludes):
         return None
     jars = tuple(directory / j["file"] for j in manifest.get("jars", ()))
     if not all(p.is_file() for p in jars):
@@ -160,21 +167,24 @@ def provided_artifacts(jars_dir: Path | None = None) -> set[str]:
     return {m.group("artifact") for m in map(_JAR_NAME.match, names) if m}
 
 
-def _pom(coordinates: Sequence[str]) -> str:
+def _pom(coordinates: Sequence[str], excludes: Sequence[str] = ()) -> str:
+    exclusions = "".join(f"<exclusion><groupId>{escape(g)}</groupId><artifactId>{escape(a)}</artifactId></exclusion>"
+                         for g, a in (e.split(":") for e in excludes))
     deps = []
     for coordinate in coordinates:
         group, artifact, version = coordinate.split(":")
         deps.append(f"<dependency><groupId>{escape(group)}</groupId><artifactId>{escape(artifact)}</artifactId>"
-                    f"<version>{escape(version)}</version></dependency>")
+                    f"<version>{escape(version)}</version><exclusions>{exclusions}</exclusions></dependency>")
     return ("<project xmlns=\"http://maven.apache.org/POM/4.0.0\"><modelVersion>4.0.0</modelVersion>"
             "<groupId>io.cdp-spark</groupId><artifactId>jars</artifactId><version>1</version>"
             f"<packaging>pom</packaging><dependencies>{''.join(deps)}</dependencies></project>")
 
 
-def _resolve(coordinates: Sequence[str], mvn: str, timeout: float, repository: Path) -> list[tuple[str, Path]]:
+def _resolve(coordinates: Sequence[str], mvn: str, timeout: float, repository: Path,
+             excludes: Sequence[str] = ()) -> list[tuple[str, Path]]:
     """(group:artifact, local jar path) of every runtime dependency, resolved by Maven into ``repository``."""
     with tempfile.TemporaryDirectory(prefix="cdp-jars-") as tmp:
-        (Path(tmp) / "pom.xml").write_text(_pom(coordinates))
+        (Path(tmp) / "pom.xml").write_text(_pom(coordinates, excludes))
         listing = Path(tmp) / "deps.txt"
         cmd = [mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(Path(tmp) / "pom.xml"), "dependency:list", "-DincludeScope=runtime",
                f"-DoutputFile={listing}", "-DoutputAbsoluteArtifactFilename=true"]
@@ -223,7 +233,7 @@ def fetch(names: Iterable[str], *, root: Path | None = None, mvn: str | None = N
                             "the embedded lake (delta-rs) without the JVM stack.")
         _check_pyspark()
         skip = provided_artifacts() if spec.on_classpath else set()
-        resolved = _resolve(spec.coordinates, mvn, timeout, (root or cache_dir()) / "maven")
+        resolved = _resolve(spec.coordinates, mvn, timeout, (root or cache_dir()) / "maven", spec.excludes)
         directory = bundle_dir(name, root)
         staging = directory.with_name(directory.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
@@ -234,7 +244,8 @@ def fetch(names: Iterable[str], *, root: Path | None = None, mvn: str | None = N
                 continue
             shutil.copy2(path, staging / path.name)
             jars.append({"artifact": key, "file": path.name, "sha256": _sha256(staging / path.name)})
-        manifest = {"bundle": name, "coordinates": list(spec.coordinates), "spark": SPARK_VERSION, "jars": jars,
+        manifest = {"bundle": name, "coordinates": list(spec.coordinates), "excludes": list(spec.excludes),
+                    "spark": SPARK_VERSION, "jars": jars,
                     "resolved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         # A killed fetch leaves only the .partial folder: the cache never holds a half-copied bundle.

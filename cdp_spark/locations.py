@@ -69,7 +69,10 @@ def hadoop_s3a_conf(options: Mapping[str, str]) -> dict[str, str]:
         'true'
     """
     s3a = "org.apache.hadoop.fs.s3a.S3AFileSystem"
-    conf = {"spark.hadoop.fs.s3.impl": s3a, "spark.hadoop.fs.s3a.impl": s3a}
+    conf = {"spark.hadoop.fs.s3.impl": s3a, "spark.hadoop.fs.s3a.impl": s3a,
+            # Hadoop's FileContext API (Delta's checkpoint writer, streaming checkpoints) for s3:// too; without it
+            # they fall back to the FileSystem API and warn that its rename is not atomic.
+            "spark.hadoop.fs.AbstractFileSystem.s3.impl": "org.apache.hadoop.fs.s3a.S3A"}
     endpoint = storage_option(options, "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
     if endpoint:
         conf["spark.hadoop.fs.s3a.endpoint"] = endpoint

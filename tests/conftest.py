@@ -22,8 +22,10 @@ XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
 os.environ.setdefault("CDP_DRIVER_MEMORY", "2g")
 # The JVM bundles the production-path tests need (the broker's jars run a test Kafka, off the session's classpath).
 TEST_BUNDLES = ("delta", "kafka", "sqlite-jdbc")
-FETCHED_ONLY = ("kafka-broker",)  # fetched too, not loaded here: the broker runs in a JVM of its own
-FETCH_FOR_TESTS = "cdp jars fetch delta kafka sqlite-jdbc kafka-broker"
+# Fetched too, not loaded here: the broker runs in a JVM of its own, and `s3` (S3A) is loaded by the processes of
+# the S3-lake tests (tests/test_lake_object_storage.py, tests/test_lake_s3a.py).
+FETCHED_ONLY = ("kafka-broker", "s3")
+FETCH_FOR_TESTS = "cdp jars fetch delta kafka sqlite-jdbc kafka-broker s3"
 
 
 def pytest_sessionstart(session):

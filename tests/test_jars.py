@@ -103,5 +103,28 @@ def test_the_s3_bundle_matches_pysparks_hadoop():
     """hadoop-aws must be the exact Hadoop version pyspark ships (its hadoop-client-api jar), or S3A fails to load."""
     shipped = sorted(p.name for p in jars.spark_jars_dir().glob("hadoop-client-api-*.jar"))
     assert shipped == [f"hadoop-client-api-{jars.HADOOP_VERSION}.jar"]
-    assert jars.BUNDLES["s3"].coordinates == (f"org.apache.hadoop:hadoop-aws:{jars.HADOOP_VERSION}",)
-    assert jars.BUNDLES["s3"].probe == "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    s3 = jars.BUNDLES["s3"]
+    assert s3.coordinates[0] == f"org.apache.hadoop:hadoop-aws:{jars.HADOOP_VERSION}"
+    assert s3.probe == "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    # The SDK's S3 modules instead of its ~690 MB `bundle` (tests/test_lake_s3a.py runs S3A on them).
+    assert all(c.startswith("software.amazon.awssdk:") and c.endswith(f":{jars.AWS_SDK_VERSION}") for c in s3.coordinates[1:])
+    assert s3.excludes == ("software.amazon.awssdk:bundle",)
+
+
+def test_a_bundles_exclusions_reach_every_dependency_of_the_pom():
+    import xml.etree.ElementTree as ET
+
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    pom = ET.fromstring(jars._pom(["g:a:1", "g:b:2"], ["x:bundle"]))
+    deps = pom.findall("m:dependencies/m:dependency", ns)
+    assert [d.findtext("m:artifactId", namespaces=ns) for d in deps] == ["a", "b"]
+    assert all([(e.findtext("m:groupId", namespaces=ns), e.findtext("m:artifactId", namespaces=ns))
+                for e in d.findall("m:exclusions/m:exclusion", ns)] == [("x", "bundle")] for d in deps)
+
+
+def test_a_bundle_cached_with_other_exclusions_is_fetched_again(tmp_path):
+    directory = _fake_bundle(tmp_path, "s3")
+    assert jars.cached_bundle("s3", tmp_path) is None               # cached before the exclusions were pinned
+    manifest = json.loads((directory / jars.MANIFEST).read_text())
+    (directory / jars.MANIFEST).write_text(json.dumps({**manifest, "excludes": ["software.amazon.awssdk:bundle"]}))
+    assert jars.cached_bundle("s3", tmp_path) is not None

@@ -86,6 +86,9 @@ def storage_option_problems(root: str, options: Mapping[str, str]) -> list[str]:
         elif url.scheme == "http" and (storage_option(options, "AWS_ALLOW_HTTP") or "").lower() != "true":
             problems.append(f"lake.storage_options.AWS_ALLOW_HTTP: expected 'true' for the plain-http endpoint "
                             f"{endpoint!r} (delta-rs refuses http otherwise)")
+    if storage_option(options, "AWS_S3_LOCKING_PROVIDER"):
+        problems.append("lake.storage_options.AWS_S3_LOCKING_PROVIDER: delta-rs 1.x has no DynamoDB log store and "
+                        "ignores it; expected it unset (conditional puts keep concurrent commits safe)")
     if (storage_option(options, "AWS_S3_ALLOW_UNSAFE_RENAME") or "").lower() == "true":
         problems.append("lake.storage_options.AWS_S3_ALLOW_UNSAFE_RENAME: 'true' lets two writers overwrite each "
                         "other's commit; expected it unset (conditional puts keep concurrent commits safe)")
@@ -95,15 +98,14 @@ def storage_option_problems(root: str, options: Mapping[str, str]) -> list[str]:
 def delta_storage_options(root: str, options: Mapping[str, str] | None) -> dict[str, str]:
     """delta-rs storage options for ``root``: on S3, conditional puts (``If-None-Match``) make each commit
     put-if-absent, so of two writers racing for one version exactly one wins and the other retries on the new
-    snapshot. Kept as configured when a locking provider or ``conditional_put`` is set explicitly.
+    snapshot. Kept as configured when ``conditional_put`` is set explicitly.
 
     Example:
         >>> delta_storage_options("s3://b/lake", {})
         {'conditional_put': 'etag'}
     """
     out = dict(options or {})
-    if root.startswith(("s3://", "s3a://")) and not (
-            storage_option(out, "CONDITIONAL_PUT", "AWS_CONDITIONAL_PUT") or storage_option(out, "AWS_S3_LOCKING_PROVIDER")):
+    if root.startswith(("s3://", "s3a://")) and not storage_option(out, "CONDITIONAL_PUT", "AWS_CONDITIONAL_PUT"):
         out["conditional_put"] = "etag"
     return out
 

@@ -172,7 +172,7 @@ def landing_folders(config: "CdpConfig") -> list[str]:
     privacy = getattr(config, "privacy", None)
     if privacy is not None:
         folders.extend(d.format(**subst) for d in privacy.landing_dirs)
-    return [f for f in dict.fromkeys(folders) if "://" not in f]
+    return list(dict.fromkeys(folders))
 
 
 def export_folder(config: "CdpConfig") -> str:
