@@ -53,8 +53,9 @@ def pytest_sessionstart(session):
 # The longest test files, longest first. Under xdist's loadfile each file runs whole on one worker, so these start
 # at once and the short files fill the gaps around them (xdist's own reorder, by tests per file, put the 2-test
 # cluster file last and made it the run's tail).
-LONGEST_FIRST = ("test_cluster.py", "test_init.py", "test_privacy_erasure.py", "test_collect_kafka.py",
-                 "test_collect_stream.py", "test_collect_stream_kill.py", "test_ingest_json_and_snapshot.py")
+LONGEST_FIRST = ("test_cluster.py", "test_init.py", "test_daily_exactness.py", "test_privacy_erasure.py",
+                 "test_lake_object_storage.py", "test_demo_grow.py", "test_collect_kafka.py", "test_collect_stream.py",
+                 "test_collect_stream_kill.py", "test_ingest_json_and_snapshot.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
