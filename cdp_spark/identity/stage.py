@@ -44,6 +44,7 @@ from cdp_spark.identity.components import CCStats, connected_components, materia
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.identity.profiles import DEFAULT_ORG, assign_profile_ids
 from cdp_spark.identity.rules import apply_limits, in_window
+from cdp_spark.incremental import BRONZE_VERSIONS, run_mode
 from cdp_spark.identity.tables import (EVENT_PROFILES, ID_GRAPH, ID_LINKS, IDENTIFIERS, IDENTITY_RUNS,
                                        PROFILE_ID_HISTORY)
 from cdp_spark.ingest.routes import diverted_streams
@@ -308,43 +309,6 @@ def last_run(lake: "Lake") -> dict[str, Any] | None:
     return rows[0].asDict() if rows else None
 
 
-_REWRITES = ("DELETE", "MERGE", "UPDATE", "RESTORE", "TRUNCATE", "REPLACE")
-
-
-def rewritten_since(lake: "Lake", name: str, version: int | None) -> bool:
-    """True when a commit after ``version`` did more than append (erasure, overwrite, merge): incremental evidence
-    would then count records that are gone, so a full rebuild is needed."""
-    if version is None or not lake.exists(name):
-        return False
-    for commit in lake.history(name):
-        if commit.get("version", -1) <= version:
-            continue
-        op = str(commit.get("operation", "")).upper()
-        mode = str((commit.get("operationParameters") or {}).get("mode", "Append")).strip('"').lower()
-        if any(w in op for w in _REWRITES) or ("WRITE" in op and mode != "append"):
-            return True
-    return False
-
-
-def choose_mode(lake: "Lake", state: dict[str, Any] | None, fingerprint: str, as_of: dt.date,
-                full: bool) -> tuple[str, str]:
-    """(mode, reason) for this run."""
-    if full:
-        return "full", "requested"
-    if state is None:
-        return "full", "first run"
-    if state["rules_fingerprint"] != fingerprint:
-        return "full", "rules or org changed"
-    if as_of < state["as_of"]:
-        return "full", "as-of before the previous run's"
-    if not all(lake.exists(t) for t in (IDENTIFIERS.name, ID_LINKS.name, ID_GRAPH.name)):
-        return "full", "state tables missing"
-    if rewritten_since(lake, EVENTS.name, state["events_version"]) or rewritten_since(
-            lake, PROFILE_RECORDS.name, state["profile_records_version"]):
-        return "full", "bronze rewritten (not only appended) since the previous run"
-    return "incremental", "new records since the previous run"
-
-
 def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, *, full: bool = False) -> StageResult:
     """Resolve identities up to ``as_of``: incremental when possible, ``full=True`` to rebuild from all of bronze.
 
@@ -371,7 +335,8 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
         log.info("identity for %s on these inputs is already committed; nothing to do", as_of)
         return StageResult(metrics={"skipped": "already committed", "run_id": run_id})
     state = last_run(lake)
-    mode, reason = choose_mode(lake, state, fingerprint, as_of, full)
+    mode, reason = run_mode(lake, state, fingerprint, as_of, full,
+                            needed=(IDENTIFIERS.name, ID_LINKS.name, ID_GRAPH.name), appended_only=BRONZE_VERSIONS)
     records = G.records_from_bronze(events, profile_records, as_of, cfg.sources, exclude_streams=excluded)
     if mode == "full":
         previous = materialise(lake.read(ID_GRAPH.name)) if lake.exists(ID_GRAPH.name) else None

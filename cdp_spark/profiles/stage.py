@@ -39,7 +39,7 @@ from cdp_spark.identity.components import materialise
 from cdp_spark.identity.graph import end_of_day
 from cdp_spark.identity.lookup import attach_profile_ids, profile_events, profile_records
 from cdp_spark.identity.stage import last_run as last_identity_run
-from cdp_spark.identity.stage import rewritten_since
+from cdp_spark.incremental import BRONZE_VERSIONS, run_mode
 from cdp_spark.identity.tables import EVENT_PROFILES, ID_GRAPH, PROFILE_ID_HISTORY
 from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
 from cdp_spark.lake import utc_now
@@ -163,24 +163,6 @@ def last_run(lake: "Lake") -> dict | None:
     return rows[0].asDict() if rows else None
 
 
-def choose_mode(lake: "Lake", state: dict | None, fingerprint: str, as_of: dt.date, full: bool) -> tuple[str, str]:
-    """(mode, reason) for this run."""
-    if full:
-        return "full", "requested"
-    if state is None:
-        return "full", "first run"
-    if state["rules_fingerprint"] != fingerprint:
-        return "full", "rules changed"
-    if as_of < state["as_of"]:
-        return "full", "as-of before the previous run's"
-    if not (lake.exists(PROFILES.name) and lake.exists(PROFILE_ATTRIBUTES.name) and lake.exists(EVENT_PROFILES.name)):
-        return "full", "tables missing"
-    if rewritten_since(lake, EVENTS.name, state["events_version"]) or rewritten_since(
-            lake, PROFILE_RECORDS.name, state["profile_records_version"]):
-        return "full", "bronze rewritten (not only appended) since the previous run"
-    return "incremental", "new data since the previous run"
-
-
 def _run_ids(df: DataFrame) -> list[str]:
     return sorted(r[0] for r in df.select(F.coalesce("run_id", F.lit(""))).distinct().collect())
 
@@ -208,7 +190,9 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
         return StageResult(metrics={"skipped": "already committed"})
     fingerprint = rules_fingerprint(config)
     state = last_run(lake)
-    mode, reason = choose_mode(lake, state, fingerprint, as_of, full)
+    mode, reason = run_mode(lake, state, fingerprint, as_of, full,
+                            needed=(PROFILES.name, PROFILE_ATTRIBUTES.name, EVENT_PROFILES.name),
+                            appended_only=BRONZE_VERSIONS)
     if mode == "incremental" and (identity is None or identity["as_of"] < as_of):
         mode, reason = "full", "identity has not run for this as-of"
     graph = materialise(lake.read(ID_GRAPH.name, version=versions[ID_GRAPH.name]))
