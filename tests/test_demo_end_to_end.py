@@ -40,7 +40,10 @@ def test_demo_tables_open_with_an_independent_delta_reader(demo, lake_root):
     tables = {t["name"]: t for t in demo["tables"]}
     assert {"bronze.events", "bronze.profile_records", "bronze.quarantine", "ops.job_runs"} <= set(tables)
     for name, info in tables.items():
-        assert _table(lake_root, name).to_pyarrow_table().num_rows == info["rows"], name
+        rows = _table(lake_root, name).to_pyarrow_table().num_rows
+        # The session's demo lake is shared: other tests re-run its as-of (changing nothing) and the ledger records
+        # those runs, so the ledger only grows; every other table has exactly the rows the demo reported.
+        assert rows >= info["rows"] if name == "ops.job_runs" else rows == info["rows"], name
     written = sum(s["written"].get("bronze.events", 0) for s in demo["run"]["metrics"]["ingest"]["sources"].values())
     streamed = demo["realtime"]["stream"]["written"]["bronze.events"]
     events = _table(lake_root, "bronze.events").to_pandas(columns=["source", "event_id"])
