@@ -29,6 +29,7 @@ from cdp_spark.lake.registry import default_registry
 from cdp_spark.ops.lock import Lease, LeaseHeld
 lake = EmbeddedLake(None, sys.argv[1], default_registry())
 go = sys.argv[3]
+open(go + "." + sys.argv[2], "w").close()  # ready at the start line
 while not __import__("os").path.exists(go):
     time.sleep(0.01)
 try:
@@ -50,14 +51,17 @@ def holder(root: Path, run_id: str, go: Path, hold_s: float) -> subprocess.Popen
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_processes_racing_for_the_lease_exactly_one_wins(tmp_path):
+def test_processes_racing_for_a_new_lease_table_exactly_one_wins(tmp_path):
+    # Five racers on a lake without the lease table: they race to create and seed it as well as for the lease.
     root, go = tmp_path / "lake", tmp_path / "go"
-    procs = [holder(root, f"run-{i}", go, 1.0) for i in range(2)]
-    time.sleep(1.5)  # both importing and waiting at the start line
+    procs = [holder(root, f"run-{i}", go, 2.0) for i in range(5)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("go.*"))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
     go.touch()
     results = [p.communicate(timeout=120) for p in procs]
     outcomes = sorted(out.strip() for out, _ in results)
-    assert outcomes == ["acquired", "refused"], [e[-1500:] for _, e in results]
+    assert outcomes == ["acquired"] + ["refused"] * 4, [e[-1500:] for _, e in results]
 
 
 def test_second_run_is_refused_with_a_clear_message_and_a_killed_holder_is_taken_over(tmp_path):

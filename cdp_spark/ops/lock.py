@@ -200,13 +200,18 @@ class Lease:
             except (CommitFailedError, DeltaError):
                 if not DeltaTable.is_deltatable(path, storage_options=options):
                     raise
-        table = DeltaTable(path, storage_options=options)
-        if table.get_add_actions(flatten=True).num_rows == 0:
-            # An overwrite of an empty snapshot detects no conflict, so the table never stays empty: a free row
-            # first (two racing seeders just write two free rows, which is harmless).
-            write_deltalake(table, pa.Table.from_pylist([{"name": self.name}], ARROW_SCHEMA), mode="append")
+        for attempt in range(ATTEMPTS):
             table = DeltaTable(path, storage_options=options)
-        return table
+            if table.get_add_actions(flatten=True).num_rows:
+                return table
+            # An overwrite of an empty snapshot detects no conflict, so the table never stays empty: a free row
+            # first. Two racing seeders write two free rows, which is harmless; a seeder whose snapshot predates a
+            # racing creator's metadata commit is refused and reads again.
+            try:
+                write_deltalake(table, pa.Table.from_pylist([{"name": self.name}], ARROW_SCHEMA), mode="append")
+            except CommitFailedError:
+                time.sleep(min(1.0, 0.02 * 2**attempt))
+        raise RuntimeError(f"lease {self.name}: could not seed the lease table after {ATTEMPTS} attempts")
 
     def _swap(self, decide: Any) -> None:
         """Read the snapshot, let ``decide`` compute this lease's new row, commit against the same snapshot."""
