@@ -41,6 +41,24 @@ def rewritten_since(lake: "Lake", name: str, version: int | None) -> bool:
     return False
 
 
+def latest_run(lake: "Lake", runs_table: str) -> dict[str, Any] | None:
+    """The newest row of a stage's runs table (``silver.identity_runs``, ``silver.profile_runs``) as a dict: the state
+    its next run decides from; None before the first run.
+
+    Example:
+        >>> latest_run(lake, "silver.identity_runs")["as_of"]      # doctest: +SKIP
+        datetime.date(2026, 11, 1)
+    """
+    from pyspark.sql import functions as F
+
+    if not lake.exists(runs_table):
+        return None
+    runs = lake.read(runs_table)
+    newest_first = [F.desc(c) for c in ("finished_at", "run_id") if c in runs.columns]
+    rows = runs.orderBy(*newest_first).limit(1).collect()
+    return rows[0].asDict() if rows else None
+
+
 def run_mode(lake: "Lake", state: Mapping[str, Any] | None, fingerprint: str, as_of: dt.date, full: bool, *,
              needed: Sequence[str], appended_only: Mapping[str, str]) -> tuple[str, str]:
     """(``"full"`` or ``"incremental"``, reason) for a stage whose previous run recorded ``state`` (its rules
@@ -64,4 +82,4 @@ def run_mode(lake: "Lake", state: Mapping[str, Any] | None, fingerprint: str, as
     return "incremental", "new data since the previous run"
 
 
-__all__ = ["BRONZE_VERSIONS", "rewritten_since", "run_mode"]
+__all__ = ["BRONZE_VERSIONS", "latest_run", "rewritten_since", "run_mode"]

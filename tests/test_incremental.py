@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cdp_spark.incremental import rewritten_since, run_mode
+from cdp_spark.incremental import latest_run, rewritten_since, run_mode
 
 DAY = dt.date(2026, 11, 2)
 
@@ -55,3 +55,28 @@ def test_only_commits_after_the_version_read_count_and_overwrites_are_rewrites()
     overwrite = [append(1), {"version": 2, "operation": "WRITE", "operationParameters": {"mode": "Overwrite"}}]
     assert rewritten_since(Lake({"t": overwrite}), "t", 1)
     assert not rewritten_since(Lake({}), "t", 1) and not rewritten_since(Lake({"t": overwrite}), "t", None)
+
+
+class RunsLake(Lake):
+    """A lake whose runs tables are small Spark frames."""
+
+    def __init__(self, frames: dict):
+        super().__init__({name: [] for name in frames})
+        self.frames = frames
+
+    def read(self, name: str):
+        return self.frames[name]
+
+
+def test_the_latest_run_is_the_last_finished_and_none_before_the_first(spark):
+    at = dt.datetime
+    identity = spark.createDataFrame([("identity-a", DAY, at(2026, 11, 2, 5)), ("identity-b", DAY, at(2026, 11, 2, 5)),
+                                      ("identity-c", DAY, at(2026, 11, 1, 9))], "run_id string, as_of date, finished_at timestamp")
+    profiles = spark.createDataFrame([("incremental", at(2026, 11, 2, 6)), ("full", at(2026, 11, 3, 6))],
+                                     "mode string, finished_at timestamp")
+    lake = RunsLake({"silver.identity_runs": identity, "silver.profile_runs": profiles,
+                     "silver.empty_runs": profiles.limit(0)})
+    assert latest_run(lake, "silver.identity_runs")["run_id"] == "identity-b"  # ties: the greater run id
+    assert latest_run(lake, "silver.profile_runs")["mode"] == "full"  # runs tables without a run id
+    assert latest_run(lake, "silver.empty_runs") is None
+    assert latest_run(lake, "silver.never_written") is None

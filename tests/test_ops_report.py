@@ -100,6 +100,19 @@ def env(spark, demo_lake, tmp_path_factory):
             "failed_destinations": ["ads_webhook"]}
         ledger._write(LedgerEntry("daily-act", "activation", "daily", as_of, "succeeded", now, ended_at=now,
                                   metrics=activation))
+        forwarding = {"outputs": {
+            "web_events.analytics": {"deliveries": {"succeeded": 2}, "events": 120, "filtered": 30, "sampled_out": 45,
+                                     "consent_withheld": 5, "sent": 40},
+            "web_events.warehouse": {"deliveries": {"succeeded": 1, "failed": 1}, "events": 120, "filtered": 0,
+                                     "sampled_out": 0, "consent_withheld": 0, "sent": 60}},
+            "failed_outputs": ["web_events.warehouse"]}
+        earlier = {"outputs": {"web_events.analytics": {"deliveries": {"succeeded": 1}, "events": 9, "filtered": 0,
+                                                        "sampled_out": 0, "consent_withheld": 0, "sent": 9}}}
+        # Ledger rows are read newest first: the earlier run is written with an older start.
+        ledger._write(LedgerEntry("daily-fwd-0", "connections", "daily", as_of, "succeeded",
+                                  now - dt.timedelta(days=1), ended_at=now - dt.timedelta(days=1), metrics=earlier))
+        ledger._write(LedgerEntry("daily-fwd", "connections", "daily", as_of, "succeeded", now, ended_at=now,
+                                  metrics=forwarding))
         yield {"root": root, "config": config, "lake": lake, "as_of": as_of, "stream": stream, "activation": activation}
 
 
@@ -162,6 +175,11 @@ def test_ledger_sections_stream_activation_and_durations(env, report):
     act = report.section("activation").numbers.set_index("destination")
     assert act.loc["ads_webhook", "status"] == "failing" and act.loc["crm_file", "status"] == "ok"
     assert act.loc["crm_file", "records_sent"] == 31 and act.loc["ads_webhook", "skipped_consent"] == 12
+    fwd = report.section("connections").numbers.set_index("output")
+    assert fwd.loc["web_events.analytics", ["events", "filtered", "sampled_out", "consent_withheld", "sent"]].tolist() \
+        == [120, 30, 45, 5, 40]  # the latest run's numbers, not the earlier run's
+    assert fwd.loc["web_events.warehouse", "status"] == "failing" and fwd.loc["web_events.warehouse", "failed_deliveries"] == 1
+    assert fwd.loc["web_events.analytics", "status"] == "ok" and report.section("connections").svg.startswith("<svg")
     durations = report.section("durations").numbers
     assert {"ingest", "identity"} <= set(durations.stage) and (durations.seconds >= 0).all()
 

@@ -44,7 +44,7 @@ from cdp_spark.identity.components import CCStats, connected_components, materia
 from cdp_spark.identity.config import IdentityConfig
 from cdp_spark.identity.profiles import DEFAULT_ORG, assign_profile_ids
 from cdp_spark.identity.rules import apply_limits, in_window
-from cdp_spark.incremental import BRONZE_VERSIONS, run_mode
+from cdp_spark.incremental import BRONZE_VERSIONS, latest_run, run_mode
 from cdp_spark.identity.tables import (EVENT_PROFILES, ID_GRAPH, ID_LINKS, IDENTIFIERS, IDENTITY_RUNS,
                                        PROFILE_ID_HISTORY)
 from cdp_spark.ingest.routes import diverted_streams
@@ -301,14 +301,6 @@ def rules_fingerprint(cfg: IdentityConfig, org: str) -> str:
     return hashlib.sha256(f"{org}|{cfg.model_dump_json()}".encode()).hexdigest()[:16]
 
 
-def last_run(lake: "Lake") -> dict[str, Any] | None:
-    """The latest row of silver.identity_runs, as a dict, or None."""
-    if not lake.exists(IDENTITY_RUNS.name):
-        return None
-    rows = lake.read(IDENTITY_RUNS.name).orderBy(F.desc("finished_at"), F.desc("run_id")).limit(1).collect()
-    return rows[0].asDict() if rows else None
-
-
 def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, *, full: bool = False) -> StageResult:
     """Resolve identities up to ``as_of``: incremental when possible, ``full=True`` to rebuild from all of bronze.
 
@@ -334,7 +326,7 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
     if lake.committed(IDENTITY_RUNS.name, txn):
         log.info("identity for %s on these inputs is already committed; nothing to do", as_of)
         return StageResult(metrics={"skipped": "already committed", "run_id": run_id})
-    state = last_run(lake)
+    state = latest_run(lake, IDENTITY_RUNS.name)
     mode, reason = run_mode(lake, state, fingerprint, as_of, full,
                             needed=(IDENTIFIERS.name, ID_LINKS.name, ID_GRAPH.name), appended_only=BRONZE_VERSIONS)
     records = G.records_from_bronze(events, profile_records, as_of, cfg.sources, exclude_streams=excluded)

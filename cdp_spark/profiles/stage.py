@@ -38,9 +38,8 @@ from cdp_spark.identity.assign import in_as_of
 from cdp_spark.identity.components import materialise
 from cdp_spark.identity.graph import end_of_day
 from cdp_spark.identity.lookup import attach_profile_ids, profile_events, profile_records
-from cdp_spark.identity.stage import last_run as last_identity_run
-from cdp_spark.incremental import BRONZE_VERSIONS, run_mode
-from cdp_spark.identity.tables import EVENT_PROFILES, ID_GRAPH, PROFILE_ID_HISTORY
+from cdp_spark.incremental import BRONZE_VERSIONS, latest_run, run_mode
+from cdp_spark.identity.tables import EVENT_PROFILES, ID_GRAPH, IDENTITY_RUNS, PROFILE_ID_HISTORY
 from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
 from cdp_spark.lake import utc_now
 from cdp_spark.pipeline import StageResult, stage_token
@@ -155,14 +154,6 @@ def rules_fingerprint(config: "CdpConfig") -> str:
     return hashlib.sha256(json.dumps(rules, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def last_run(lake: "Lake") -> dict | None:
-    """The latest row of silver.profile_runs, as a dict, or None."""
-    if not lake.exists(PROFILE_RUNS.name):
-        return None
-    rows = lake.read(PROFILE_RUNS.name).orderBy(F.desc("finished_at")).limit(1).collect()
-    return rows[0].asDict() if rows else None
-
-
 def _run_ids(df: DataFrame) -> list[str]:
     return sorted(r[0] for r in df.select(F.coalesce("run_id", F.lit(""))).distinct().collect())
 
@@ -179,7 +170,7 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
     if not lake.exists(ID_GRAPH.name):
         return StageResult(metrics={"skipped": "no identity graph yet"})
     versions = {t: lake.version(t) for t in (EVENTS.name, PROFILE_RECORDS.name, ID_GRAPH.name)}
-    identity = last_identity_run(lake)
+    identity = latest_run(lake, IDENTITY_RUNS.name)
     if identity is not None:  # the events identity assigned: later ones wait for its next run
         versions[EVENTS.name] = identity["events_version"]
     txn = stage_token(STAGE, config, lake, as_of)
@@ -189,7 +180,7 @@ def run(spark: SparkSession, config: "CdpConfig", lake: "Lake", as_of: dt.date, 
         log.info("profiles for %s on these inputs are already built; nothing to do", as_of)
         return StageResult(metrics={"skipped": "already committed"})
     fingerprint = rules_fingerprint(config)
-    state = last_run(lake)
+    state = latest_run(lake, PROFILE_RUNS.name)
     mode, reason = run_mode(lake, state, fingerprint, as_of, full,
                             needed=(PROFILES.name, PROFILE_ATTRIBUTES.name, EVENT_PROFILES.name),
                             appended_only=BRONZE_VERSIONS)

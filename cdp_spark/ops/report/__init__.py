@@ -99,6 +99,12 @@ SECTIONS: list[SectionSpec] = [
      "The latest activation run per destination: records sent, skipped (consent, no identifier), failures.",
      lambda lake, as_of, rows: data.activation_results(rows),
      _activation_draw),
+    ("connections", "Event forwarding per connection output",
+     "The latest connections run per output: events of its inputs, left out by the data filter or the user sample, "
+     "without consent, sent, and failed deliveries.",
+     lambda lake, as_of, rows: data.forwarding_results(rows),
+     lambda df: charts.grouped_bars(df, "output", [c for c in data.FORWARDING_COUNTERS if c in df.columns],
+                                    ylabel="events")),
     ("durations", "Job durations per stage",
      "Seconds per pipeline stage over recent runs (ops.job_runs).",
      lambda lake, as_of, rows: data.job_durations(rows),

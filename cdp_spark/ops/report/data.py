@@ -225,6 +225,34 @@ def activation_results(rows: LedgerRows) -> pd.DataFrame | None:
     return _or_none(pd.DataFrame(list(latest.values())).sort_values("destination") if latest else pd.DataFrame())
 
 
+# What a connections run reports per output (`connection.output`): events of its inputs, those its data filter
+# left out, those outside its user sample, those without consent, and those sent.
+FORWARDING_COUNTERS = ("events", "filtered", "sampled_out", "consent_withheld", "sent")
+
+
+def forwarding_results(rows: LedgerRows) -> pd.DataFrame | None:
+    """Per connection output, from the latest connections stage run that forwarded to it: its event counters, failed
+    deliveries and status.
+
+    Reads ``metrics["outputs"][<connection.output>]`` of the ledger's ``connections`` stage rows
+    (`connections.stage.run` writes them).
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    for r in rows:  # newest first
+        if r["step"] != "connections" or r["status"] == "running":
+            continue
+        metrics = _metrics(r)
+        for label, m in (metrics.get("outputs") or {}).items():
+            if label in latest or not isinstance(m, dict):
+                continue
+            failed = int((m.get("deliveries") or {}).get("failed", 0))
+            failing = r["status"] == "failed" or failed > 0 or label in (metrics.get("failed_outputs") or [])
+            latest[label] = {"output": label, "as_of": r["as_of"],
+                             **{k: m[k] for k in FORWARDING_COUNTERS if isinstance(m.get(k), (int, float))},
+                             "failed_deliveries": failed, "status": "failing" if failing else "ok"}
+    return _or_none(pd.DataFrame(list(latest.values())).sort_values("output") if latest else pd.DataFrame())
+
+
 def job_durations(rows: LedgerRows, limit_runs: int = 30) -> pd.DataFrame | None:
     """Seconds per stage per run (finished stage rows of recent runs): run_started, as_of, stage, status, seconds."""
     out = []
