@@ -113,7 +113,8 @@ def env(spark, demo_lake, tmp_path_factory):
                                   now - dt.timedelta(days=1), ended_at=now - dt.timedelta(days=1), metrics=earlier))
         ledger._write(LedgerEntry("daily-fwd", "connections", "daily", as_of, "succeeded", now, ended_at=now,
                                   metrics=forwarding))
-        yield {"root": root, "config": config, "lake": lake, "as_of": as_of, "stream": stream, "activation": activation}
+        yield {"root": root, "config": config, "lake": lake, "as_of": as_of, "stream": stream, "activation": activation,
+               "built_at": now}
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +251,9 @@ def test_status_summarises_runs_freshness_lag_and_failing_destinations(env):
     assert list(summary["stages"])[:3] == ["erasure", "ingest", "identity"]
     fresh = {t["table"]: t for t in summary["tables"]}
     assert fresh["bronze.events"]["rows"] == len(_delta(env["root"], "bronze.events"))
-    assert 0 <= fresh["gold.id_graph"]["age_hours"] < 1
+    # The graph was written before the fixture finished; the module's tests may run long after that in a busy suite.
+    since_built = (dt.datetime.now(dt.timezone.utc) - env["built_at"]).total_seconds() / 3600
+    assert 0 <= fresh["gold.id_graph"]["age_hours"] < since_built + 1
     assert summary["streaming"]["web"]["max_lag_s"] == 4.25
     assert summary["failing_destinations"] == ["ads_webhook"]
     assert all(lease["state"] == "free" for lease in summary["leases"])
