@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from pyspark.sql import functions as F
+
 from cdp_spark.ingest.tables import EVENTS, PROFILE_RECORDS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,8 +51,6 @@ def latest_run(lake: "Lake", runs_table: str) -> dict[str, Any] | None:
         >>> latest_run(lake, "silver.identity_runs")["as_of"]      # doctest: +SKIP
         datetime.date(2026, 11, 1)
     """
-    from pyspark.sql import functions as F
-
     if not lake.exists(runs_table):
         return None
     runs = lake.read(runs_table)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pandas as pd
 
@@ -205,24 +205,38 @@ DELIVERY_COUNTERS = ("profiles_considered", "records_sent", "skipped_consent", "
 CHARTED_COUNTERS = ("profiles_considered", "records_sent", "skipped_consent", "skipped_no_identifier", "failures")
 
 
+def _latest_per_target(rows: LedgerRows, step: str, key: str) -> Iterator[tuple[dict[str, Any], dict[str, Any], str,
+                                                                                 dict[str, Any]]]:
+    """(ledger row, its metrics, target, target's metrics) for each target of ``metrics[key]`` (destinations,
+    connection outputs) in the newest finished row of stage ``step`` that reports it."""
+    seen: set[str] = set()
+    for r in rows:  # newest first
+        if r["step"] != step or r["status"] == "running":
+            continue
+        metrics = _metrics(r)
+        for target, m in (metrics.get(key) or {}).items():
+            if target not in seen and isinstance(m, dict):
+                seen.add(target)
+                yield r, metrics, target, m
+
+
+def _counters(m: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {k: m[k] for k in names if isinstance(m.get(k), (int, float))}
+
+
 def activation_results(rows: LedgerRows) -> pd.DataFrame | None:
     """Per destination, from the latest activation stage run: its counters (sent, skipped, failures, ...) and status.
 
     Reads ``metrics["destinations"][<name>]`` of the ledger's ``activation`` stage rows (`activation.stage.run` writes them).
     """
-    latest: dict[str, dict[str, Any]] = {}
-    for r in rows:  # newest first
-        if r["step"] != "activation" or r["status"] == "running":
-            continue
-        for dest, m in (_metrics(r).get("destinations") or {}).items():
-            if dest in latest or not isinstance(m, dict):
-                continue
-            counters = {k: m[k] for k in DELIVERY_COUNTERS if isinstance(m.get(k), (int, float))}
-            failing = r["status"] == "failed" or bool(counters.get("failures")) or m.get("status") == "failed" \
-                or dest in (_metrics(r).get("failed_destinations") or [])
-            latest[dest] = {"destination": dest, "as_of": r["as_of"], **counters,
-                            "status": "failing" if failing else "ok", "error": m.get("error")}
-    return _or_none(pd.DataFrame(list(latest.values())).sort_values("destination") if latest else pd.DataFrame())
+    out = []
+    for r, metrics, dest, m in _latest_per_target(rows, "activation", "destinations"):
+        counters = _counters(m, DELIVERY_COUNTERS)
+        failing = r["status"] == "failed" or bool(counters.get("failures")) or m.get("status") == "failed" \
+            or dest in (metrics.get("failed_destinations") or [])
+        out.append({"destination": dest, "as_of": r["as_of"], **counters, "status": "failing" if failing else "ok",
+                    "error": m.get("error")})
+    return _or_none(pd.DataFrame(out).sort_values("destination") if out else pd.DataFrame())
 
 
 # What a connections run reports per output (`connection.output`): events of its inputs, those its data filter
@@ -237,20 +251,13 @@ def forwarding_results(rows: LedgerRows) -> pd.DataFrame | None:
     Reads ``metrics["outputs"][<connection.output>]`` of the ledger's ``connections`` stage rows
     (`connections.stage.run` writes them).
     """
-    latest: dict[str, dict[str, Any]] = {}
-    for r in rows:  # newest first
-        if r["step"] != "connections" or r["status"] == "running":
-            continue
-        metrics = _metrics(r)
-        for label, m in (metrics.get("outputs") or {}).items():
-            if label in latest or not isinstance(m, dict):
-                continue
-            failed = int((m.get("deliveries") or {}).get("failed", 0))
-            failing = r["status"] == "failed" or failed > 0 or label in (metrics.get("failed_outputs") or [])
-            latest[label] = {"output": label, "as_of": r["as_of"],
-                             **{k: m[k] for k in FORWARDING_COUNTERS if isinstance(m.get(k), (int, float))},
-                             "failed_deliveries": failed, "status": "failing" if failing else "ok"}
-    return _or_none(pd.DataFrame(list(latest.values())).sort_values("output") if latest else pd.DataFrame())
+    out = []
+    for r, metrics, label, m in _latest_per_target(rows, "connections", "outputs"):
+        failed = int((m.get("deliveries") or {}).get("failed", 0))
+        failing = r["status"] == "failed" or failed > 0 or label in (metrics.get("failed_outputs") or [])
+        out.append({"output": label, "as_of": r["as_of"], **_counters(m, FORWARDING_COUNTERS),
+                    "failed_deliveries": failed, "status": "failing" if failing else "ok"})
+    return _or_none(pd.DataFrame(out).sort_values("output") if out else pd.DataFrame())
 
 
 def job_durations(rows: LedgerRows, limit_runs: int = 30) -> pd.DataFrame | None:
